@@ -1,0 +1,6 @@
+//! The Docker boundary: every `bollard` call in the project lives in this crate.
+//!
+//! It builds, saves and loads images (`image`), turns a run specification into a container
+//! specification and runs it sandboxed (`spec`, `sandbox`), and collects what the container wrote
+//! (`collect`). It makes no policy decisions: the station decides what may run and with which
+//! limits, and hands this crate a fully resolved [`RunSpec`].
