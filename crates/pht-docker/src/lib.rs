@@ -4,3 +4,11 @@
 //! specification and runs it sandboxed (`spec`, `sandbox`), and collects what the container wrote
 //! (`collect`). It makes no policy decisions: the station decides what may run and with which
 //! limits, and hands this crate a fully resolved [`RunSpec`].
+
+pub mod collect;
+mod connect;
+pub mod image;
+pub mod sandbox;
+pub mod spec;
+
+pub use connect::{connect, ConnectError};
