@@ -1,1 +1,341 @@
-//! placeholder
+//! Images through the Docker Engine: build a train from its directory, save a built image into
+//! its config and layers for pushing, load verified blobs back as an image, and inspect one.
+//!
+//! Owns the Docker build context, the `docker save`/`docker load` archive format and image
+//! inspection. Does not talk to registries: the registry client moves the blobs, and the station
+//! checks that what Docker holds is what was signed.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::Path;
+
+use bollard::query_parameters::{BuildImageOptions, ImportImageOptions};
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use pht_core::Digest;
+use serde::Deserialize;
+
+/// What went wrong with an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot read the build context {path}: {source}")]
+    Context {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("docker build of {context} failed: {message}")]
+    Build { context: String, message: String },
+    #[error(
+        "image {image} not found in the local Docker engine (build it first, or check the name)"
+    )]
+    NotFound { image: String },
+    #[error("docker engine error while {operation}: {source}")]
+    Engine {
+        operation: String,
+        source: bollard::errors::Error,
+    },
+    #[error("the docker save archive of {image} is malformed: {detail}")]
+    Archive { image: String, detail: String },
+    #[error("docker load produced image {actual}, expected {expected}: the blobs do not match the signed config")]
+    LoadedIdMismatch { expected: Digest, actual: String },
+}
+
+/// The labels, user and command of a local image, and its id (the config digest).
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    pub id: Digest,
+    pub labels: HashMap<String, String>,
+    pub repo_digests: Vec<String>,
+}
+
+/// A local image as its parts: the config bytes (whose SHA-256 is the image id) and the layer
+/// tars in order (uncompressed, so each layer's digest is its diff id).
+#[derive(Debug, Clone)]
+pub struct SavedImage {
+    pub config: Bytes,
+    pub layers: Vec<Bytes>,
+}
+
+/// Lines of `docker build` output, as they come.
+pub type BuildLog<'a> = &'a mut (dyn FnMut(&str) + Send);
+
+/// Builds the image in `context_dir` (which holds a `Dockerfile`) with `tag` and `labels`,
+/// returning its id. Directories named `target` or `.git` are left out of the context.
+pub async fn build_image(
+    docker: &Docker,
+    context_dir: &Path,
+    tag: &str,
+    labels: HashMap<String, String>,
+    log: BuildLog<'_>,
+) -> Result<Digest, ImageError> {
+    let context = build_context(context_dir)?;
+    let options = BuildImageOptions {
+        t: Some(tag.to_string()),
+        labels: Some(labels),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let context_name = context_dir.display().to_string();
+    let mut stream = docker.build_image(
+        options,
+        None,
+        Some(bollard::body_full(Bytes::from(context))),
+    );
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| ImageError::Build {
+            context: context_name.clone(),
+            message: e.to_string(),
+        })?;
+        if let Some(error) = info.error_detail.and_then(|d| d.message) {
+            return Err(ImageError::Build {
+                context: context_name,
+                message: error,
+            });
+        }
+        if let Some(line) = info.stream {
+            log(line.trim_end());
+        }
+    }
+    Ok(inspect_image(docker, tag).await?.id)
+}
+
+/// A tar of the build context, leaving out `target/` and `.git/` at any depth.
+fn build_context(context_dir: &Path) -> Result<Vec<u8>, ImageError> {
+    let context_error = |source| ImageError::Context {
+        path: context_dir.display().to_string(),
+        source,
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    let mut pending = vec![context_dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(context_error)?
+            .collect::<Result<_, _>>()
+            .map_err(context_error)?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name == "target" || name == ".git" {
+                continue;
+            }
+            let relative = path
+                .strip_prefix(context_dir)
+                .expect("walked below the context");
+            if entry.file_type().map_err(context_error)?.is_dir() {
+                builder.append_dir(relative, &path).map_err(context_error)?;
+                pending.push(path);
+            } else {
+                builder
+                    .append_path_with_name(&path, relative)
+                    .map_err(context_error)?;
+            }
+        }
+    }
+    builder.into_inner().map_err(context_error)
+}
+
+/// Inspects a local image by name, tag or id.
+pub async fn inspect_image(docker: &Docker, image: &str) -> Result<LocalImage, ImageError> {
+    let inspected = match docker.inspect_image(image).await {
+        Ok(inspected) => inspected,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Err(ImageError::NotFound {
+                image: image.to_string(),
+            })
+        }
+        Err(source) => {
+            return Err(ImageError::Engine {
+                operation: format!("inspecting {image}"),
+                source,
+            })
+        }
+    };
+    let id_text = inspected.id.unwrap_or_default();
+    let id = id_text.parse().map_err(|_| ImageError::Archive {
+        image: image.to_string(),
+        detail: format!("image id `{id_text}` is not a sha256 digest"),
+    })?;
+    Ok(LocalImage {
+        id,
+        labels: inspected.config.and_then(|c| c.labels).unwrap_or_default(),
+        repo_digests: inspected.repo_digests.unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SaveManifestEntry {
+    config: String,
+    layers: Vec<String>,
+}
+
+/// Saves a local image (`docker save`) and splits the archive into config and layers.
+pub async fn save_image(docker: &Docker, image: &str) -> Result<SavedImage, ImageError> {
+    let local = inspect_image(docker, image).await?;
+    let mut archive = Vec::new();
+    let mut stream = docker.export_image(image);
+    while let Some(chunk) = stream.next().await {
+        archive.extend_from_slice(&chunk.map_err(|source| ImageError::Engine {
+            operation: format!("saving {image}"),
+            source,
+        })?);
+    }
+    let saved = split_save_archive(image, &archive)?;
+    if Digest::of(&saved.config) != local.id {
+        return Err(ImageError::Archive {
+            image: image.to_string(),
+            detail: "the saved config does not hash to the image id".into(),
+        });
+    }
+    Ok(saved)
+}
+
+/// Splits a `docker save` archive (one image) into its config and layers.
+pub fn split_save_archive(image: &str, archive: &[u8]) -> Result<SavedImage, ImageError> {
+    let malformed = |detail: String| ImageError::Archive {
+        image: image.to_string(),
+        detail,
+    };
+    let mut files: HashMap<String, Bytes> = HashMap::new();
+    let mut reader = tar::Archive::new(archive);
+    for entry in reader.entries().map_err(|e| malformed(e.to_string()))? {
+        let mut entry = entry.map_err(|e| malformed(e.to_string()))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry
+            .path()
+            .map_err(|e| malformed(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| malformed(e.to_string()))?;
+        files.insert(path, Bytes::from(bytes));
+    }
+    let manifest = files
+        .get("manifest.json")
+        .ok_or_else(|| malformed("no manifest.json".into()))?;
+    let entries: Vec<SaveManifestEntry> =
+        serde_json::from_slice(manifest).map_err(|e| malformed(e.to_string()))?;
+    let [entry] = entries.as_slice() else {
+        return Err(malformed(format!(
+            "expected one image, found {}",
+            entries.len()
+        )));
+    };
+    let take = |name: &str| {
+        files
+            .get(name)
+            .cloned()
+            .ok_or_else(|| malformed(format!("{name} is missing")))
+    };
+    Ok(SavedImage {
+        config: take(&entry.config)?,
+        layers: entry
+            .layers
+            .iter()
+            .map(|l| take(l))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Builds a `docker load` archive from a config and its layers (plain or gzip tars).
+pub fn load_archive(config: &[u8], layers: &[Bytes]) -> Result<Vec<u8>, std::io::Error> {
+    let layer_names: Vec<String> = (0..layers.len()).map(|i| format!("layer{i}.tar")).collect();
+    let manifest =
+        serde_json::json!([{ "Config": "config.json", "RepoTags": null, "Layers": layer_names }]);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut append = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes)
+    };
+    append("manifest.json", manifest.to_string().as_bytes())?;
+    append("config.json", config)?;
+    for (name, layer) in layer_names.iter().zip(layers) {
+        append(name, layer)?;
+    }
+    builder.into_inner()
+}
+
+/// Loads an image from its config and layers and checks that Docker's image id is the config
+/// digest, i.e. that what Docker will run is exactly what was fetched and verified.
+pub async fn load_image(
+    docker: &Docker,
+    config: &[u8],
+    layers: &[Bytes],
+) -> Result<Digest, ImageError> {
+    let expected = Digest::of(config);
+    let archive = load_archive(config, layers).map_err(|e| ImageError::Archive {
+        image: expected.to_string(),
+        detail: e.to_string(),
+    })?;
+    let mut stream = docker.import_image(
+        ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        },
+        bollard::body_full(Bytes::from(archive)),
+        None,
+    );
+    while let Some(item) = stream.next().await {
+        item.map_err(|source| ImageError::Engine {
+            operation: format!("loading image {expected}"),
+            source,
+        })?;
+    }
+    let loaded = inspect_image(docker, &expected.to_string()).await?;
+    if loaded.id != expected {
+        return Err(ImageError::LoadedIdMismatch {
+            expected,
+            actual: loaded.id.to_string(),
+        });
+    }
+    Ok(loaded.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_archive_round_trips_through_the_save_format() {
+        let config = Bytes::from_static(b"{\"rootfs\":{}}");
+        let layers = vec![
+            Bytes::from_static(b"layer-a"),
+            Bytes::from_static(b"layer-b"),
+        ];
+        let archive = load_archive(&config, &layers).unwrap();
+        let saved = split_save_archive("test", &archive).unwrap();
+        assert_eq!(saved.config, config);
+        assert_eq!(saved.layers, layers);
+    }
+
+    #[test]
+    fn build_context_leaves_out_target_and_git() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("target/release")).unwrap();
+        std::fs::write(dir.path().join("target/release/big"), "x").unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        std::fs::write(dir.path().join("bin/tool"), "y").unwrap();
+        let context = build_context(dir.path()).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(context.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Dockerfile", "bin", "bin/tool"]);
+    }
+}
