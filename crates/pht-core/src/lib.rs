@@ -8,6 +8,7 @@
 pub mod cosign;
 pub mod digest;
 pub mod dsse;
+pub mod httpsig;
 pub mod job;
 pub mod keys;
 pub mod manifest;
