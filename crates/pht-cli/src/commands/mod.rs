@@ -1,0 +1,5 @@
+//! One module per command group; each takes resolved arguments and prints through `Output`.
+
+pub mod blob;
+pub mod key;
+pub mod train;

@@ -1,0 +1,668 @@
+//! `pht train …`: scaffold, build, push, sign, verify and inspect trains.
+//!
+//! Glue only: manifest validation and signatures come from `pht-core`, registry traffic from
+//! `pht-registry`, Docker from `pht-docker`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context as _;
+use pht_core::cosign::{self, CosignError};
+use pht_core::manifest::TRAIN_LABEL;
+use pht_core::oci::{
+    Descriptor, ImageConfig, ImageManifest, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST,
+};
+use pht_core::{Digest, ImageReference, TrainManifest};
+use pht_registry::{signatures, RegistryClient};
+use serde::Serialize;
+
+use crate::exit::{fail, registry_failure, Classify as _, CommandResult, FailureKind};
+use crate::keyfiles::{read_public_key, read_signing_key};
+use crate::output::Output;
+
+/// Largest image config read when inspecting (configs are a few KiB).
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+/// The static target trains are compiled for: the only one the toolchain here has, and one a
+/// `FROM scratch` image can run.
+const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+pub fn parse_reference(text: &str) -> CommandResult<ImageReference> {
+    text.parse::<ImageReference>().input()
+}
+
+async fn docker() -> CommandResult<bollard::Docker> {
+    pht_docker::connect().await.unavailable()
+}
+
+// ---------------------------------------------------------------------------------------------
+// init
+
+pub fn init(output: Output, name: &str, dir: Option<&Path>) -> CommandResult {
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(name));
+    let manifest_text = SCAFFOLD_TRAIN_YAML.replace("{name}", name);
+    // Validate the name the same way a build would, before writing anything.
+    TrainManifest::from_yaml(&manifest_text, "train.yaml").map_err(|e| {
+        fail(
+            FailureKind::Input,
+            format!("cannot scaffold a train named `{name}`: {}", e.message),
+        )
+    })?;
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(fail(
+            FailureKind::Input,
+            format!(
+                "{} exists and is not empty; choose another directory with --dir",
+                dir.display()
+            ),
+        ));
+    }
+    let files: [(&str, String); 5] = [
+        ("train.yaml", manifest_text),
+        ("Dockerfile", SCAFFOLD_DOCKERFILE.replace("{name}", name)),
+        ("Cargo.toml", SCAFFOLD_CARGO.replace("{name}", name)),
+        ("src/main.rs", SCAFFOLD_MAIN.to_string()),
+        (".gitignore", "/target\n/bin\n".to_string()),
+    ];
+    for (relative, contents) in &files {
+        let path = dir.join(relative);
+        std::fs::create_dir_all(path.parent().expect("files are below the train directory"))
+            .input()?;
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .input()?;
+    }
+    #[derive(Serialize)]
+    struct Initialised {
+        name: String,
+        directory: PathBuf,
+        files: Vec<&'static str>,
+    }
+    let result = Initialised {
+        name: name.to_string(),
+        directory: dir.clone(),
+        files: files.iter().map(|(f, _)| *f).collect(),
+    };
+    output.print(&result, || {
+        format!(
+            "created train `{name}` in {dir}\n  edit src/main.rs (reads /data/<dataset>/, writes /output/) and train.yaml, then:\n  pht train build {dir} --tag <registry>/<repository>:<version>",
+            dir = result.directory.display()
+        )
+    });
+    Ok(())
+}
+
+const SCAFFOLD_TRAIN_YAML: &str = "\
+# The train's contract with the stations that run it (validated by `pht train build`).
+name: {name}
+version: 0.1.0
+description: Describe what this analysis computes.
+authors: [\"Your Name <you@example.org>\"]
+purpose: aggregate statistics
+datasets: [cohort]
+parameters: []
+outputs:
+  - path: result.csv
+    kind: table
+    count_columns: [n]
+resources:
+  cpus: 1
+  memory: 128MiB
+  wall_clock: 5m
+entrypoint: [\"/{name}\"]
+";
+
+const SCAFFOLD_DOCKERFILE: &str = "\
+# Built offline: a static binary in an empty image. `pht train build` compiles bin/{name} first.
+FROM scratch
+COPY bin/{name} /{name}
+USER 65534:65534
+ENTRYPOINT [\"/{name}\"]
+";
+
+const SCAFFOLD_CARGO: &str = "\
+[package]
+name = \"{name}\"
+version = \"0.1.0\"
+edition = \"2021\"
+publish = false
+
+# A train is its own workspace; `pht train build` compiles it as a static binary.
+[workspace]
+
+[profile.release]
+strip = true
+";
+
+const SCAFFOLD_MAIN: &str = r#"//! A train: reads the mounted dataset, writes aggregate results to /output.
+
+use std::fs;
+
+fn main() -> std::io::Result<()> {
+    let mut n_rows = 0u64;
+    for entry in fs::read_dir("/data/cohort")? {
+        let text = fs::read_to_string(entry?.path())?;
+        n_rows += text.lines().skip(1).filter(|line| !line.trim().is_empty()).count() as u64;
+    }
+    fs::write("/output/result.csv", format!("measure,n\nrows,{n_rows}\n"))
+}
+"#;
+
+// ---------------------------------------------------------------------------------------------
+// build
+
+#[derive(Serialize)]
+struct Built {
+    image_id: Digest,
+    tag: String,
+    manifest: TrainManifest,
+}
+
+/// Compiles the train's static binary into `bin/<name>` when the train is a Cargo project.
+fn compile_static_binary(output: Output, dir: &Path, name: &str) -> CommandResult {
+    output.note(format!(
+        "compiling {name} as a static binary (cargo build --release --target {STATIC_TARGET})"
+    ));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            STATIC_TARGET,
+            "--manifest-path",
+        ])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.join("target"))
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .context("cannot run cargo to compile the train (is the Rust toolchain installed?)")
+        .unavailable()?;
+    if !status.success() {
+        return Err(fail(
+            FailureKind::Input,
+            format!(
+                "compiling {} failed ({status}); fix the errors above",
+                dir.display()
+            ),
+        ));
+    }
+    let binary = dir
+        .join("target")
+        .join(STATIC_TARGET)
+        .join("release")
+        .join(name);
+    let destination = dir.join("bin").join(name);
+    std::fs::create_dir_all(dir.join("bin")).input()?;
+    std::fs::copy(&binary, &destination)
+        .with_context(|| format!("the build made no binary {} (the Cargo package must be named `{name}`, like the train)", binary.display()))
+        .input()?;
+    Ok(())
+}
+
+pub async fn build(output: Output, dir: &Path, tag: Option<&str>, compile: bool) -> CommandResult {
+    let manifest_path = dir.join("train.yaml");
+    let text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| {
+            format!(
+                "cannot read {} (is {} a train directory?)",
+                manifest_path.display(),
+                dir.display()
+            )
+        })
+        .input()?;
+    let manifest = TrainManifest::from_yaml(&text, &manifest_path.display().to_string()).input()?;
+    if compile && dir.join("Cargo.toml").exists() {
+        compile_static_binary(output, dir, manifest.name.as_str())?;
+    }
+    let tag = match tag {
+        Some(tag) => parse_reference(tag)?.to_string(),
+        None => format!("pht.local/{}:{}", manifest.name, manifest.version),
+    };
+    let mut labels: HashMap<String, String> = manifest.standard_labels().into_iter().collect();
+    labels.insert(TRAIN_LABEL.to_string(), manifest.to_label_json());
+    let docker = docker().await?;
+    let json = output.json;
+    let mut log = |line: &str| {
+        if !json && !line.is_empty() {
+            eprintln!("  {line}");
+        }
+    };
+    let image_id = pht_docker::image::build_image(&docker, dir, &tag, labels, &mut log)
+        .await
+        .input()?;
+    let built = Built {
+        image_id,
+        tag,
+        manifest,
+    };
+    output.print(&built, || {
+        format!(
+            "built train {} {} as {}\n  image id {}\n  next: pht train push {}",
+            built.manifest.name, built.manifest.version, built.tag, built.image_id, built.tag
+        )
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// push
+
+#[derive(Serialize)]
+struct Pushed {
+    reference: String,
+    digest: Digest,
+    pinned: String,
+    bytes_uploaded: u64,
+}
+
+pub async fn push(
+    output: Output,
+    client: &RegistryClient,
+    reference_text: &str,
+    local_image: Option<&str>,
+) -> CommandResult {
+    let reference = parse_reference(reference_text)?;
+    if reference.digest().is_some() {
+        return Err(fail(
+            FailureKind::Input,
+            "push to a tag, not a digest: the digest is what the push produces",
+        ));
+    }
+    let local_name = local_image.unwrap_or(reference_text);
+    let docker = docker().await?;
+    let local = pht_docker::image::inspect_image(&docker, local_name)
+        .await
+        .input()?;
+    let label = local.labels.get(TRAIN_LABEL).ok_or_else(|| {
+        fail(FailureKind::Input, format!("{local_name} has no {TRAIN_LABEL} label: build it with `pht train build`, which validates train.yaml"))
+    })?;
+    TrainManifest::from_label_json(label).input()?;
+    output.note(format!("saving {local_name} from Docker"));
+    let saved = pht_docker::image::save_image(&docker, local_name)
+        .await
+        .input()?;
+
+    let mut layers = Vec::new();
+    let mut bytes_uploaded = 0u64;
+    for (index, layer) in saved.layers.iter().enumerate() {
+        let digest = Digest::of(layer);
+        let bar = output.bytes_bar(layer.len() as u64, &format!("layer {}", index + 1));
+        let progress = |done: u64| bar.set_position(done);
+        let uploaded = client
+            .push_blob(&reference, layer.clone(), Some(&progress))
+            .await
+            .map_err(registry_failure)?;
+        bar.finish_and_clear();
+        if uploaded {
+            bytes_uploaded += layer.len() as u64;
+        }
+        layers.push(Descriptor {
+            media_type: OCI_LAYER_TAR.to_string(),
+            digest,
+            size: layer.len() as u64,
+            annotations: None,
+        });
+    }
+    client
+        .push_blob(&reference, saved.config.clone(), None)
+        .await
+        .map_err(registry_failure)?;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(OCI_MANIFEST.to_string()),
+        config: Descriptor {
+            media_type: OCI_CONFIG.to_string(),
+            digest: Digest::of(&saved.config),
+            size: saved.config.len() as u64,
+            annotations: None,
+        },
+        layers,
+        annotations: None,
+        subject: None,
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest always serialises");
+    let digest = client
+        .put_manifest(
+            &reference,
+            &reference.manifest_selector(),
+            OCI_MANIFEST,
+            manifest_bytes,
+        )
+        .await
+        .map_err(registry_failure)?;
+    let pushed = Pushed {
+        reference: reference.to_string(),
+        pinned: reference.pinned(digest.clone()).to_string(),
+        digest,
+        bytes_uploaded,
+    };
+    output.print(&pushed, || pushed.pinned.clone());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// sign
+
+/// Fetches and parses the manifest and config of a train in a registry.
+async fn fetch_train(
+    client: &RegistryClient,
+    reference: &ImageReference,
+) -> CommandResult<(Digest, ImageManifest, ImageConfig)> {
+    let fetched = client
+        .get_manifest(reference, &reference.manifest_selector())
+        .await
+        .map_err(registry_failure)?;
+    let manifest = fetched
+        .image_manifest(reference.registry())
+        .map_err(registry_failure)?;
+    let config_bytes = client
+        .get_blob(reference, &manifest.config.digest, MAX_CONFIG_BYTES, None)
+        .await
+        .map_err(registry_failure)?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .with_context(|| format!("the image config of {reference} is not valid JSON"))
+        .refused()?;
+    Ok((fetched.digest, manifest, config))
+}
+
+#[derive(Serialize)]
+struct Signed {
+    reference: String,
+    digest: Digest,
+    key_id: String,
+    algorithm: pht_core::KeyAlgorithm,
+    signature_tag: String,
+    signature_manifest: Digest,
+}
+
+pub async fn sign(
+    output: Output,
+    client: &RegistryClient,
+    reference_text: &str,
+    key_path: &Path,
+) -> CommandResult {
+    let reference = parse_reference(reference_text)?;
+    let key = read_signing_key(key_path)?;
+    let (digest, _, config) = fetch_train(client, &reference).await?;
+    let label = config.labels().get(TRAIN_LABEL).cloned().ok_or_else(|| {
+        fail(
+            FailureKind::Input,
+            format!("{reference} is not a train: its config has no {TRAIN_LABEL} label"),
+        )
+    })?;
+    TrainManifest::from_label_json(&label).input()?;
+    if reference.digest().is_none() {
+        output.note(format!(
+            "{reference} resolves to {digest}; the signature binds that digest, not the tag"
+        ));
+    }
+    let signed = cosign::sign_image(&key, &reference.repository_path(), &digest);
+    let signature_manifest = signatures::attach_signature(client, &reference, &digest, signed)
+        .await
+        .map_err(registry_failure)?;
+    let result = Signed {
+        reference: reference.pinned(digest.clone()).to_string(),
+        signature_tag: format!(
+            "{}:{}",
+            reference.repository_path(),
+            digest.cosign_signature_tag()
+        ),
+        digest,
+        key_id: key.public_key().key_id(),
+        algorithm: key.algorithm(),
+        signature_manifest,
+    };
+    output.print(&result, || {
+        format!(
+            "signed {} with {} key {}\n  signature at {}",
+            result.reference, result.algorithm, result.key_id, result.signature_tag
+        )
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify
+
+#[derive(Serialize)]
+struct Verification {
+    reference: String,
+    digest: Digest,
+    verified: bool,
+    key_id: String,
+    signatures_found: usize,
+    /// Why each signature that did not verify was rejected, in order.
+    rejected: Vec<String>,
+    docker_reference: Option<String>,
+}
+
+fn explain(error: &CosignError) -> String {
+    match error {
+        CosignError::Signature(pht_core::keys::SignatureError::Mismatch { .. }) => {
+            format!("{error} — signed by another key (wrong --key, or an untrusted signer)")
+        }
+        CosignError::DigestMismatch { .. } => {
+            format!("{error} — the signature belongs to another image (was the tag moved, or the signature copied?)")
+        }
+        _ => error.to_string(),
+    }
+}
+
+pub async fn verify(
+    output: Output,
+    client: &RegistryClient,
+    reference_text: &str,
+    key_path: &Path,
+) -> CommandResult {
+    let reference = parse_reference(reference_text)?;
+    let key = read_public_key(key_path)?;
+    let digest = client.resolve(&reference).await.map_err(registry_failure)?;
+    let found = signatures::fetch_signatures(client, &reference, &digest)
+        .await
+        .map_err(registry_failure)?;
+    let mut verification = Verification {
+        reference: reference.pinned(digest.clone()).to_string(),
+        digest: digest.clone(),
+        verified: false,
+        key_id: key.key_id(),
+        signatures_found: found.len(),
+        rejected: Vec::new(),
+        docker_reference: None,
+    };
+    for signed in &found {
+        match cosign::verify_image_signature(&key, signed, &digest) {
+            Ok(payload) => {
+                verification.verified = true;
+                verification.docker_reference = Some(payload.critical.identity.docker_reference);
+                break;
+            }
+            Err(error) => verification.rejected.push(explain(&error)),
+        }
+    }
+    if verification.verified {
+        output.print(&verification, || {
+            format!(
+                "Verified OK: {} is signed by key {} ({})",
+                verification.reference,
+                verification.key_id,
+                key.algorithm()
+            )
+        });
+        return Ok(());
+    }
+    let reason = if found.is_empty() {
+        format!(
+            "no signature: {} has no tag {} for {digest} (the tag may point at an image nobody signed; sign it with `pht train sign`)",
+            reference.repository_path(),
+            digest.cosign_signature_tag()
+        )
+    } else {
+        let reasons: Vec<String> = verification
+            .rejected
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("  signature {}: {r}", i + 1))
+            .collect();
+        format!(
+            "none of the {} signature(s) on {} verifies under key {}:\n{}",
+            found.len(),
+            verification.reference,
+            key.key_id(),
+            reasons.join("\n")
+        )
+    };
+    if output.json {
+        output.print(&verification, String::new);
+    }
+    Err(fail(FailureKind::Refused, reason))
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+
+#[derive(Serialize)]
+struct InspectedSignature {
+    docker_reference: Option<String>,
+    signed_digest: Option<String>,
+    /// The key file that verified it, if one of the given keys did.
+    verified_by: Option<String>,
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Inspected {
+    reference: String,
+    digest: Digest,
+    media_type: String,
+    config_digest: Digest,
+    layers: Vec<Descriptor>,
+    labels: std::collections::BTreeMap<String, String>,
+    train: Option<TrainManifest>,
+    train_problem: Option<String>,
+    signatures: Vec<InspectedSignature>,
+}
+
+pub async fn inspect(
+    output: Output,
+    client: &RegistryClient,
+    reference_text: &str,
+    key_paths: &[PathBuf],
+) -> CommandResult {
+    let reference = parse_reference(reference_text)?;
+    let keys = key_paths
+        .iter()
+        .map(|p| Ok((p.display().to_string(), read_public_key(p)?)))
+        .collect::<CommandResult<Vec<_>>>()?;
+    let (digest, manifest, config) = fetch_train(client, &reference).await?;
+    let labels = config.labels();
+    let (train, train_problem) = match labels
+        .get(TRAIN_LABEL)
+        .map(|l| TrainManifest::from_label_json(l))
+    {
+        Some(Ok(train)) => (Some(train), None),
+        Some(Err(error)) => (None, Some(error.to_string())),
+        None => (None, Some(format!("no {TRAIN_LABEL} label: not a train"))),
+    };
+    let found = signatures::fetch_signatures(client, &reference, &digest)
+        .await
+        .map_err(registry_failure)?;
+    let signatures = found
+        .iter()
+        .map(|signed| {
+            let payload: Option<cosign::SimpleSigningPayload> =
+                serde_json::from_slice(&signed.payload).ok();
+            let verified_by = keys
+                .iter()
+                .find(|(_, key)| cosign::verify_image_signature(key, signed, &digest).is_ok())
+                .map(|(name, _)| name.clone());
+            let problem = payload.as_ref().and_then(|p| {
+                (p.critical.image.docker_manifest_digest != digest.to_string())
+                    .then(|| "signed for another digest".to_string())
+            });
+            InspectedSignature {
+                docker_reference: payload
+                    .as_ref()
+                    .map(|p| p.critical.identity.docker_reference.clone()),
+                signed_digest: payload.map(|p| p.critical.image.docker_manifest_digest),
+                verified_by,
+                problem,
+            }
+        })
+        .collect();
+    let inspected = Inspected {
+        reference: reference.pinned(digest.clone()).to_string(),
+        digest,
+        media_type: manifest.media_type.clone().unwrap_or_default(),
+        config_digest: manifest.config.digest.clone(),
+        layers: manifest.layers.clone(),
+        labels,
+        train,
+        train_problem,
+        signatures,
+    };
+    output.print(&inspected, || render_inspection(&inspected));
+    Ok(())
+}
+
+fn render_inspection(inspected: &Inspected) -> String {
+    let mut text = format!(
+        "{}\n  config  {}\n",
+        inspected.reference, inspected.config_digest
+    );
+    for layer in &inspected.layers {
+        text.push_str(&format!(
+            "  layer   {} ({} bytes)\n",
+            layer.digest, layer.size
+        ));
+    }
+    match (&inspected.train, &inspected.train_problem) {
+        (Some(train), _) => {
+            text.push_str(&format!(
+                "train {} {}: {}\n  purpose  {}\n",
+                train.name, train.version, train.description, train.purpose
+            ));
+            let datasets: Vec<&str> = train.datasets.iter().map(|d| d.as_str()).collect();
+            text.push_str(&format!("  datasets {}\n", datasets.join(", ")));
+            for output in &train.outputs {
+                text.push_str(&format!("  output   {} ({:?})\n", output.path, output.kind));
+            }
+        }
+        (None, Some(problem)) => text.push_str(&format!("train: {problem}\n")),
+        (None, None) => {}
+    }
+    if inspected.signatures.is_empty() {
+        text.push_str("signatures: none\n");
+    }
+    for (index, signature) in inspected.signatures.iter().enumerate() {
+        let signer = signature
+            .verified_by
+            .as_deref()
+            .map_or("not verified by any --key given".to_string(), |k| {
+                format!("verified by {k}")
+            });
+        text.push_str(&format!(
+            "signature {}: {} ({}){}\n",
+            index + 1,
+            signature
+                .docker_reference
+                .as_deref()
+                .unwrap_or("unreadable payload"),
+            signer,
+            signature
+                .problem
+                .as_deref()
+                .map(|p| format!(" — {p}"))
+                .unwrap_or_default()
+        ));
+    }
+    text
+}
