@@ -1,5 +1,6 @@
 //! Thresholds for the output checks, as they appear under `outputs.checks` in a station policy.
-//! Owns only the settings and their defaults; the rules that use them live beside it.
+//! Owns only the settings and their defaults; the rules that use them live beside it. It does not
+//! parse the policy file (the policy crate embeds this struct and reads it with serde).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,18 +13,31 @@ pub struct CheckConfig {
     pub max_files: usize,
     /// At most this many bytes in all of `/output` together.
     pub max_total_bytes: u64,
-    /// File extensions (lower case, without the dot) that may leave the station.
+    /// File extensions (lower case, without the dot) that may leave the station. Any other
+    /// extension fails; an allowed extension without a dedicated check is flagged for review.
     pub allowed_extensions: Vec<String>,
-    /// A cell in a count column below this fails (default 10).
+    /// A cell in a count column below this fails (default 10). A count of 0 is not a small cell:
+    /// it is governed by `flag_zero_cells`.
     pub min_cell_count: u64,
-    /// Flag count cells that are exactly zero for review.
+    /// Flag count cells that are exactly zero for review (a structural zero can disclose that
+    /// nobody in a group has a property). When false, zeros pass.
     pub flag_zero_cells: bool,
-    /// Column names recognised as counts even when `train.yaml` does not declare them.
+    /// Column names recognised as counts even when `train.yaml` does not declare them
+    /// (compared case-insensitively, after trimming).
     pub count_column_names: Vec<String>,
-    /// Flag a table whose row count is at least this fraction of a mounted dataset's rows.
+    /// Flag a table for review whose row count is at least this fraction of a mounted dataset's
+    /// rows: it may be the dataset itself, row by row.
     pub row_count_ratio: f64,
     /// Digit runs at least this long are flagged as possible identifiers.
     pub max_digit_run: usize,
+    /// How many characters before and after a candidate BSN or date are searched for a context
+    /// word (`bsn`, `geboortedatum`, `dob`, ...). A BSN or date with a context word fails.
+    pub identifier_context_chars: usize,
+    /// Flag files that no output in `train.yaml` declares for review.
+    pub review_undeclared_outputs: bool,
+    /// At most this many positions are listed per rule and file in the report; the count of
+    /// flagged items stays exact. Keeps the report small when a whole column fails.
+    pub max_reported_positions: usize,
 }
 
 impl Default for CheckConfig {
@@ -39,6 +53,9 @@ impl Default for CheckConfig {
                 .to_vec(),
             row_count_ratio: 0.9,
             max_digit_run: 10,
+            identifier_context_chars: 40,
+            review_undeclared_outputs: true,
+            max_reported_positions: 100,
         }
     }
 }

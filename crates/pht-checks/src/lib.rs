@@ -1,8 +1,47 @@
 //! Output checks: statistical disclosure control over what a train wrote to `/output`.
 //!
 //! Pure: takes collected file contents, the train's declared outputs, dataset row indexes and
-//! thresholds, and returns a report. No Docker, no network, no file system.
+//! thresholds, and returns a report. No Docker, no network, no file system; nothing here fails
+//! on its input: a file it cannot read is a verdict (`review` or `fail`), not an error.
+//!
+//! ```
+//! use pht_checks::{check_outputs, CheckConfig, DeclaredOutput, OutputEntry, Status};
+//!
+//! let entries = [OutputEntry::regular("counts.csv", b"sex,n\nf,12\nm,4\n".to_vec())];
+//! let declared = [DeclaredOutput::table("counts.csv", ["n"])];
+//! let report = check_outputs(&entries, &declared, &[], &CheckConfig::default());
+//! assert_eq!(report.status(), Status::Fail); // 4 is below the default threshold of 10
+//! ```
+//!
+//! Modules, each owning one concern:
+//! - `input`: what goes in (entries, declarations);
+//! - `check`: the entry point and the structure rules;
+//! - `tables`: count cells, row counts and leakage, over `delimited` (CSV/TSV) and `json_table`;
+//! - `identifiers`: BSN, e-mail, phone, postcode, date of birth, digit runs;
+//! - `png`: figure structure;
+//! - `dataset_index` and `row_hash`: the leakage index and its row normalisation;
+//! - `report`: the versioned JSON report (`pht.checks.v1`) and its text rendering;
+//! - `bench`: the generated benchmark table.
 
+mod bench;
+mod check;
 mod config;
+mod dataset_index;
+mod delimited;
+mod identifiers;
+mod input;
+mod json_table;
+mod png;
+mod report;
+mod row_hash;
+mod tables;
 
+pub use bench::{generate_benchmark_csv, BENCHMARK_CSV_HEADER};
+pub use check::check_outputs;
 pub use config::CheckConfig;
+pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
+pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
+pub use report::{
+    CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType,
+    Position, ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,
+};

@@ -1,0 +1,844 @@
+//! Direct identifiers in text: Dutch BSN, e-mail addresses, Dutch phone numbers, Dutch postcodes,
+//! dates of birth and long digit runs, found by one hand-written pass over the bytes.
+//!
+//! Owns the patterns, their context words and what each finding means (fail or review). It does
+//! not know file types: callers hand it bytes and, for tables, the delimiter and which columns
+//! are named like a BSN or a date of birth. It records rule, count and position only, never the
+//! matched text.
+//!
+//! Why a scanner and not regular expressions: the scan runs over every byte of every text output
+//! (100 MB tables included) and almost every byte is boring; a byte-class table skips those and
+//! the digit patterns share one look at each run of digits.
+//!
+//! Decisions that keep false positives sane:
+//! - fractional digits (`0.123456789`) and integer parts of decimals (`1234567890.5`) are numbers,
+//!   never identifiers;
+//! - a BSN is 9 digits (or `1234.56.782`, `123-456-782`, `123 456 782`) passing the 11-test
+//!   (`9*d1 + 8*d2 + ... + 2*d8 - d9` divisible by 11, not all zeros); with a BSN context word
+//!   within `identifier_context_chars` it fails, without one it is flagged for review because a
+//!   random 9-digit number passes the test one time in eleven; an invalid one is not a BSN;
+//! - a phone number needs 10 national digits starting `0` (not `00`), or `+31`/`0031` with 9
+//!   digits, grouped like a phone (`06-12345678`, `020 123 4567`, `(020) 1234567`);
+//! - a postcode is `1234AB` or `1234 AB`: first digit not 0, upper-case letters, not SA/SD/SS,
+//!   standing alone (`1500 MG`-style false positives are accepted as reviews; lower-case is not
+//!   matched, so `2020 we` in prose does not trip it);
+//! - a date (`12-03-1980`, `12/03/1980`, `12.03.1980`, `1980-03-12`, `19800312`, `12 maart 1980`)
+//!   is only flagged near a date-of-birth context word or in a column so named; other dates pass;
+//! - obfuscated e-mail (`user at example dot com`) and version strings (`pkg@1.2.3`) are not
+//!   e-mail addresses: the domain needs a dot and an alphabetic top-level label.
+
+use crate::delimited::field_index_at;
+use crate::report::{plural, Position, Rule, RuleAccumulator, RuleResult, Status};
+
+/// Settings of one scan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanSettings {
+    pub(crate) max_digit_run: usize,
+    pub(crate) context_chars: usize,
+    /// Whether `,` between digits is a decimal separator (semicolon and tab separated tables).
+    pub(crate) comma_is_decimal: bool,
+}
+
+/// For tables: which columns lend context to a BSN or a date found in them.
+#[derive(Debug)]
+pub(crate) struct TableColumns {
+    pub(crate) delimiter: u8,
+    pub(crate) is_bsn_column: Vec<bool>,
+    pub(crate) is_date_of_birth_column: Vec<bool>,
+}
+
+impl TableColumns {
+    /// Classifies header names (as written in the file).
+    pub(crate) fn from_header<'h>(
+        delimiter: u8,
+        header_names: impl Iterator<Item = &'h [u8]>,
+    ) -> TableColumns {
+        let mut is_bsn_column = Vec::new();
+        let mut is_date_of_birth_column = Vec::new();
+        for header_name in header_names {
+            is_bsn_column.push(contains_context_word(header_name, 0, header_name.len(), BSN_WORDS));
+            is_date_of_birth_column.push(contains_context_word(
+                header_name,
+                0,
+                header_name.len(),
+                DATE_OF_BIRTH_WORDS,
+            ));
+        }
+        TableColumns { delimiter, is_bsn_column, is_date_of_birth_column }
+    }
+}
+
+/// A context word, and whether it must also end at a word boundary (`dob`, not `dobbelsteen`).
+/// Every word must start at a word boundary.
+type ContextWord = (&'static [u8], bool);
+
+const BSN_WORDS: &[ContextWord] = &[
+    (b"bsn", false),
+    (b"burgerservicenummer", false),
+    (b"burgerservicenr", false),
+    (b"burger service nummer", false),
+    (b"sofinummer", false),
+    (b"sofi-nummer", false),
+    (b"sofi nummer", false),
+    (b"sofinr", false),
+    (b"citizen service number", false),
+];
+
+const DATE_OF_BIRTH_WORDS: &[ContextWord] = &[
+    (b"dob", true),
+    (b"d.o.b", false),
+    (b"birth", false),
+    (b"born", true),
+    (b"geboren", false),
+    (b"geboorte", false),
+    (b"geb", true),
+    (b"gebdat", false),
+];
+
+/// Per-rule findings of the identifier scan of one output.
+#[derive(Debug)]
+pub(crate) struct IdentifierFindings {
+    pub(crate) bsn: RuleAccumulator,
+    pub(crate) possible_bsn: RuleAccumulator,
+    pub(crate) email: RuleAccumulator,
+    pub(crate) phone: RuleAccumulator,
+    pub(crate) postcode: RuleAccumulator,
+    pub(crate) date_of_birth: RuleAccumulator,
+    pub(crate) digit_run: RuleAccumulator,
+}
+
+impl IdentifierFindings {
+    pub(crate) fn new(max_positions: usize) -> IdentifierFindings {
+        IdentifierFindings {
+            bsn: RuleAccumulator::new(Rule::Bsn, max_positions),
+            possible_bsn: RuleAccumulator::new(Rule::PossibleBsn, max_positions),
+            email: RuleAccumulator::new(Rule::Email, max_positions),
+            phone: RuleAccumulator::new(Rule::Phone, max_positions),
+            postcode: RuleAccumulator::new(Rule::Postcode, max_positions),
+            date_of_birth: RuleAccumulator::new(Rule::DateOfBirth, max_positions),
+            digit_run: RuleAccumulator::new(Rule::DigitRun, max_positions),
+        }
+    }
+
+    /// The rule results, in report order.
+    pub(crate) fn into_results(self, max_digit_run: usize) -> Vec<RuleResult> {
+        fn found(count: u64, what: &str, what_plural: &str, detail: &str) -> String {
+            if count == 0 {
+                format!("no {what_plural} found")
+            } else {
+                format!("{}{detail}", plural(count, what, what_plural))
+            }
+        }
+        let IdentifierFindings { bsn, possible_bsn, email, phone, postcode, date_of_birth, digit_run } =
+            self;
+        let bsn_summary = found(
+            bsn.count,
+            "BSN",
+            "BSNs",
+            " (9 digits passing the 11-test near a BSN context word)",
+        );
+        let possible_bsn_summary = found(
+            possible_bsn.count,
+            "9-digit number passing the BSN 11-test",
+            "9-digit numbers passing the BSN 11-test",
+            " without a BSN context word nearby",
+        );
+        let email_summary = found(email.count, "e-mail address", "e-mail addresses", "");
+        let phone_summary = found(phone.count, "Dutch phone number", "Dutch phone numbers", "");
+        let postcode_summary = found(postcode.count, "Dutch postcode", "Dutch postcodes", "");
+        let date_of_birth_summary = found(
+            date_of_birth.count,
+            "date of birth",
+            "dates of birth",
+            " (dates near a birth context word or in a birth-date column)",
+        );
+        let digit_run_summary = found(
+            digit_run.count,
+            &format!("run of {max_digit_run} or more digits"),
+            &format!("runs of {max_digit_run} or more digits"),
+            "",
+        );
+        vec![
+            bsn.finish(Status::Fail, bsn_summary),
+            possible_bsn.finish(Status::Review, possible_bsn_summary),
+            email.finish(Status::Fail, email_summary),
+            phone.finish(Status::Fail, phone_summary),
+            postcode.finish(Status::Review, postcode_summary),
+            date_of_birth.finish(Status::Fail, date_of_birth_summary),
+            digit_run.finish(Status::Review, digit_run_summary),
+        ]
+    }
+}
+
+/// Scans `bytes` and adds what it finds to `findings`; positions name `file`.
+pub(crate) fn scan_identifiers(
+    bytes: &[u8],
+    file: &str,
+    settings: ScanSettings,
+    table_columns: Option<&TableColumns>,
+    findings: &mut IdentifierFindings,
+) {
+    // Columns on the first line are counted after a byte-order mark, as an editor shows them.
+    let start = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let mut scanner =
+        Scanner { bytes, file, settings, table_columns, findings, line: 1, line_start: start };
+    scanner.run(start);
+}
+
+const CLASS_OTHER: u8 = 0;
+const CLASS_NEWLINE: u8 = 1;
+const CLASS_DIGIT: u8 = 2;
+const CLASS_AT: u8 = 3;
+const CLASS_PHONE_PREFIX: u8 = 4;
+
+const BYTE_CLASSES: [u8; 256] = {
+    let mut classes = [CLASS_OTHER; 256];
+    let mut digit = b'0';
+    while digit <= b'9' {
+        classes[digit as usize] = CLASS_DIGIT;
+        digit += 1;
+    }
+    classes[b'\n' as usize] = CLASS_NEWLINE;
+    classes[b'@' as usize] = CLASS_AT;
+    classes[b'+' as usize] = CLASS_PHONE_PREFIX;
+    classes[b'(' as usize] = CLASS_PHONE_PREFIX;
+    classes
+};
+
+struct Scanner<'s> {
+    bytes: &'s [u8],
+    file: &'s str,
+    settings: ScanSettings,
+    table_columns: Option<&'s TableColumns>,
+    findings: &'s mut IdentifierFindings,
+    line: usize,
+    line_start: usize,
+}
+
+#[derive(Clone, Copy)]
+enum ContextKind {
+    Bsn,
+    DateOfBirth,
+}
+
+#[derive(Clone, Copy)]
+enum Finding {
+    Bsn,
+    PossibleBsn,
+    Email,
+    Phone,
+    Postcode,
+    DateOfBirth,
+    DigitRun,
+}
+
+impl Scanner<'_> {
+    fn run(&mut self, start: usize) {
+        let bytes = self.bytes;
+        let n_bytes = bytes.len();
+        let mut index = start;
+        while index < n_bytes {
+            match BYTE_CLASSES[bytes[index] as usize] {
+                CLASS_OTHER => index += 1,
+                CLASS_NEWLINE => {
+                    index += 1;
+                    self.line += 1;
+                    self.line_start = index;
+                }
+                CLASS_DIGIT => index = self.digit_token(index),
+                CLASS_AT => index = self.email(index),
+                _ => index = self.phone_with_prefix(index),
+            }
+        }
+    }
+
+    /// Looks at the run of digits starting at `start` and whatever pattern it opens; returns
+    /// where scanning continues (always after `start`).
+    fn digit_token(&mut self, start: usize) -> usize {
+        let bytes = self.bytes;
+        let run_end = digits_end(bytes, start);
+        let run_length = run_end - start;
+        let comma_is_decimal = self.settings.comma_is_decimal;
+        if start >= 2
+            && is_decimal_separator(bytes[start - 1], comma_is_decimal)
+            && bytes[start - 2].is_ascii_digit()
+        {
+            // The fraction of a decimal number.
+            return run_end;
+        }
+        if let Some(date_end) = match_date(bytes, start, run_end) {
+            if self.has_context(start, date_end, ContextKind::DateOfBirth) {
+                self.flag(Finding::DateOfBirth, start);
+            }
+            return date_end;
+        }
+        if bytes[start] == b'0' {
+            if let Some(phone_end) = match_phone(bytes, start) {
+                self.flag(Finding::Phone, start);
+                return phone_end;
+            }
+        }
+        if let Some((bsn_end, bsn_digits)) = match_bsn_shape(bytes, start, run_end, comma_is_decimal)
+        {
+            if passes_eleven_test(&bsn_digits) {
+                if self.has_context(start, bsn_end, ContextKind::Bsn) {
+                    self.flag(Finding::Bsn, start);
+                } else {
+                    self.flag(Finding::PossibleBsn, start);
+                }
+                return bsn_end;
+            }
+        }
+        let previous_is_alphanumeric = start > 0 && bytes[start - 1].is_ascii_alphanumeric();
+        if run_length == 4 && bytes[start] != b'0' && !previous_is_alphanumeric {
+            if let Some(postcode_end) = match_postcode(bytes, run_end) {
+                self.flag(Finding::Postcode, start);
+                return postcode_end;
+            }
+        }
+        if run_length >= self.settings.max_digit_run
+            && !is_followed_by_fraction(bytes, run_end, comma_is_decimal)
+        {
+            self.flag(Finding::DigitRun, start);
+        }
+        run_end
+    }
+
+    fn phone_with_prefix(&mut self, start: usize) -> usize {
+        let bytes = self.bytes;
+        let opens_phone = match bytes[start] {
+            b'+' => bytes.get(start + 1) == Some(&b'3') && bytes.get(start + 2) == Some(&b'1'),
+            _ => bytes.get(start + 1) == Some(&b'0'),
+        };
+        if opens_phone {
+            if let Some(phone_end) = match_phone(bytes, start) {
+                self.flag(Finding::Phone, start);
+                return phone_end;
+            }
+        }
+        start + 1
+    }
+
+    fn email(&mut self, at: usize) -> usize {
+        let bytes = self.bytes;
+        // Local parts are at most 64 characters (RFC 5321).
+        let mut local_start = at;
+        while local_start > self.line_start
+            && at - local_start < 64
+            && is_email_local_byte(bytes[local_start - 1])
+        {
+            local_start -= 1;
+        }
+        while local_start < at && bytes[local_start] == b'.' {
+            local_start += 1;
+        }
+        if local_start == at || bytes[at - 1] == b'.' {
+            return at + 1;
+        }
+        let mut cursor = at + 1;
+        let mut n_labels = 0;
+        let mut last_label = (cursor, cursor);
+        loop {
+            let label_start = cursor;
+            while cursor < bytes.len() && (bytes[cursor].is_ascii_alphanumeric() || bytes[cursor] == b'-')
+            {
+                cursor += 1;
+            }
+            if cursor == label_start {
+                break;
+            }
+            n_labels += 1;
+            last_label = (label_start, cursor);
+            if cursor + 1 < bytes.len()
+                && bytes[cursor] == b'.'
+                && bytes[cursor + 1].is_ascii_alphanumeric()
+            {
+                cursor += 1;
+                continue;
+            }
+            break;
+        }
+        let top_level_label = &bytes[last_label.0..last_label.1];
+        if n_labels >= 2
+            && top_level_label.len() >= 2
+            && top_level_label.iter().all(u8::is_ascii_alphabetic)
+        {
+            self.flag(Finding::Email, local_start);
+            return last_label.1;
+        }
+        at + 1
+    }
+
+    fn has_context(&self, start: usize, end: usize, context_kind: ContextKind) -> bool {
+        let words = match context_kind {
+            ContextKind::Bsn => BSN_WORDS,
+            ContextKind::DateOfBirth => DATE_OF_BIRTH_WORDS,
+        };
+        let window_start = start.saturating_sub(self.settings.context_chars);
+        let window_end = (end + self.settings.context_chars).min(self.bytes.len());
+        if contains_context_word(self.bytes, window_start, window_end, words) {
+            return true;
+        }
+        let Some(table_columns) = self.table_columns else {
+            return false;
+        };
+        let field_index = field_index_at(self.bytes, self.line_start, start, table_columns.delimiter);
+        let column_flags = match context_kind {
+            ContextKind::Bsn => &table_columns.is_bsn_column,
+            ContextKind::DateOfBirth => &table_columns.is_date_of_birth_column,
+        };
+        column_flags.get(field_index).copied().unwrap_or(false)
+    }
+
+    fn flag(&mut self, finding: Finding, offset: usize) {
+        let (bytes, file, line, line_start) = (self.bytes, self.file, self.line, self.line_start);
+        let table_columns = self.table_columns;
+        let accumulator = match finding {
+            Finding::Bsn => &mut self.findings.bsn,
+            Finding::PossibleBsn => &mut self.findings.possible_bsn,
+            Finding::Email => &mut self.findings.email,
+            Finding::Phone => &mut self.findings.phone,
+            Finding::Postcode => &mut self.findings.postcode,
+            Finding::DateOfBirth => &mut self.findings.date_of_birth,
+            Finding::DigitRun => &mut self.findings.digit_run,
+        };
+        accumulator.flag(|| Position {
+            file: file.to_string(),
+            line: line as u64,
+            column: char_column(bytes, line_start, offset),
+            field: table_columns.map(|table_columns| {
+                field_index_at(bytes, line_start, offset, table_columns.delimiter) as u64 + 1
+            }),
+        });
+    }
+}
+
+/// The 1-based character column of `offset` in the line starting at `line_start` (UTF-8
+/// continuation bytes do not count).
+pub(crate) fn char_column(bytes: &[u8], line_start: usize, offset: usize) -> u64 {
+    let n_chars = bytes[line_start..offset].iter().filter(|&&byte| byte & 0xC0 != 0x80).count();
+    n_chars as u64 + 1
+}
+
+/// Whether `bytes[window_start..window_end]` contains one of `words`, case-insensitively, starting
+/// at a word boundary (and ending at one where the word asks for it).
+fn contains_context_word(
+    bytes: &[u8],
+    window_start: usize,
+    window_end: usize,
+    words: &[ContextWord],
+) -> bool {
+    let is_word_byte = |index: usize| bytes.get(index).is_some_and(u8::is_ascii_alphanumeric);
+    for index in window_start..window_end {
+        if index > 0 && is_word_byte(index - 1) {
+            continue;
+        }
+        for &(word, needs_end_boundary) in words {
+            let word_end = index + word.len();
+            if word_end <= window_end
+                && bytes[index..word_end].eq_ignore_ascii_case(word)
+                && !(needs_end_boundary && is_word_byte(word_end))
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn digits_end(bytes: &[u8], start: usize) -> usize {
+    let mut end = start;
+    while end < bytes.len() && bytes[end].is_ascii_digit() {
+        end += 1;
+    }
+    end
+}
+
+fn is_decimal_separator(byte: u8, comma_is_decimal: bool) -> bool {
+    byte == b'.' || (comma_is_decimal && byte == b',')
+}
+
+fn is_followed_by_fraction(bytes: &[u8], end: usize, comma_is_decimal: bool) -> bool {
+    end + 1 < bytes.len()
+        && is_decimal_separator(bytes[end], comma_is_decimal)
+        && bytes[end + 1].is_ascii_digit()
+}
+
+fn is_email_local_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+fn parse_digits(digits: &[u8]) -> u32 {
+    digits.iter().fold(0, |value, &digit| value * 10 + u32::from(digit - b'0'))
+}
+
+fn is_plausible_date(first: u32, second: u32, year: u32) -> bool {
+    let is_day_month = (1..=31).contains(&first) && (1..=12).contains(&second);
+    let is_month_day = (1..=12).contains(&first) && (1..=31).contains(&second);
+    (1900..=2100).contains(&year) && (is_day_month || is_month_day)
+}
+
+const MONTH_NAMES: &[&[u8]] = &[
+    b"januari", b"februari", b"maart", b"april", b"mei", b"juni", b"juli", b"augustus",
+    b"september", b"oktober", b"november", b"december", b"january", b"february", b"march",
+    b"may", b"june", b"july", b"august", b"october", b"jan", b"feb", b"mrt", b"mar", b"apr",
+    b"jun", b"jul", b"aug", b"sep", b"sept", b"okt", b"oct", b"nov", b"dec",
+];
+
+/// A date starting at the digit run `start..run_end`; returns its end.
+fn match_date(bytes: &[u8], start: usize, run_end: usize) -> Option<usize> {
+    let run_length = run_end - start;
+    if run_length == 8 {
+        let year = parse_digits(&bytes[start..start + 4]);
+        let month = parse_digits(&bytes[start + 4..start + 6]);
+        let day = parse_digits(&bytes[start + 6..start + 8]);
+        return ((1900..=2100).contains(&year)
+            && (1..=12).contains(&month)
+            && (1..=31).contains(&day))
+        .then_some(run_end);
+    }
+    let separator = *bytes.get(run_end)?;
+    if matches!(separator, b'-' | b'/' | b'.') && matches!(run_length, 1 | 2 | 4) {
+        let second_start = run_end + 1;
+        let second_end = digits_end(bytes, second_start);
+        if !(1..=2).contains(&(second_end - second_start)) || bytes.get(second_end) != Some(&separator)
+        {
+            return None;
+        }
+        let third_start = second_end + 1;
+        let third_end = digits_end(bytes, third_start);
+        let first = parse_digits(&bytes[start..run_end]);
+        let second = parse_digits(&bytes[second_start..second_end]);
+        let third_length = third_end - third_start;
+        let is_date = if run_length == 4 {
+            (1..=2).contains(&third_length)
+                && is_plausible_date(parse_digits(&bytes[third_start..third_end]), second, first)
+        } else {
+            third_length == 4
+                && is_plausible_date(first, second, parse_digits(&bytes[third_start..third_end]))
+        };
+        return is_date.then_some(third_end);
+    }
+    if separator == b' ' && matches!(run_length, 1 | 2) {
+        let name_start = run_end + 1;
+        let mut name_end = name_start;
+        while name_end < bytes.len() && bytes[name_end].is_ascii_alphabetic() {
+            name_end += 1;
+        }
+        let month_name = &bytes[name_start..name_end];
+        if !MONTH_NAMES.iter().any(|name| name.eq_ignore_ascii_case(month_name)) {
+            return None;
+        }
+        let mut cursor = name_end;
+        if bytes.get(cursor) == Some(&b'.') {
+            cursor += 1;
+        }
+        if bytes.get(cursor) != Some(&b' ') {
+            return None;
+        }
+        let year_start = cursor + 1;
+        let year_end = digits_end(bytes, year_start);
+        let day = parse_digits(&bytes[start..run_end]);
+        return (year_end - year_start == 4
+            && (1..=31).contains(&day)
+            && (1900..=2100).contains(&parse_digits(&bytes[year_start..year_end])))
+        .then_some(year_end);
+    }
+    None
+}
+
+/// A Dutch phone number starting at `start` (a digit, `+` or `(`); returns its end.
+///
+/// Collects digit groups joined by one space or hyphen (or a parenthesised area code), then
+/// accepts the longest prefix of groups that spells a phone number, so a number followed by an
+/// unrelated count (`06-12345678 12`) is still found.
+fn match_phone(bytes: &[u8], start: usize) -> Option<usize> {
+    const MAX_GROUPS: usize = 8;
+    const MAX_DIGITS: usize = 16;
+    let n_bytes = bytes.len();
+    let has_plus = bytes[start] == b'+';
+    let mut cursor = if has_plus { start + 1 } else { start };
+    let mut digits = [0u8; MAX_DIGITS];
+    let mut n_digits = 0;
+    // Per group: digits so far (cumulative) and the end of the group in the input.
+    let mut groups = [(0usize, 0usize); MAX_GROUPS];
+    let mut n_groups = 0;
+    let mut first_group_length = 0;
+    while n_groups < MAX_GROUPS {
+        let opens_parenthesis = cursor < n_bytes && bytes[cursor] == b'(';
+        let group_start = if opens_parenthesis { cursor + 1 } else { cursor };
+        let group_end = digits_end(bytes, group_start);
+        if group_end == group_start || n_digits + (group_end - group_start) > MAX_DIGITS {
+            break;
+        }
+        let mut after_group = group_end;
+        if opens_parenthesis {
+            if bytes.get(after_group) != Some(&b')') {
+                break;
+            }
+            after_group += 1;
+        }
+        for &digit in &bytes[group_start..group_end] {
+            digits[n_digits] = digit;
+            n_digits += 1;
+        }
+        if n_groups == 0 {
+            first_group_length = group_end - group_start;
+        }
+        groups[n_groups] = (n_digits, after_group);
+        n_groups += 1;
+        let next_opens_group = |index: usize| {
+            index < n_bytes && (bytes[index].is_ascii_digit() || bytes[index] == b'(')
+        };
+        if after_group < n_bytes
+            && matches!(bytes[after_group], b' ' | b'-')
+            && next_opens_group(after_group + 1)
+        {
+            cursor = after_group + 1;
+        } else if opens_parenthesis && after_group < n_bytes && bytes[after_group].is_ascii_digit() {
+            cursor = after_group;
+        } else {
+            break;
+        }
+    }
+    for group_count in (1..=n_groups).rev() {
+        let (n_group_digits, group_end) = groups[group_count - 1];
+        let candidate = &digits[..n_group_digits];
+        if is_followed_by_fraction(bytes, group_end, false) {
+            continue;
+        }
+        let is_phone = if has_plus {
+            candidate.strip_prefix(b"31").is_some_and(is_international_remainder)
+        } else if let Some(remainder) = candidate.strip_prefix(b"0031") {
+            is_international_remainder(remainder)
+        } else {
+            let plausible_grouping = group_count == 1 || (2..=4).contains(&first_group_length);
+            candidate.len() == 10 && candidate[0] == b'0' && candidate[1] != b'0' && plausible_grouping
+        };
+        if is_phone {
+            return Some(group_end);
+        }
+    }
+    None
+}
+
+/// The digits after `+31`/`0031`: 9 digits not starting with 0, or `(0)` written out (10 digits
+/// starting with a single 0).
+fn is_international_remainder(remainder: &[u8]) -> bool {
+    (remainder.len() == 9 && remainder[0] != b'0')
+        || (remainder.len() == 10 && remainder[0] == b'0' && remainder[1] != b'0')
+}
+
+/// A BSN-shaped number starting at the digit run `start..run_end`: 9 plain digits or three
+/// groups (`4.2.3` with dots, `3-3-3` with one of space, hyphen or dot). Returns its end and its
+/// nine digits.
+fn match_bsn_shape(
+    bytes: &[u8],
+    start: usize,
+    run_end: usize,
+    comma_is_decimal: bool,
+) -> Option<(usize, [u8; 9])> {
+    let run_length = run_end - start;
+    let mut bsn_digits = [0u8; 9];
+    if run_length == 9 {
+        if is_followed_by_fraction(bytes, run_end, comma_is_decimal) {
+            return None;
+        }
+        bsn_digits.copy_from_slice(&bytes[start..run_end]);
+        return Some((run_end, bsn_digits));
+    }
+    let separator = *bytes.get(run_end)?;
+    let later_group_lengths: &[usize] = match (run_length, separator) {
+        (4, b'.') => &[2, 3],
+        (3, b' ' | b'-' | b'.') => &[3, 3],
+        _ => return None,
+    };
+    bsn_digits[..run_length].copy_from_slice(&bytes[start..run_end]);
+    let mut n_digits = run_length;
+    let mut cursor = run_end;
+    for &group_length in later_group_lengths {
+        if bytes.get(cursor) != Some(&separator) {
+            return None;
+        }
+        let group_start = cursor + 1;
+        let group_end = digits_end(bytes, group_start);
+        if group_end - group_start != group_length {
+            return None;
+        }
+        bsn_digits[n_digits..n_digits + group_length].copy_from_slice(&bytes[group_start..group_end]);
+        n_digits += group_length;
+        cursor = group_end;
+    }
+    // A fourth group means a longer number written in groups, not a BSN.
+    let continues = cursor + 1 < bytes.len()
+        && (bytes[cursor] == separator || is_decimal_separator(bytes[cursor], comma_is_decimal))
+        && bytes[cursor + 1].is_ascii_digit();
+    (!continues).then_some((cursor, bsn_digits))
+}
+
+/// The BSN 11-test. All zeros passes arithmetically but is no number anyone has.
+fn passes_eleven_test(bsn_digits: &[u8; 9]) -> bool {
+    if bsn_digits.iter().all(|&digit| digit == b'0') {
+        return false;
+    }
+    let weighted_sum: i64 = bsn_digits[..8]
+        .iter()
+        .zip((2..=9).rev())
+        .map(|(&digit, weight)| i64::from(digit - b'0') * weight)
+        .sum::<i64>()
+        - i64::from(bsn_digits[8] - b'0');
+    weighted_sum % 11 == 0
+}
+
+/// A postcode's letters after the four digits ending at `run_end`; returns its end.
+fn match_postcode(bytes: &[u8], run_end: usize) -> Option<usize> {
+    let letters_start = if bytes.get(run_end) == Some(&b' ') { run_end + 1 } else { run_end };
+    let letters = bytes.get(letters_start..letters_start + 2)?;
+    let letters_end = letters_start + 2;
+    let is_postcode = letters.iter().all(u8::is_ascii_uppercase)
+        && !matches!(letters, b"SA" | b"SD" | b"SS")
+        && !bytes.get(letters_end).is_some_and(u8::is_ascii_alphanumeric);
+    is_postcode.then_some(letters_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{expect, Expect};
+
+    /// Scans `text` as free text and lists every non-empty rule as `rule count [line:column...]`.
+    fn check(text: &str, expected: Expect) {
+        check_with(text, None, expected);
+    }
+
+    fn check_with(text: &str, table_columns: Option<&TableColumns>, expected: Expect) {
+        let settings = ScanSettings { max_digit_run: 10, context_chars: 40, comma_is_decimal: false };
+        let mut findings = IdentifierFindings::new(10);
+        scan_identifiers(text.as_bytes(), "f", settings, table_columns, &mut findings);
+        let rendered: Vec<String> = findings
+            .into_results(10)
+            .into_iter()
+            .filter(|rule_result| rule_result.count > 0)
+            .map(|rule_result| {
+                let positions: Vec<String> = rule_result
+                    .positions
+                    .iter()
+                    .map(|position| match position.field {
+                        Some(field) => format!("{}:{}#{}", position.line, position.column, field),
+                        None => format!("{}:{}", position.line, position.column),
+                    })
+                    .collect();
+                format!(
+                    "{} {} {} [{}]",
+                    rule_result.rule,
+                    rule_result.status,
+                    rule_result.count,
+                    positions.join(" ")
+                )
+            })
+            .collect();
+        expected.assert_eq(&rendered.join("\n"));
+    }
+
+    #[test]
+    fn valid_bsn_near_a_context_word_fails() {
+        check("BSN: 111222333", expect!["bsn fail 1 [1:6]"]);
+        check("burgerservicenummer van de patiënt is 1234.56.782", expect!["bsn fail 1 [1:39]"]);
+        check("sofinummer 123-456-782", expect!["bsn fail 1 [1:12]"]);
+    }
+
+    #[test]
+    fn valid_bsn_without_context_is_a_possible_bsn_for_review() {
+        check("patient 111222333 seen", expect!["possible-bsn review 1 [1:9]"]);
+    }
+
+    #[test]
+    fn invalid_bsn_with_context_is_not_a_bsn() {
+        check("bsn 111222334", expect![""]);
+    }
+
+    #[test]
+    fn context_word_far_away_does_not_count() {
+        check(
+            "bsn is not recorded in this analysis, which is fine and long; 111222333",
+            expect!["possible-bsn review 1 [1:63]"],
+        );
+    }
+
+    #[test]
+    fn bsn_column_header_lends_context() {
+        let table_columns =
+            TableColumns::from_header(b',', [&b"group"[..], b"patient_bsn"].into_iter());
+        let table = format!("group,patient_bsn\n{}a,111222333\n", "x,1\n".repeat(20));
+        check_with(&table, Some(&table_columns), expect!["bsn fail 1 [22:3#2]"]);
+    }
+
+    #[test]
+    fn decimals_are_numbers_not_identifiers() {
+        check("p = 0.111222333 and 0.12345678901234566", expect![""]);
+        check("estimate 1112223334.5", expect![""]);
+    }
+
+    #[test]
+    fn email_addresses_fail_and_look_alikes_pass() {
+        check("contact: jan.de-vries+ct@umc.example.nl.", expect!["email fail 1 [1:10]"]);
+        check(
+            "user at example dot com, numpy@1.26.4, foo@bar, a@b.c, @home.nl, x.@y.nl",
+            expect![""],
+        );
+    }
+
+    #[test]
+    fn phone_numbers_fail_in_common_dutch_spellings() {
+        check(
+            "06-12345678; +31 6 12345678; 020-1234567; 0031 20 1234567; (020) 123 4567; \
+             0612345678 12; +31 (0)6 12345678",
+            expect!["phone fail 7 [1:1 1:14 1:30 1:43 1:60 1:76 1:91]"],
+        );
+    }
+
+    #[test]
+    fn numbers_that_merely_start_with_zero_are_not_phones() {
+        check("0 12 345 6789; 0.123456789; 0031; 006 1234567; 017", expect![""]);
+    }
+
+    #[test]
+    fn postcodes_are_flagged_for_review_and_look_alikes_pass() {
+        check("1234 AB and 1234AB", expect!["postcode review 2 [1:1 1:13]"]);
+        check(
+            "0123 AB, 1234 SS, 1234 ab, 1234 ABC, X1234 AB, in 2020 we saw 1500 cases",
+            expect![""],
+        );
+    }
+
+    #[test]
+    fn dates_fail_only_with_a_birth_context() {
+        check(
+            "geboortedatum: 12-03-1980\ndob 1980-03-12\nborn on 12 maart 1980\nDOB=19800312",
+            expect!["date-of-birth fail 4 [1:16 2:5 3:9 4:5]"],
+        );
+        check("visit 12-03-2020, period 2019-01-01 to 2019-12-31", expect![""]);
+        check("dobbelsteen 12-03-2020", expect![""]);
+    }
+
+    #[test]
+    fn date_of_birth_column_lends_context() {
+        let table_columns =
+            TableColumns::from_header(b';', [&b"Geboortedatum"[..], b"n"].into_iter());
+        let table = format!("Geboortedatum;n\n{}12/03/1980;11\n", "x;1\n".repeat(20));
+        check_with(&table, Some(&table_columns), expect!["date-of-birth fail 1 [22:1#1]"]);
+    }
+
+    #[test]
+    fn long_digit_runs_are_flagged_but_counts_and_years_pass() {
+        check("id 12345678901 and 1234 and 2023 and 987654321", expect![
+            "digit-run review 1 [1:4]"
+        ]);
+        check("count,year\n1234,2023\n", expect![""]);
+    }
+
+    #[test]
+    fn positions_count_characters_not_bytes() {
+        check("é ü jan@example.nl", expect!["email fail 1 [1:5]"]);
+    }
+}
