@@ -1,0 +1,371 @@
+//! The validated station policy, built from the raw file with every default filled in.
+//!
+//! Owns loading (`Policy::from_yaml_str`), the defaults, the content hash the station records in
+//! provenance, and read access for the station. It does not read files: public key paths are
+//! resolved against the policy file's directory and handed out as paths; the station reads and
+//! parses the keys. Evaluation lives in `evaluate`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use pht_checks::CheckConfig;
+
+use crate::error::PolicyError;
+use crate::glob;
+use crate::raw::{RawPolicy, RawRegistry, RawResources, RawSigner};
+use crate::values::{AllowList, Approval, Release, Role, Runtime};
+
+/// A station operator's policy: who is trusted to sign what, which registries trains may come
+/// from, the sandbox ceilings, and how outputs are released.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    version: u64,
+    source_name: String,
+    content_hash: String,
+    trusted_signers: Vec<TrustedSigner>,
+    registries: Vec<RegistryRule>,
+    resources: ResourceCeilings,
+    runtime: Runtime,
+    gpu_allowed: bool,
+    outputs: OutputPolicy,
+    max_parameters_bytes: u64,
+}
+
+/// A signer whose public key the station trusts, and what its signatures are good for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedSigner {
+    name: String,
+    public_key_path: PathBuf,
+    may_sign: Vec<Role>,
+    purposes: AllowList,
+    datasets: AllowList,
+    approval: Approval,
+}
+
+/// A registry trains may come from, and the repositories in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryRule {
+    registry: String,
+    repository_patterns: Vec<String>,
+}
+
+/// The most a train may get. A train asks for less or gets these; it never gets more.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResourceCeilings {
+    pub cpus: f64,
+    pub memory_bytes: u64,
+    pub pids: u64,
+    pub wall_clock: Duration,
+    pub output_bytes: u64,
+    pub tmp_bytes: u64,
+    pub log_bytes: u64,
+}
+
+/// How outputs leave the station.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputPolicy {
+    release: Release,
+    checks: CheckConfig,
+}
+
+impl Default for ResourceCeilings {
+    /// Strict defaults for a hospital: enough for aggregate statistics over a cohort table.
+    fn default() -> Self {
+        ResourceCeilings {
+            cpus: 1.0,
+            memory_bytes: 1 << 30,
+            pids: 256,
+            wall_clock: Duration::from_secs(10 * 60),
+            output_bytes: 100 << 20,
+            tmp_bytes: 64 << 20,
+            log_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The default ceiling on a job's parameters for one station (`/input/params.json`).
+pub const DEFAULT_MAX_PARAMETERS_BYTES: u64 = 64 << 10;
+
+impl Policy {
+    /// Parses and validates a policy. `source_name` is the path the text was read from: it names
+    /// the file in errors, and relative `public_key` paths are resolved against its directory.
+    pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = serde_yaml_ng::from_str(text)
+            .map_err(|error| PolicyError::from_yaml(source_name, &error))?;
+        let policy_dir = Path::new(source_name).parent().unwrap_or(Path::new(""));
+        Ok(Policy::from_raw(
+            raw,
+            source_name,
+            policy_dir,
+            content_hash(text),
+        ))
+    }
+
+    fn from_raw(
+        raw: RawPolicy,
+        source_name: &str,
+        policy_dir: &Path,
+        content_hash: String,
+    ) -> Policy {
+        let RawPolicy {
+            version,
+            trusted_signers,
+            registries,
+            resources,
+            runtime,
+            gpu,
+            outputs,
+            max_parameters_size,
+        } = raw;
+        Policy {
+            version: version.0,
+            source_name: source_name.to_string(),
+            content_hash,
+            trusted_signers: trusted_signers
+                .into_iter()
+                .map(|signer| TrustedSigner::from_raw(signer, policy_dir))
+                .collect(),
+            registries: registries.into_iter().map(RegistryRule::from_raw).collect(),
+            resources: ResourceCeilings::from_raw(resources),
+            runtime: runtime.unwrap_or_default(),
+            gpu_allowed: gpu.allowed,
+            outputs: OutputPolicy {
+                release: outputs.release,
+                checks: outputs.checks,
+            },
+            max_parameters_bytes: max_parameters_size
+                .map_or(DEFAULT_MAX_PARAMETERS_BYTES, |size| size.0),
+        }
+    }
+
+    /// The policy format version (`version:` in the file); always 1 today.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The name the policy was loaded under (its path).
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// SHA-256 (lower-case hex) of the policy file's bytes exactly as given, comments included:
+    /// it equals `sha256sum` of the file, so an auditor can tell which file decided a run.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
+    /// Every trusted signer, in file order.
+    pub fn trusted_signers(&self) -> &[TrustedSigner] {
+        &self.trusted_signers
+    }
+
+    /// The trusted signer with this name.
+    pub fn signer(&self, name: &str) -> Option<&TrustedSigner> {
+        self.trusted_signers
+            .iter()
+            .find(|signer| signer.name == name)
+    }
+
+    /// The allowed registries, in file order.
+    pub fn registries(&self) -> &[RegistryRule] {
+        &self.registries
+    }
+
+    /// The sandbox ceilings.
+    pub fn resources(&self) -> &ResourceCeilings {
+        &self.resources
+    }
+
+    /// The runtime every train runs under.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
+    /// Whether a train may be given GPUs.
+    pub fn gpu_allowed(&self) -> bool {
+        self.gpu_allowed
+    }
+
+    /// How outputs are checked and released.
+    pub fn outputs(&self) -> &OutputPolicy {
+        &self.outputs
+    }
+
+    /// The largest parameters document a job may carry for this station.
+    pub fn max_parameters_bytes(&self) -> u64 {
+        self.max_parameters_bytes
+    }
+
+    /// The rules that name `registry` (host names compare case-insensitively).
+    pub(crate) fn registry_rules_for<'policy>(
+        &'policy self,
+        registry: &'policy str,
+    ) -> impl Iterator<Item = &'policy RegistryRule> + 'policy {
+        self.registries
+            .iter()
+            .filter(move |rule| rule.registry.eq_ignore_ascii_case(registry))
+    }
+}
+
+fn content_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+impl TrustedSigner {
+    fn from_raw(raw: RawSigner, policy_dir: &Path) -> TrustedSigner {
+        TrustedSigner {
+            name: raw.name.0,
+            // `join` leaves an absolute path as it is. No canonicalisation: that would be I/O.
+            public_key_path: policy_dir.join(raw.public_key.0),
+            may_sign: raw.may_sign,
+            purposes: raw.purposes,
+            datasets: raw.datasets,
+            approval: raw.approval,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The PEM SubjectPublicKeyInfo file, resolved against the policy file's directory. It may not
+    /// exist; the station reads it and refuses to start when it cannot.
+    pub fn public_key_path(&self) -> &Path {
+        &self.public_key_path
+    }
+
+    /// Whether this signer's key is trusted for `role`.
+    pub fn may_sign(&self, role: Role) -> bool {
+        self.may_sign.contains(&role)
+    }
+
+    /// The roles this signer's key is trusted for, sorted.
+    pub fn roles(&self) -> &[Role] {
+        &self.may_sign
+    }
+
+    /// The purposes this signer's trains may declare.
+    pub fn purposes(&self) -> &AllowList {
+        &self.purposes
+    }
+
+    /// The datasets this signer's trains may read.
+    pub fn datasets(&self) -> &AllowList {
+        &self.datasets
+    }
+
+    pub fn approval(&self) -> Approval {
+        self.approval
+    }
+}
+
+impl RegistryRule {
+    fn from_raw(raw: RawRegistry) -> RegistryRule {
+        RegistryRule {
+            registry: raw.registry.0,
+            repository_patterns: raw
+                .repositories
+                .into_iter()
+                .map(|pattern| pattern.0)
+                .collect(),
+        }
+    }
+
+    /// The registry host (lower case), e.g. `127.0.0.1:5000`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// Patterns in which `*` stands for any run of characters, `/` included.
+    pub fn repository_patterns(&self) -> &[String] {
+        &self.repository_patterns
+    }
+
+    /// Whether `repository` matches one of the patterns.
+    pub fn allows_repository(&self, repository: &str) -> bool {
+        self.repository_patterns
+            .iter()
+            .any(|pattern| glob::matches(pattern, repository))
+    }
+}
+
+impl ResourceCeilings {
+    fn from_raw(raw: RawResources) -> ResourceCeilings {
+        let defaults = ResourceCeilings::default();
+        ResourceCeilings {
+            cpus: raw.cpus.map_or(defaults.cpus, |cpus| cpus.0),
+            memory_bytes: raw.memory.map_or(defaults.memory_bytes, |size| size.0),
+            pids: raw.pids.map_or(defaults.pids, |pids| pids.0),
+            wall_clock: raw
+                .wall_clock
+                .map_or(defaults.wall_clock, |wall_clock| wall_clock.0),
+            output_bytes: raw.output_size.map_or(defaults.output_bytes, |size| size.0),
+            tmp_bytes: raw.tmp_size.map_or(defaults.tmp_bytes, |size| size.0),
+            log_bytes: raw.log_size.map_or(defaults.log_bytes, |size| size.0),
+        }
+    }
+}
+
+impl OutputPolicy {
+    /// Whether a pass verdict leaves without an operator.
+    pub fn release(&self) -> Release {
+        self.release
+    }
+
+    /// The thresholds of the output checks.
+    pub fn checks(&self) -> &CheckConfig {
+        &self.checks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "version: 1\ntrusted_signers: []\nregistries: []\n";
+
+    #[test]
+    fn absent_sections_get_the_strict_defaults() {
+        let policy = Policy::from_yaml_str(MINIMAL, "policies/minimal.yaml").unwrap();
+        assert_eq!(*policy.resources(), ResourceCeilings::default());
+        assert_eq!(policy.runtime(), Runtime::Runc);
+        assert!(!policy.gpu_allowed());
+        assert_eq!(policy.outputs().release(), Release::Manual);
+        assert_eq!(*policy.outputs().checks(), CheckConfig::default());
+        assert_eq!(policy.max_parameters_bytes(), DEFAULT_MAX_PARAMETERS_BYTES);
+    }
+
+    #[test]
+    fn the_content_hash_is_sha256_of_the_exact_bytes() {
+        let policy = Policy::from_yaml_str(MINIMAL, "minimal.yaml").unwrap();
+        assert_eq!(
+            policy.content_hash(),
+            hex::encode(Sha256::digest(MINIMAL.as_bytes()))
+        );
+        // A comment is part of the file an auditor holds, so it changes the hash.
+        let commented = format!("# reviewed by the data steward\n{MINIMAL}");
+        let commented_policy = Policy::from_yaml_str(&commented, "minimal.yaml").unwrap();
+        assert_ne!(policy.content_hash(), commented_policy.content_hash());
+    }
+
+    #[test]
+    fn key_paths_resolve_against_the_policy_directory_without_touching_the_disk() {
+        let text = "version: 1\nregistries: []\ntrusted_signers:\n  - name: alice\n    public_key: ../examples/keys/alice.pub\n    purposes: ['*']\n    datasets: []\n  - name: bob\n    public_key: /etc/pht/keys/bob.pub\n    purposes: ['*']\n    datasets: []\n";
+        let policy = Policy::from_yaml_str(text, "/srv/station/policies/station.yaml").unwrap();
+        assert_eq!(
+            policy.signer("alice").unwrap().public_key_path(),
+            Path::new("/srv/station/policies/../examples/keys/alice.pub")
+        );
+        assert_eq!(
+            policy.signer("bob").unwrap().public_key_path(),
+            Path::new("/etc/pht/keys/bob.pub")
+        );
+        let bare = Policy::from_yaml_str(text, "station.yaml").unwrap();
+        assert_eq!(
+            bare.signer("alice").unwrap().public_key_path(),
+            Path::new("../examples/keys/alice.pub")
+        );
+    }
+}
