@@ -11,4 +11,8 @@ pub mod image;
 pub mod sandbox;
 pub mod spec;
 
+pub use collect::{CollectedFile, CollectedKind, CollectedOutputs};
 pub use connect::{connect, ConnectError};
+pub use connect::{connect_to_socket, DEFAULT_DOCKER_SOCKET};
+pub use sandbox::{DockerSandbox, RunOutcome, SandboxError};
+pub use spec::{RunLimits, RunSpec, SpecError};

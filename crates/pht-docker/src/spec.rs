@@ -1,1 +1,1151 @@
-//! placeholder
+//! The container specification of one sandboxed run, built from a fully resolved [`RunSpec`].
+//!
+//! Owns: validating what the station hands over (run id, image id, user, dataset mounts, limits)
+//! and turning it into the exact Docker request bodies of a run — the train container
+//! ([`container_body`]), its per-run `/output` volume ([`output_volume_request`]) and the small
+//! container that keeps that volume mounted until the outputs are collected
+//! ([`output_holder_body`]). Pure: no Docker calls, no file system access, no clock.
+//!
+//! Does not decide *which* limits, mounts or runtime a run gets: that is the station's policy,
+//! already applied when a `RunSpec` reaches this module. What this module does decide is that
+//! every run gets the sandbox defaults of `DESIGN.md`, which no `RunSpec` can switch off.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, HostConfigCgroupnsModeEnum,
+    HostConfigLogConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountType,
+    MountVolumeOptions, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
+};
+
+/// Label carrying the run id on every container and volume of a run.
+pub const LABEL_RUN_ID: &str = "org.pht.run-id";
+/// Label marking every container and volume this crate creates, so leftovers can be found.
+pub const LABEL_MANAGED: &str = "org.pht.managed";
+/// Label saying what a resource is for: [`ROLE_TRAIN`], [`ROLE_OUTPUT_HOLDER`] or
+/// [`ROLE_OUTPUT_VOLUME`].
+pub const LABEL_ROLE: &str = "org.pht.role";
+pub const ROLE_TRAIN: &str = "train";
+pub const ROLE_OUTPUT_HOLDER: &str = "output-holder";
+pub const ROLE_OUTPUT_VOLUME: &str = "output";
+
+/// Where the train finds its inputs and leaves its outputs.
+pub const DATA_MOUNT_ROOT: &str = "/data";
+pub const PARAMS_MOUNT_PATH: &str = "/input/params.json";
+pub const OUTPUT_MOUNT_PATH: &str = "/output";
+pub const TMP_MOUNT_PATH: &str = "/tmp";
+
+/// The user a train runs as unless the station says otherwise: `nobody:nogroup`.
+pub const DEFAULT_USER: ContainerUser = ContainerUser {
+    uid: 65534,
+    gid: 65534,
+};
+
+/// Docker refuses memory limits below 6 MiB.
+const MINIMUM_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
+/// Docker refuses CPU limits below 0.01 CPU.
+const MINIMUM_NANO_CPUS: u64 = 10_000_000;
+/// The init process (`docker-init`) and the train each need one pid.
+const MINIMUM_PIDS: u64 = 2;
+/// One tmpfs page: a smaller `/output` could not hold a single file.
+const MINIMUM_OUTPUT_BYTES: u64 = 4096;
+/// Host paths whose parents must never be mounted: mounting `/run` would mount the socket too.
+const DOCKER_SOCKET_PATHS: [&str; 2] = ["/var/run/docker.sock", "/run/docker.sock"];
+
+/// The output holder only sleeps; these limits keep it from doing anything else.
+const OUTPUT_HOLDER_MEMORY_BYTES: i64 = 16 * 1024 * 1024;
+const OUTPUT_HOLDER_NANO_CPUS: i64 = 10_000_000;
+const OUTPUT_HOLDER_PIDS: i64 = 4;
+
+/// What can be wrong with a run specification. Every message names the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("run id {run_id:?} must be 1 to 64 characters of [A-Za-z0-9_.-] starting with a letter or digit")]
+    InvalidRunId { run_id: String },
+    #[error("image id {image_id:?} must be a local image id, `sha256:` and 64 lowercase hex digits (images are referenced by id, never by tag)")]
+    InvalidImageId { image_id: String },
+    #[error("user {user:?} must be numeric `uid:gid`: a user name would be resolved through the image's /etc/passwd, which the train controls")]
+    InvalidUser { user: String },
+    #[error("user {user:?} is root: trains never run with uid or gid 0")]
+    RootUser { user: String },
+    #[error("dataset name {name:?} must be 1 to 64 characters of [a-z0-9_-]")]
+    InvalidDatasetName { name: String },
+    #[error("dataset {name:?} is mounted twice")]
+    DuplicateDataset { name: String },
+    #[error("host path {path:?} must be absolute")]
+    RelativeHostPath { path: PathBuf },
+    #[error("host path {path:?} must not contain `..` or `.` components")]
+    UnnormalizedHostPath { path: PathBuf },
+    #[error("host path {path:?} is not valid UTF-8, which Docker's mount API cannot carry")]
+    NonUtf8HostPath { path: PathBuf },
+    #[error(
+        "host path {path:?} is or contains the Docker socket, which is never mounted into a train"
+    )]
+    DockerSocketMount { path: PathBuf },
+    #[error("runtime {runtime:?} must be 1 to 64 characters of [A-Za-z0-9_.-]")]
+    InvalidRuntime { runtime: String },
+    #[error("run limit {limit_name} is {value}, but must be between {minimum} and {maximum}")]
+    LimitOutOfRange {
+        limit_name: &'static str,
+        value: String,
+        minimum: String,
+        maximum: String,
+    },
+}
+
+/// The limits of one run. The station fills them in from its policy; [`RunSpec::new`] checks
+/// that Docker can enforce them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLimits {
+    /// CPU time in billionths of a CPU: `1_000_000_000` is one full CPU.
+    pub nano_cpus: u64,
+    /// Memory, with no swap on top.
+    pub memory_bytes: u64,
+    /// Processes and threads together, the init process included.
+    pub pids: u64,
+    /// Time from start to kill.
+    pub wall_clock: Duration,
+    /// Size of the `/tmp` tmpfs.
+    pub tmp_bytes: u64,
+    /// Size of the `/output` file system; the kernel refuses writes beyond it.
+    pub output_bytes: u64,
+    /// Files, directories and links `/output` may hold.
+    pub output_files: u64,
+    /// Bytes of stdout and stderr kept; the rest is counted, not kept.
+    pub log_bytes: u64,
+}
+
+impl RunLimits {
+    /// Converts a CPU count such as `1.5` into [`RunLimits::nano_cpus`], rounding down.
+    pub fn nano_cpus_from_cpus(cpus: f64) -> u64 {
+        if cpus.is_finite() && cpus > 0.0 {
+            (cpus * 1e9) as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// The numeric user a train runs as. Never root; see [`SpecError::RootUser`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerUser {
+    uid: u32,
+    gid: u32,
+}
+
+impl ContainerUser {
+    /// Parses `uid:gid`. Both parts are required: with the group left out, Docker falls back to
+    /// the image's /etc/passwd, or to group 0 when the image has none.
+    pub fn parse(user: &str) -> Result<Self, SpecError> {
+        let invalid = || SpecError::InvalidUser {
+            user: user.to_string(),
+        };
+        let is_root = |text: &str| {
+            text == "root" || (!text.is_empty() && text.bytes().all(|byte| byte == b'0'))
+        };
+        if user.split(':').any(is_root) {
+            return Err(SpecError::RootUser {
+                user: user.to_string(),
+            });
+        }
+        let (uid_text, gid_text) = user.split_once(':').ok_or_else(invalid)?;
+        let parse_id = |text: &str| {
+            if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            text.parse::<u32>().map_err(|_| invalid())
+        };
+        let container_user = ContainerUser {
+            uid: parse_id(uid_text)?,
+            gid: parse_id(gid_text)?,
+        };
+        if container_user.uid == 0 || container_user.gid == 0 {
+            return Err(SpecError::RootUser {
+                user: user.to_string(),
+            });
+        }
+        Ok(container_user)
+    }
+
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+}
+
+impl fmt::Display for ContainerUser {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}:{}", self.uid, self.gid)
+    }
+}
+
+/// A dataset directory on the host, mounted read-only at `/data/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetMount {
+    name: String,
+    host_path: String,
+}
+
+impl DatasetMount {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn host_path(&self) -> &Path {
+        Path::new(&self.host_path)
+    }
+
+    pub fn container_path(&self) -> String {
+        format!("{DATA_MOUNT_ROOT}/{}", self.name)
+    }
+}
+
+/// A fully resolved, validated run: what the station hands the sandbox once policy has approved
+/// it. Built with [`RunSpec::new`] and the `with_*` methods, each of which validates its input,
+/// so a `RunSpec` that exists is one Docker can run as specified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    run_id: String,
+    image_id: String,
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    user: ContainerUser,
+    datasets: Vec<DatasetMount>,
+    params_file: Option<String>,
+    limits: RunLimits,
+    runtime: Option<String>,
+    gpu: bool,
+}
+
+impl RunSpec {
+    /// A run of the local image `image_id` (`sha256:<hex>`) as `65534:65534`, with no datasets,
+    /// no params file, the image's own entrypoint and command, the engine's default runtime and
+    /// no GPU.
+    pub fn new(run_id: &str, image_id: &str, limits: RunLimits) -> Result<Self, SpecError> {
+        validate_run_id(run_id)?;
+        validate_image_id(image_id)?;
+        validate_limits(&limits)?;
+        Ok(RunSpec {
+            run_id: run_id.to_string(),
+            image_id: image_id.to_string(),
+            entrypoint: None,
+            cmd: None,
+            user: DEFAULT_USER,
+            datasets: Vec::new(),
+            params_file: None,
+            limits,
+            runtime: None,
+            gpu: false,
+        })
+    }
+
+    /// Runs the train as `uid:gid` instead of `65534:65534`; root is refused.
+    pub fn with_user(mut self, user: &str) -> Result<Self, SpecError> {
+        self.user = ContainerUser::parse(user)?;
+        Ok(self)
+    }
+
+    /// Replaces the image's entrypoint.
+    pub fn with_entrypoint(mut self, entrypoint: Vec<String>) -> Self {
+        self.entrypoint = Some(entrypoint);
+        self
+    }
+
+    /// Replaces the image's command.
+    pub fn with_cmd(mut self, cmd: Vec<String>) -> Self {
+        self.cmd = Some(cmd);
+        self
+    }
+
+    /// Mounts the host directory `host_path` read-only at `/data/<name>`.
+    pub fn with_dataset(
+        mut self,
+        name: &str,
+        host_path: impl Into<PathBuf>,
+    ) -> Result<Self, SpecError> {
+        validate_dataset_name(name)?;
+        if self.datasets.iter().any(|dataset| dataset.name == name) {
+            return Err(SpecError::DuplicateDataset {
+                name: name.to_string(),
+            });
+        }
+        let host_path = validate_host_path(host_path.into())?;
+        self.datasets.push(DatasetMount {
+            name: name.to_string(),
+            host_path,
+        });
+        Ok(self)
+    }
+
+    /// Mounts the host file `host_path` read-only at `/input/params.json`.
+    pub fn with_params_file(mut self, host_path: impl Into<PathBuf>) -> Result<Self, SpecError> {
+        self.params_file = Some(validate_host_path(host_path.into())?);
+        Ok(self)
+    }
+
+    /// Runs the train under another OCI runtime registered with the engine, such as `runsc`.
+    pub fn with_runtime(mut self, runtime: &str) -> Result<Self, SpecError> {
+        let is_valid = !runtime.is_empty()
+            && runtime.len() <= 64
+            && runtime
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'));
+        if !is_valid {
+            return Err(SpecError::InvalidRuntime {
+                runtime: runtime.to_string(),
+            });
+        }
+        self.runtime = Some(runtime.to_string());
+        Ok(self)
+    }
+
+    /// Gives the train every GPU of the host, where policy grants it.
+    pub fn with_gpu(mut self, gpu: bool) -> Self {
+        self.gpu = gpu;
+        self
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn image_id(&self) -> &str {
+        &self.image_id
+    }
+
+    pub fn entrypoint(&self) -> Option<&[String]> {
+        self.entrypoint.as_deref()
+    }
+
+    pub fn cmd(&self) -> Option<&[String]> {
+        self.cmd.as_deref()
+    }
+
+    pub fn user(&self) -> ContainerUser {
+        self.user
+    }
+
+    pub fn datasets(&self) -> &[DatasetMount] {
+        &self.datasets
+    }
+
+    pub fn params_file(&self) -> Option<&Path> {
+        self.params_file.as_deref().map(Path::new)
+    }
+
+    pub fn limits(&self) -> &RunLimits {
+        &self.limits
+    }
+
+    pub fn runtime(&self) -> Option<&str> {
+        self.runtime.as_deref()
+    }
+
+    pub fn gpu(&self) -> bool {
+        self.gpu
+    }
+
+    /// The labels every resource of this run carries (plus a role label per resource).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_RUN_ID.to_string(), self.run_id.clone()),
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+        ])
+    }
+
+    /// The names of the Docker resources of this run, derived from the run id so that a second
+    /// run with the same id fails loudly instead of sharing them.
+    pub fn resource_names(&self) -> RunResourceNames {
+        RunResourceNames {
+            train_container: format!("pht-run-{}", self.run_id),
+            output_holder_container: format!("pht-run-{}-output", self.run_id),
+            output_volume: format!("pht-run-{}-output", self.run_id),
+        }
+    }
+}
+
+/// The Docker names of one run's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResourceNames {
+    pub train_container: String,
+    pub output_holder_container: String,
+    pub output_volume: String,
+}
+
+/// The train container: every sandbox default of `DESIGN.md`, with the run's limits and mounts.
+///
+/// `/output` is the named volume `output_volume` (see [`output_volume_request`]); the caller
+/// creates it first and removes it afterwards.
+pub fn container_body(spec: &RunSpec, output_volume: &str) -> ContainerCreateBody {
+    let limits = spec.limits();
+    let mut mounts: Vec<Mount> = spec
+        .datasets()
+        .iter()
+        .map(|dataset| read_only_bind_mount(&dataset.host_path, &dataset.container_path()))
+        .collect();
+    if let Some(params_file) = &spec.params_file {
+        mounts.push(read_only_bind_mount(params_file, PARAMS_MOUNT_PATH));
+    }
+    mounts.push(output_volume_mount(output_volume, false));
+
+    let device_requests = spec.gpu().then(|| {
+        // The same request as `docker run --gpus all`.
+        vec![DeviceRequest {
+            driver: Some(String::new()),
+            count: Some(-1),
+            capabilities: Some(vec![vec!["gpu".to_string()]]),
+            ..Default::default()
+        }]
+    });
+
+    ContainerCreateBody {
+        image: Some(spec.image_id().to_string()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.cmd.clone(),
+        user: Some(spec.user().to_string()),
+        labels: Some(labels_with_role(spec, ROLE_TRAIN)),
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(false),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_string()),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            privileged: Some(false),
+            readonly_rootfs: Some(true),
+            ipc_mode: Some("private".to_string()),
+            cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+            // A small init reaps the zombies a train's helper processes leave behind, which
+            // would otherwise count against the pids limit, and gives the train the signal
+            // handling a process expects.
+            init: Some(true),
+            pids_limit: Some(saturating_i64(limits.pids)),
+            memory: Some(saturating_i64(limits.memory_bytes)),
+            // Equal to `memory`: no swap on top of the memory limit.
+            memory_swap: Some(saturating_i64(limits.memory_bytes)),
+            nano_cpus: Some(saturating_i64(limits.nano_cpus)),
+            // A crashing train must not hand a memory image of the data to the host's core
+            // dump handler.
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("core".to_string()),
+                soft: Some(0),
+                hard: Some(0),
+            }]),
+            tmpfs: Some(HashMap::from([(
+                TMP_MOUNT_PATH.to_string(),
+                format!("size={},mode=1777,noexec,nosuid,nodev", limits.tmp_bytes),
+            )])),
+            // /dev/shm is the other writable tmpfs; it gets no more room than /tmp.
+            shm_size: Some(saturating_i64(limits.tmp_bytes)),
+            mounts: Some(mounts),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_string()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), limits.log_bytes.to_string()),
+                    ("max-file".to_string(), "1".to_string()),
+                ])),
+            }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            auto_remove: Some(false),
+            publish_all_ports: Some(false),
+            device_requests,
+            runtime: spec.runtime().map(str::to_string),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The per-run `/output` volume: a tmpfs of `output_bytes` holding at most `output_files`
+/// entries, owned by the train's user. The kernel refuses writes beyond the cap with ENOSPC, so
+/// the limit holds however fast the train writes.
+pub fn output_volume_request(spec: &RunSpec, volume_name: &str) -> VolumeCreateRequest {
+    let limits = spec.limits();
+    let user = spec.user();
+    let mount_options = format!(
+        "size={},nr_inodes={},uid={},gid={},mode=0700,noexec,nosuid,nodev",
+        limits.output_bytes,
+        // The root directory of the file system takes one inode.
+        limits.output_files.saturating_add(1),
+        user.uid(),
+        user.gid(),
+    );
+    VolumeCreateRequest {
+        name: Some(volume_name.to_string()),
+        driver: Some("local".to_string()),
+        driver_opts: Some(HashMap::from([
+            ("type".to_string(), "tmpfs".to_string()),
+            ("device".to_string(), "tmpfs".to_string()),
+            ("o".to_string(), mount_options),
+        ])),
+        labels: Some(labels_with_role(spec, ROLE_OUTPUT_VOLUME)),
+        ..Default::default()
+    }
+}
+
+/// The output holder: a container that does nothing but keep the `/output` volume mounted.
+///
+/// Docker's local driver mounts a tmpfs volume when its first container starts and unmounts it,
+/// contents and all, when its last container stops. The holder is started before the train and
+/// outlives it, so what the train wrote is still there to be collected through the archive API.
+/// It mounts the volume read-only, has no network, no capabilities and no room to do anything
+/// else, and runs `holder_image_id`, an image the sandbox builds itself.
+pub fn output_holder_body(
+    spec: &RunSpec,
+    holder_image_id: &str,
+    output_volume: &str,
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(holder_image_id.to_string()),
+        user: Some(spec.user().to_string()),
+        labels: Some(labels_with_role(spec, ROLE_OUTPUT_HOLDER)),
+        attach_stdin: Some(false),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
+        open_stdin: Some(false),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_string()),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            privileged: Some(false),
+            readonly_rootfs: Some(true),
+            ipc_mode: Some("private".to_string()),
+            pids_limit: Some(OUTPUT_HOLDER_PIDS),
+            memory: Some(OUTPUT_HOLDER_MEMORY_BYTES),
+            memory_swap: Some(OUTPUT_HOLDER_MEMORY_BYTES),
+            nano_cpus: Some(OUTPUT_HOLDER_NANO_CPUS),
+            mounts: Some(vec![output_volume_mount(output_volume, true)]),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".to_string()),
+                config: None,
+            }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            auto_remove: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn labels_with_role(spec: &RunSpec, role: &str) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = spec.labels().into_iter().collect();
+    labels.insert(LABEL_ROLE.to_string(), role.to_string());
+    labels
+}
+
+fn read_only_bind_mount(host_path: &str, container_path: &str) -> Mount {
+    Mount {
+        target: Some(container_path.to_string()),
+        source: Some(host_path.to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            // Docker 20.10 makes only the top of a bind read-only, not the mounts below it.
+            // Leaving those out keeps every path under /data read-only.
+            non_recursive: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn output_volume_mount(output_volume: &str, read_only: bool) -> Mount {
+    Mount {
+        target: Some(OUTPUT_MOUNT_PATH.to_string()),
+        source: Some(output_volume.to_string()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(read_only),
+        volume_options: Some(MountVolumeOptions {
+            // Never copy what the image has at /output into the volume: only the run's own
+            // writes are outputs.
+            no_copy: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn validate_run_id(run_id: &str) -> Result<(), SpecError> {
+    let starts_well = run_id
+        .bytes()
+        .next()
+        .is_some_and(|byte| byte.is_ascii_alphanumeric());
+    let is_valid = starts_well
+        && run_id.len() <= 64
+        && run_id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'));
+    if is_valid {
+        Ok(())
+    } else {
+        Err(SpecError::InvalidRunId {
+            run_id: run_id.to_string(),
+        })
+    }
+}
+
+fn validate_image_id(image_id: &str) -> Result<(), SpecError> {
+    let is_valid = image_id.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    });
+    if is_valid {
+        Ok(())
+    } else {
+        Err(SpecError::InvalidImageId {
+            image_id: image_id.to_string(),
+        })
+    }
+}
+
+fn validate_dataset_name(name: &str) -> Result<(), SpecError> {
+    let is_valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'_' | b'-')
+        });
+    if is_valid {
+        Ok(())
+    } else {
+        Err(SpecError::InvalidDatasetName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Checks a host path lexically. Symbolic links on the host are not resolved here (this module
+/// does no I/O); the station resolves paths before it builds a `RunSpec`.
+fn validate_host_path(path: PathBuf) -> Result<String, SpecError> {
+    if !path.is_absolute() {
+        return Err(SpecError::RelativeHostPath { path });
+    }
+    if path
+        .components()
+        .any(|component| matches!(component, Component::ParentDir | Component::CurDir))
+    {
+        return Err(SpecError::UnnormalizedHostPath { path });
+    }
+    let Some(path_text) = path.to_str() else {
+        return Err(SpecError::NonUtf8HostPath { path });
+    };
+    let trimmed = path_text.trim_end_matches('/');
+    let exposes_socket = trimmed.ends_with("docker.sock")
+        || DOCKER_SOCKET_PATHS
+            .iter()
+            .any(|socket| Path::new(socket).starts_with(&path));
+    if exposes_socket {
+        return Err(SpecError::DockerSocketMount { path });
+    }
+    Ok(path_text.to_string())
+}
+
+fn validate_limits(limits: &RunLimits) -> Result<(), SpecError> {
+    let maximum = i64::MAX as u64;
+    let check = |limit_name: &'static str, value: u64, minimum: u64| {
+        if (minimum..=maximum).contains(&value) {
+            Ok(())
+        } else {
+            Err(SpecError::LimitOutOfRange {
+                limit_name,
+                value: value.to_string(),
+                minimum: minimum.to_string(),
+                maximum: maximum.to_string(),
+            })
+        }
+    };
+    check("nano_cpus", limits.nano_cpus, MINIMUM_NANO_CPUS)?;
+    check("memory_bytes", limits.memory_bytes, MINIMUM_MEMORY_BYTES)?;
+    check("pids", limits.pids, MINIMUM_PIDS)?;
+    check("tmp_bytes", limits.tmp_bytes, 1)?;
+    check("output_bytes", limits.output_bytes, MINIMUM_OUTPUT_BYTES)?;
+    check("output_files", limits.output_files, 1)?;
+    check("log_bytes", limits.log_bytes, 1)?;
+    if limits.wall_clock.is_zero() {
+        return Err(SpecError::LimitOutOfRange {
+            limit_name: "wall_clock",
+            value: format!("{:?}", limits.wall_clock),
+            minimum: "1ns".to_string(),
+            maximum: format!("{:?}", Duration::MAX),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{expect, Expect};
+
+    const IMAGE_ID: &str =
+        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const HOLDER_IMAGE_ID: &str =
+        "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+    fn typical_limits() -> RunLimits {
+        RunLimits {
+            nano_cpus: RunLimits::nano_cpus_from_cpus(1.5),
+            memory_bytes: 512 * 1024 * 1024,
+            pids: 128,
+            wall_clock: Duration::from_secs(3600),
+            tmp_bytes: 64 * 1024 * 1024,
+            output_bytes: 16 * 1024 * 1024,
+            output_files: 1000,
+            log_bytes: 1024 * 1024,
+        }
+    }
+
+    fn typical_spec() -> RunSpec {
+        RunSpec::new("job-42.station-a", IMAGE_ID, typical_limits())
+            .and_then(|spec| spec.with_dataset("cohort", "/srv/pht/datasets/cohort"))
+            .and_then(|spec| spec.with_dataset("registry_2024", "/srv/pht/datasets/registry"))
+            .and_then(|spec| spec.with_params_file("/var/lib/pht/runs/job-42/params.json"))
+            .expect("the typical spec is valid")
+    }
+
+    /// JSON with every object's keys sorted, so that Docker's `HashMap`s snapshot stably.
+    fn canonical_json(value: &impl serde::Serialize) -> String {
+        fn sort_keys(value: serde_json::Value) -> serde_json::Value {
+            match value {
+                serde_json::Value::Object(map) => {
+                    let sorted: BTreeMap<String, serde_json::Value> = map
+                        .into_iter()
+                        .map(|(key, value)| (key, sort_keys(value)))
+                        .collect();
+                    serde_json::Value::Object(sorted.into_iter().collect())
+                }
+                serde_json::Value::Array(items) => {
+                    serde_json::Value::Array(items.into_iter().map(sort_keys).collect())
+                }
+                other => other,
+            }
+        }
+        let value = serde_json::to_value(value).expect("bollard models serialize");
+        serde_json::to_string_pretty(&sort_keys(value)).expect("json values serialize")
+    }
+
+    #[test]
+    fn train_container_body_of_a_typical_run() {
+        let body = container_body(&typical_spec(), "pht-run-job-42.station-a-output");
+        expect![[r#"
+            {
+              "AttachStderr": true,
+              "AttachStdin": false,
+              "AttachStdout": true,
+              "HostConfig": {
+                "AutoRemove": false,
+                "CapDrop": [
+                  "ALL"
+                ],
+                "CgroupnsMode": "private",
+                "Init": true,
+                "IpcMode": "private",
+                "LogConfig": {
+                  "Config": {
+                    "max-file": "1",
+                    "max-size": "1048576"
+                  },
+                  "Type": "json-file"
+                },
+                "Memory": 536870912,
+                "MemorySwap": 536870912,
+                "Mounts": [
+                  {
+                    "BindOptions": {
+                      "NonRecursive": true,
+                      "Propagation": "rprivate"
+                    },
+                    "ReadOnly": true,
+                    "Source": "/srv/pht/datasets/cohort",
+                    "Target": "/data/cohort",
+                    "Type": "bind"
+                  },
+                  {
+                    "BindOptions": {
+                      "NonRecursive": true,
+                      "Propagation": "rprivate"
+                    },
+                    "ReadOnly": true,
+                    "Source": "/srv/pht/datasets/registry",
+                    "Target": "/data/registry_2024",
+                    "Type": "bind"
+                  },
+                  {
+                    "BindOptions": {
+                      "NonRecursive": true,
+                      "Propagation": "rprivate"
+                    },
+                    "ReadOnly": true,
+                    "Source": "/var/lib/pht/runs/job-42/params.json",
+                    "Target": "/input/params.json",
+                    "Type": "bind"
+                  },
+                  {
+                    "ReadOnly": false,
+                    "Source": "pht-run-job-42.station-a-output",
+                    "Target": "/output",
+                    "Type": "volume",
+                    "VolumeOptions": {
+                      "NoCopy": true
+                    }
+                  }
+                ],
+                "NanoCpus": 1500000000,
+                "NetworkMode": "none",
+                "PidsLimit": 128,
+                "Privileged": false,
+                "PublishAllPorts": false,
+                "ReadonlyRootfs": true,
+                "RestartPolicy": {
+                  "Name": "no"
+                },
+                "SecurityOpt": [
+                  "no-new-privileges"
+                ],
+                "ShmSize": 67108864,
+                "Tmpfs": {
+                  "/tmp": "size=67108864,mode=1777,noexec,nosuid,nodev"
+                },
+                "Ulimits": [
+                  {
+                    "Hard": 0,
+                    "Name": "core",
+                    "Soft": 0
+                  }
+                ]
+              },
+              "Image": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+              "Labels": {
+                "org.pht.managed": "true",
+                "org.pht.role": "train",
+                "org.pht.run-id": "job-42.station-a"
+              },
+              "OpenStdin": false,
+              "Tty": false,
+              "User": "65534:65534"
+            }"#]]
+        .assert_eq(&canonical_json(&body));
+    }
+
+    #[test]
+    fn output_volume_of_a_typical_run_is_a_capped_tmpfs_owned_by_the_train_user() {
+        let request = output_volume_request(&typical_spec(), "pht-run-job-42.station-a-output");
+        expect![[r#"
+            {
+              "Driver": "local",
+              "DriverOpts": {
+                "device": "tmpfs",
+                "o": "size=16777216,nr_inodes=1001,uid=65534,gid=65534,mode=0700,noexec,nosuid,nodev",
+                "type": "tmpfs"
+              },
+              "Labels": {
+                "org.pht.managed": "true",
+                "org.pht.role": "output",
+                "org.pht.run-id": "job-42.station-a"
+              },
+              "Name": "pht-run-job-42.station-a-output"
+            }"#]].assert_eq(&canonical_json(&request));
+    }
+
+    #[test]
+    fn output_holder_of_a_typical_run_mounts_the_volume_read_only() {
+        let body = output_holder_body(
+            &typical_spec(),
+            HOLDER_IMAGE_ID,
+            "pht-run-job-42.station-a-output",
+        );
+        expect![[r#"
+            {
+              "AttachStderr": false,
+              "AttachStdin": false,
+              "AttachStdout": false,
+              "HostConfig": {
+                "AutoRemove": false,
+                "CapDrop": [
+                  "ALL"
+                ],
+                "IpcMode": "private",
+                "LogConfig": {
+                  "Type": "none"
+                },
+                "Memory": 16777216,
+                "MemorySwap": 16777216,
+                "Mounts": [
+                  {
+                    "ReadOnly": true,
+                    "Source": "pht-run-job-42.station-a-output",
+                    "Target": "/output",
+                    "Type": "volume",
+                    "VolumeOptions": {
+                      "NoCopy": true
+                    }
+                  }
+                ],
+                "NanoCpus": 10000000,
+                "NetworkMode": "none",
+                "PidsLimit": 4,
+                "Privileged": false,
+                "ReadonlyRootfs": true,
+                "RestartPolicy": {
+                  "Name": "no"
+                },
+                "SecurityOpt": [
+                  "no-new-privileges"
+                ]
+              },
+              "Image": "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+              "Labels": {
+                "org.pht.managed": "true",
+                "org.pht.role": "output-holder",
+                "org.pht.run-id": "job-42.station-a"
+              },
+              "OpenStdin": false,
+              "Tty": false,
+              "User": "65534:65534"
+            }"#]]
+        .assert_eq(&canonical_json(&body));
+    }
+
+    #[test]
+    fn runtime_gpu_user_and_overrides_reach_the_container_body() {
+        let spec = typical_spec()
+            .with_runtime("runsc")
+            .and_then(|spec| spec.with_user("1000:1000"))
+            .expect("valid runtime and user")
+            .with_gpu(true)
+            .with_entrypoint(vec!["/bin/analysis".to_string()])
+            .with_cmd(vec!["--fast".to_string()]);
+        let body = container_body(&spec, "volume");
+        let host_config = body.host_config.expect("host config is always set");
+        assert_eq!(host_config.runtime.as_deref(), Some("runsc"));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(body.entrypoint, Some(vec!["/bin/analysis".to_string()]));
+        assert_eq!(body.cmd, Some(vec!["--fast".to_string()]));
+        expect![[r#"
+            [
+              {
+                "Capabilities": [
+                  [
+                    "gpu"
+                  ]
+                ],
+                "Count": -1,
+                "Driver": ""
+              }
+            ]"#]]
+        .assert_eq(&canonical_json(&host_config.device_requests));
+        let volume = output_volume_request(&spec, "volume");
+        let driver_opts = volume.driver_opts.expect("driver options are always set");
+        assert!(
+            driver_opts["o"].contains("uid=1000,gid=1000"),
+            "the output volume belongs to the train's user: {}",
+            driver_opts["o"]
+        );
+    }
+
+    #[test]
+    fn no_devices_without_gpu() {
+        let body = container_body(&typical_spec(), "volume");
+        let host_config = body.host_config.expect("host config is always set");
+        assert_eq!(host_config.device_requests, None);
+        assert_eq!(host_config.devices, None);
+    }
+
+    fn check_refused(result: Result<RunSpec, SpecError>, expected: Expect) {
+        match result {
+            Ok(spec) => panic!("expected a refusal, got {spec:?}"),
+            Err(error) => expected.assert_eq(&error.to_string()),
+        }
+    }
+
+    #[test]
+    fn root_users_are_refused() {
+        check_refused(
+            typical_spec().with_user("0"),
+            expect![[r#"user "0" is root: trains never run with uid or gid 0"#]],
+        );
+        check_refused(
+            typical_spec().with_user("root"),
+            expect![[r#"user "root" is root: trains never run with uid or gid 0"#]],
+        );
+        check_refused(
+            typical_spec().with_user("0:65534"),
+            expect![[r#"user "0:65534" is root: trains never run with uid or gid 0"#]],
+        );
+        check_refused(
+            typical_spec().with_user("65534:0"),
+            expect![[r#"user "65534:0" is root: trains never run with uid or gid 0"#]],
+        );
+        check_refused(
+            typical_spec().with_user("1000"),
+            expect![[
+                r#"user "1000" must be numeric `uid:gid`: a user name would be resolved through the image's /etc/passwd, which the train controls"#
+            ]],
+        );
+        check_refused(
+            typical_spec().with_user("nobody:nogroup"),
+            expect![[
+                r#"user "nobody:nogroup" must be numeric `uid:gid`: a user name would be resolved through the image's /etc/passwd, which the train controls"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn default_user_is_nobody() {
+        assert_eq!(typical_spec().user().to_string(), "65534:65534");
+    }
+
+    #[test]
+    fn docker_socket_is_never_mounted() {
+        check_refused(
+            typical_spec().with_dataset("sock", "/var/run/docker.sock"),
+            expect![[
+                r#"host path "/var/run/docker.sock" is or contains the Docker socket, which is never mounted into a train"#
+            ]],
+        );
+        check_refused(
+            typical_spec().with_dataset("sock", "/home/someone/.docker/run/docker.sock"),
+            expect![[
+                r#"host path "/home/someone/.docker/run/docker.sock" is or contains the Docker socket, which is never mounted into a train"#
+            ]],
+        );
+        check_refused(
+            typical_spec().with_dataset("run", "/run"),
+            expect![[
+                r#"host path "/run" is or contains the Docker socket, which is never mounted into a train"#
+            ]],
+        );
+        check_refused(
+            typical_spec().with_dataset("root", "/"),
+            expect![[
+                r#"host path "/" is or contains the Docker socket, which is never mounted into a train"#
+            ]],
+        );
+        check_refused(
+            typical_spec().with_params_file("/var/run/docker.sock"),
+            expect![[
+                r#"host path "/var/run/docker.sock" is or contains the Docker socket, which is never mounted into a train"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn host_paths_must_be_absolute_and_normalized() {
+        check_refused(
+            typical_spec().with_dataset("cohort2", "datasets/cohort"),
+            expect![[r#"host path "datasets/cohort" must be absolute"#]],
+        );
+        check_refused(
+            typical_spec().with_dataset("cohort2", "/srv/pht/../../var/run"),
+            expect![[
+                r#"host path "/srv/pht/../../var/run" must not contain `..` or `.` components"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn dataset_names_are_validated() {
+        check_refused(
+            typical_spec().with_dataset("../etc", "/srv/x"),
+            expect![[r#"dataset name "../etc" must be 1 to 64 characters of [a-z0-9_-]"#]],
+        );
+        check_refused(
+            typical_spec().with_dataset("Cohort", "/srv/x"),
+            expect![[r#"dataset name "Cohort" must be 1 to 64 characters of [a-z0-9_-]"#]],
+        );
+        check_refused(
+            typical_spec().with_dataset("", "/srv/x"),
+            expect![[r#"dataset name "" must be 1 to 64 characters of [a-z0-9_-]"#]],
+        );
+        check_refused(
+            typical_spec().with_dataset("cohort", "/srv/elsewhere"),
+            expect![[r#"dataset "cohort" is mounted twice"#]],
+        );
+    }
+
+    #[test]
+    fn image_must_be_referenced_by_id() {
+        check_refused(
+            RunSpec::new("run-1", "registry.example/train:latest", typical_limits()),
+            expect![[
+                r#"image id "registry.example/train:latest" must be a local image id, `sha256:` and 64 lowercase hex digits (images are referenced by id, never by tag)"#
+            ]],
+        );
+        check_refused(
+            RunSpec::new("run-1", "sha256:ABC", typical_limits()),
+            expect![[
+                r#"image id "sha256:ABC" must be a local image id, `sha256:` and 64 lowercase hex digits (images are referenced by id, never by tag)"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn run_ids_are_validated() {
+        check_refused(
+            RunSpec::new("-run", IMAGE_ID, typical_limits()),
+            expect![[
+                r#"run id "-run" must be 1 to 64 characters of [A-Za-z0-9_.-] starting with a letter or digit"#
+            ]],
+        );
+        check_refused(
+            RunSpec::new("run/1", IMAGE_ID, typical_limits()),
+            expect![[
+                r#"run id "run/1" must be 1 to 64 characters of [A-Za-z0-9_.-] starting with a letter or digit"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn limits_docker_cannot_enforce_are_refused() {
+        let check_limits = |change: fn(&mut RunLimits), expected: Expect| {
+            let mut limits = typical_limits();
+            change(&mut limits);
+            check_refused(RunSpec::new("run-1", IMAGE_ID, limits), expected);
+        };
+        check_limits(|limits| limits.memory_bytes = 1024, expect!["run limit memory_bytes is 1024, but must be between 6291456 and 9223372036854775807"]);
+        check_limits(
+            |limits| limits.nano_cpus = 0,
+            expect![
+                "run limit nano_cpus is 0, but must be between 10000000 and 9223372036854775807"
+            ],
+        );
+        check_limits(|limits| limits.pids = u64::MAX, expect!["run limit pids is 18446744073709551615, but must be between 2 and 9223372036854775807"]);
+        check_limits(|limits| limits.wall_clock = Duration::ZERO, expect!["run limit wall_clock is 0ns, but must be between 1ns and 18446744073709551615.999999999s"]);
+        check_limits(
+            |limits| limits.output_bytes = 100,
+            expect![
+                "run limit output_bytes is 100, but must be between 4096 and 9223372036854775807"
+            ],
+        );
+    }
+
+    #[test]
+    fn runtime_names_are_validated() {
+        check_refused(
+            typical_spec().with_runtime("runsc --debug"),
+            expect![[r#"runtime "runsc --debug" must be 1 to 64 characters of [A-Za-z0-9_.-]"#]],
+        );
+    }
+}
