@@ -142,8 +142,10 @@ impl fmt::Display for Reason {
 /// else in it constructs a grant), and every limit is at most the policy's ceiling.
 ///
 /// ```compile_fail
-/// // A grant cannot be written by hand: its fields are private.
-/// let grant = pht_policy::Grant { cpus: 64.0 };
+/// // A grant cannot be raised after the fact: its fields are private outside this crate.
+/// fn raise(grant: &mut pht_policy::Grant) {
+///     grant.cpus = 64.0;
+/// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Grant {

@@ -29,12 +29,11 @@ impl PolicyError {
         let full_message = error.to_string();
         match error.location() {
             Some(location) => {
-                // serde_yaml_ng appends the position in words; ours goes in front, compiler style.
-                let suffix = format!(" at line {} column {}", location.line(), location.column());
-                let message = full_message
-                    .strip_suffix(&suffix)
-                    .unwrap_or(&full_message)
-                    .to_string();
+                // serde_yaml_ng writes the position in words (at the end, or for syntax errors
+                // before a second position); ours goes in front, compiler style.
+                let position_in_words =
+                    format!(" at line {} column {}", location.line(), location.column());
+                let message = full_message.replacen(&position_in_words, "", 1);
                 PolicyError::Invalid {
                     source_name: source_name.to_string(),
                     line: location.line(),

@@ -9,6 +9,8 @@
 //! is granted as asked; an absent request gets the ceiling. Limits the train cannot ask for (pids,
 //! output, tmp, logs) are always the ceiling.
 
+use std::time::Duration;
+
 use pht_core::units::format_bytes;
 
 use crate::decision::{Decision, Grant, Reason, Rule};
@@ -46,12 +48,13 @@ impl Subject {
     }
 }
 
-/// The limits a request may have, once each was found within its ceiling.
+/// The limits a request asked for, built by `check_resources` only when each one is usable and
+/// within its ceiling: `grant` takes this rather than the raw request.
 #[derive(Debug, Clone, Copy)]
-struct RequestedLimits {
+struct CheckedLimits {
     cpus: Option<f64>,
     memory_bytes: Option<u64>,
-    wall_clock: Option<std::time::Duration>,
+    wall_clock: Option<Duration>,
 }
 
 impl Policy {
@@ -219,7 +222,7 @@ impl Policy {
         &self,
         request: &RunRequest,
         denials: &mut Vec<Reason>,
-    ) -> Option<RequestedLimits> {
+    ) -> Option<CheckedLimits> {
         let ceilings = self.resources();
         let asked = request.resources;
         let before = denials.len();
@@ -259,7 +262,7 @@ impl Policy {
             }
         }
 
-        (denials.len() == before).then_some(RequestedLimits {
+        (denials.len() == before).then_some(CheckedLimits {
             cpus: asked.cpus,
             memory_bytes: asked.memory_bytes,
             wall_clock: asked.wall_clock,
@@ -307,7 +310,7 @@ impl Policy {
         &self,
         request: &RunRequest,
         train_signer: &TrustedSigner,
-        limits: RequestedLimits,
+        limits: CheckedLimits,
     ) -> Grant {
         let ceilings = self.resources();
         let mut datasets: Vec<String> = Vec::with_capacity(request.datasets.len());

@@ -349,34 +349,38 @@ fn parse_repository_pattern(scalar: Scalar<'_>) -> Result<RepositoryPattern, Sca
 pub(crate) fn repository_patterns<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<RepositoryPattern>, D::Error> {
-    let patterns = deserializer.deserialize_seq(ListVisitor {
+    deserializer.deserialize_seq(ListVisitor {
         expecting: "a list of repository patterns such as `[\"trains/*\"]`",
         item_expecting: "a repository pattern such as `trains/*`",
         parse: parse_repository_pattern,
-    })?;
-    if patterns.is_empty() {
-        return Err(de::Error::custom(
-            "the list is empty: name at least one repository pattern, e.g. `trains/*`, or `*` for all",
-        ));
-    }
-    Ok(patterns)
+        finish: |patterns| {
+            if patterns.is_empty() {
+                return Err("the list is empty: name at least one repository pattern, e.g. `trains/*`, or `*` for all".to_string());
+            }
+            Ok(patterns)
+        },
+    })
 }
 
-/// Reads a YAML sequence, each item through `parse` at its own position.
-struct ListVisitor<T> {
+/// Reads a YAML sequence, each item through `parse` at its own position, then the whole list
+/// through `finish`. Both run inside the sequence's own deserialisation, so a refusal of the list
+/// as a whole is placed at the list (a check after `deserialize_seq` returned would be placed at
+/// the enclosing mapping instead).
+struct ListVisitor<Item, List> {
     expecting: &'static str,
     item_expecting: &'static str,
-    parse: fn(Scalar<'_>) -> Result<T, ScalarRefusal>,
+    parse: fn(Scalar<'_>) -> Result<Item, ScalarRefusal>,
+    finish: fn(Vec<Item>) -> Result<List, String>,
 }
 
-impl<'de, T> Visitor<'de> for ListVisitor<T> {
-    type Value = Vec<T>;
+impl<'de, Item, List> Visitor<'de> for ListVisitor<Item, List> {
+    type Value = List;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.expecting)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Vec<T>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<List, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = sequence.next_element_seed(ScalarSeed {
             expecting: self.item_expecting,
@@ -384,7 +388,7 @@ impl<'de, T> Visitor<'de> for ListVisitor<T> {
         })? {
             items.push(item);
         }
-        Ok(items)
+        (self.finish)(items).map_err(de::Error::custom)
     }
 }
 
@@ -429,13 +433,13 @@ pub(crate) fn quoted(entries: &[String]) -> String {
 /// The `*` entry that allows anything.
 const ANY: &str = "*";
 
-fn into_allow_list<E: de::Error>(entries: Vec<String>, what: &str) -> Result<AllowList, E> {
+fn into_allow_list(entries: Vec<String>, what: &str) -> Result<AllowList, String> {
     match entries.iter().position(|entry| entry == ANY) {
         None => Ok(AllowList::Only(entries)),
         Some(_) if entries.len() == 1 => Ok(AllowList::Any),
-        Some(_) => Err(E::custom(format!(
+        Some(_) => Err(format!(
             "`*` allows every {what} and must be the only entry; remove it or the other entries"
-        ))),
+        )),
     }
 }
 
@@ -451,17 +455,17 @@ fn parse_purpose(scalar: Scalar<'_>) -> Result<String, ScalarRefusal> {
 
 /// Reads `purposes:`, a non-empty list of purpose strings or `["*"]`.
 pub(crate) fn purposes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AllowList, D::Error> {
-    let entries = deserializer.deserialize_seq(ListVisitor {
+    deserializer.deserialize_seq(ListVisitor {
         expecting: "a list of purposes such as `[\"aggregate statistics\"]`, or `[\"*\"]`",
         item_expecting: "a purpose such as `aggregate statistics`",
         parse: parse_purpose,
-    })?;
-    if entries.is_empty() {
-        return Err(de::Error::custom(
-            "the list is empty: name at least one purpose this signer's trains may declare, or `*` for any",
-        ));
-    }
-    into_allow_list(entries, "purpose")
+        finish: |entries| {
+            if entries.is_empty() {
+                return Err("the list is empty: name at least one purpose this signer's trains may declare, or `*` for any".to_string());
+            }
+            into_allow_list(entries, "purpose")
+        },
+    })
 }
 
 fn parse_dataset(scalar: Scalar<'_>) -> Result<String, ScalarRefusal> {
@@ -477,12 +481,12 @@ fn parse_dataset(scalar: Scalar<'_>) -> Result<String, ScalarRefusal> {
 
 /// Reads `datasets:`, a list of dataset names (possibly empty: no datasets) or `["*"]`.
 pub(crate) fn datasets<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AllowList, D::Error> {
-    let entries = deserializer.deserialize_seq(ListVisitor {
+    deserializer.deserialize_seq(ListVisitor {
         expecting: "a list of dataset names such as `[cohort]`, `[]` for none, or `[\"*\"]`",
         item_expecting: "a dataset name such as `cohort`",
         parse: parse_dataset,
-    })?;
-    into_allow_list(entries, "dataset")
+        finish: |entries| into_allow_list(entries, "dataset"),
+    })
 }
 
 /// What a trusted signer's key may sign.
@@ -515,19 +519,19 @@ fn parse_role(scalar: Scalar<'_>) -> Result<Role, ScalarRefusal> {
 
 /// Reads `may_sign:`, a non-empty list of roles.
 pub(crate) fn may_sign<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Role>, D::Error> {
-    let mut roles = deserializer.deserialize_seq(ListVisitor {
+    deserializer.deserialize_seq(ListVisitor {
         expecting: "a list of roles: `[trains]`, `[jobs]` or `[trains, jobs]`",
         item_expecting: "`trains` or `jobs`",
         parse: parse_role,
-    })?;
-    if roles.is_empty() {
-        return Err(de::Error::custom(
-            "the list is empty: a signer may sign `trains`, `jobs` or both; remove the signer if it may sign neither",
-        ));
-    }
-    roles.sort();
-    roles.dedup();
-    Ok(roles)
+        finish: |mut roles| {
+            if roles.is_empty() {
+                return Err("the list is empty: a signer may sign `trains`, `jobs` or both; remove the signer if it may sign neither".to_string());
+            }
+            roles.sort();
+            roles.dedup();
+            Ok(roles)
+        },
+    })
 }
 
 /// The default of `may_sign`: researchers sign both their train images and their job envelopes.
