@@ -1,0 +1,34 @@
+# The commands the README names. Each does its own set-up on a fresh Debian machine with Docker.
+CARGO ?= cargo
+
+.PHONY: deps build test demo bench lint fmt clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+## Run every test: unit, in-process, and end to end against real Docker and a real registry.
+test: build
+	$(CARGO) test --workspace
+
+## The main job: a local registry, a real train built, pushed, signed, verified and run.
+demo: build
+	bash examples/demo.sh
+
+## Print the performance figures the issues ask for (release build).
+bench: deps
+	$(CARGO) build --release --workspace --bins
+	./target/release/pht-bench
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf .pht-demo
