@@ -59,6 +59,7 @@ struct CheckedLimits {
 
 impl Policy {
     /// Decides whether `request` may run, and with which limits. Every failing rule is reported.
+    #[must_use]
     pub fn evaluate(&self, request: &RunRequest) -> Decision {
         let mut denials = Vec::new();
 

@@ -645,3 +645,19 @@ fn a_grant_names_what_it_was_granted_for() {
     assert_eq!(grant.repository(), "trains/cohort-stats");
     assert_eq!(grant.policy_hash(), policy().content_hash());
 }
+
+#[test]
+fn a_dataset_listed_twice_is_granted_once_in_declared_order() {
+    let decision = policy().evaluate(&RunRequest {
+        datasets: vec![
+            "registry-2020".into(),
+            "cohort".into(),
+            "registry-2020".into(),
+        ],
+        ..request()
+    });
+    assert_eq!(
+        decision.grant().unwrap().datasets(),
+        ["registry-2020", "cohort"]
+    );
+}
