@@ -25,11 +25,13 @@ pub fn read_signing_key(path: &Path) -> CommandResult<SigningKey> {
                     .context("cannot read the passphrase")
                     .input()?
             }
-            Err(_) => return Err(anyhow::anyhow!(
+            Err(_) => {
+                return Err(anyhow::anyhow!(
                 "private key {} is encrypted: set {PASSWORD_ENV} or run in a terminal to be asked",
                 path.display()
             ))
-            .input(),
+                .input()
+            }
         })
     } else {
         None

@@ -64,6 +64,9 @@ pub struct RegistryOptions {
     /// Registries (`host:port`) that may be reached over plain HTTP although not on loopback.
     pub insecure_registries: BTreeSet<String>,
     pub credentials: Option<Credentials>,
+    /// Where to reach a registry when that differs from the name in references: `name → host:port`.
+    /// A station on a private network reaches `127.0.0.1:5000/…` trains at `registry:5000`.
+    pub endpoints: std::collections::BTreeMap<String, String>,
 }
 
 /// Called with the number of bytes moved so far.
@@ -122,14 +125,24 @@ impl RegistryClient {
     /// insecure.
     fn base_url(&self, reference: &ImageReference) -> Result<String, RegistryError> {
         let registry = reference.registry();
-        if reference.is_loopback_registry() || self.options.insecure_registries.contains(registry) {
-            Ok(format!("http://{registry}"))
-        } else if registry.ends_with(":80") {
+        let endpoint = self
+            .options
+            .endpoints
+            .get(registry)
+            .map_or(registry, String::as_str);
+        let marked_insecure = self.options.insecure_registries.contains(registry)
+            || self.options.insecure_registries.contains(endpoint);
+        let endpoint_is_loopback = endpoint.starts_with("127.")
+            || endpoint.starts_with("localhost")
+            || endpoint.starts_with("[::1]");
+        if marked_insecure || endpoint_is_loopback {
+            Ok(format!("http://{endpoint}"))
+        } else if endpoint.ends_with(":80") {
             Err(RegistryError::InsecureRefused {
                 registry: registry.to_string(),
             })
         } else {
-            Ok(format!("https://{registry}"))
+            Ok(format!("https://{endpoint}"))
         }
     }
 
@@ -794,10 +807,22 @@ mod tests {
     fn marked_insecure_registry_uses_plain_http() {
         let options = RegistryOptions {
             insecure_registries: ["registry:5000".to_string()].into(),
-            credentials: None,
+            ..RegistryOptions::default()
         };
         let client = RegistryClient::new(options);
         let reference: ImageReference = "registry:5000/a/b:1".parse().unwrap();
+        assert_eq!(client.base_url(&reference).unwrap(), "http://registry:5000");
+    }
+
+    #[test]
+    fn endpoint_map_redirects_a_registry_name() {
+        let options = RegistryOptions {
+            insecure_registries: ["registry:5000".to_string()].into(),
+            endpoints: [("127.0.0.1:5000".to_string(), "registry:5000".to_string())].into(),
+            ..RegistryOptions::default()
+        };
+        let client = RegistryClient::new(options);
+        let reference: ImageReference = "127.0.0.1:5000/a/b:1".parse().unwrap();
         assert_eq!(client.base_url(&reference).unwrap(), "http://registry:5000");
     }
 }
