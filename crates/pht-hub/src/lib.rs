@@ -1,1 +1,243 @@
-//! pht-hub
+//! The hub: an axum service that routes signed jobs to stations and carries sealed results
+//! back, with its state in SQLite (portable SQL) and blobs on disk, content-addressed.
+//!
+//! The hub is never trusted for integrity: it stores the researcher's envelope unchanged and
+//! stations verify it again. It runs no containers and reads no results (they are encrypted to
+//! the researcher). [`Hub::router`] is the whole HTTP surface; tests call it in-process.
+
+pub mod auth;
+pub mod blobs;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod notify;
+pub mod routes;
+pub mod rules;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::blobs::{BlobError, BlobStore};
+use crate::clock::Clock;
+use crate::config::{AdminToken, HubConfig};
+use crate::notify::WorkNotifier;
+use crate::store::{Store, StoreError};
+
+/// The settings handlers consult on every request.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub admin_token: AdminToken,
+    pub long_poll_max_wait: Duration,
+    pub pickup_lease: Duration,
+    pub max_upload_bytes: usize,
+}
+
+/// Where the hub keeps its state, and its settings.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    pub database_url: String,
+    pub blob_dir: PathBuf,
+    pub settings: Settings,
+}
+
+impl From<&HubConfig> for HubOptions {
+    fn from(config: &HubConfig) -> HubOptions {
+        HubOptions {
+            database_url: config.database_url.clone(),
+            blob_dir: config.blob_dir.clone(),
+            settings: Settings {
+                admin_token: config.admin_token.clone(),
+                long_poll_max_wait: config.long_poll_max_wait,
+                pickup_lease: config.pickup_lease,
+                max_upload_bytes: config.max_upload_bytes,
+            },
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct HubState {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub notifier: WorkNotifier,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
+    #[error("cannot create {path}: {source}")]
+    CreateDirectory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running hub's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    state: Arc<HubState>,
+}
+
+/// Outermost layer: a request id for every request, on the response and in the log line.
+async fn request_scope(request: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let mut response = error::REQUEST_ID
+        .scope(request_id.clone(), next.run(request))
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(pht_api::v1::REQUEST_ID_HEADER, value);
+    }
+    tracing::info!(
+        request_id,
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+impl Hub {
+    /// Opens the database (migrating it) and the blob directory.
+    pub async fn open(options: HubOptions, clock: Arc<dyn Clock>) -> Result<Hub, HubError> {
+        if let Some(database_path) = options
+            .database_url
+            .strip_prefix("sqlite://")
+            .map(|path| path.split('?').next().unwrap_or(path))
+            .filter(|path| !path.is_empty() && *path != ":memory:")
+        {
+            if let Some(parent) = std::path::Path::new(database_path).parent() {
+                std::fs::create_dir_all(parent).map_err(|source| HubError::CreateDirectory {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        let store = Store::open(&options.database_url).await?;
+        let blobs = BlobStore::open(&options.blob_dir)?;
+        Ok(Hub {
+            state: Arc::new(HubState {
+                store,
+                blobs,
+                notifier: WorkNotifier::default(),
+                clock,
+                settings: options.settings,
+            }),
+        })
+    }
+
+    pub fn state(&self) -> &Arc<HubState> {
+        &self.state
+    }
+
+    /// The whole `/v1` HTTP surface.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        let public = Router::new()
+            .route("/v1/health", get(routes::health))
+            .route("/v1/openapi.json", get(routes::openapi_document));
+        let admin = Router::new()
+            .route(
+                "/v1/admin/stations",
+                post(routes::register_station).get(routes::list_stations),
+            )
+            .route(
+                "/v1/admin/researchers",
+                post(routes::register_researcher).get(routes::list_researchers),
+            )
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_admin_token,
+            ));
+        let signed = Router::new()
+            .route("/v1/jobs", post(routes::submit_job))
+            .route("/v1/jobs/{job_id}", get(routes::get_job_status))
+            .route("/v1/jobs/{job_id}/cancel", post(routes::cancel_job))
+            .route("/v1/jobs/{job_id}/results", get(routes::list_results))
+            .route(
+                "/v1/jobs/{job_id}/results/{station}",
+                get(routes::download_result),
+            )
+            .route(
+                "/v1/jobs/{job_id}/stops/{station}/status",
+                post(routes::report_stop_status),
+            )
+            .route(
+                "/v1/jobs/{job_id}/stops/{station}/state",
+                get(routes::fetch_stop_state),
+            )
+            .route(
+                "/v1/jobs/{job_id}/stops/{station}/result",
+                put(routes::upload_result),
+            )
+            .route("/v1/stations/{station}", get(routes::station_directory))
+            .route("/v1/stations/{station}/work", get(routes::poll_work))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_signature,
+            ));
+        Router::new()
+            .merge(public)
+            .merge(admin)
+            .merge(signed)
+            .fallback(routes::fallback)
+            .layer(DefaultBodyLimit::max(state.settings.max_upload_bytes))
+            .layer(middleware::from_fn(request_scope))
+            .with_state(state)
+    }
+
+    /// Offers lapsed leases again (waking their stations), expires work past its job's
+    /// `expires_at`, and forgets nonces that can no longer be replayed.
+    pub async fn sweep(&self) -> Result<(), StoreError> {
+        let now = self.state.clock.now();
+        let released = self.state.store.release_and_expire(now, None).await?;
+        for station in released {
+            self.state.notifier.wake(&station);
+        }
+        self.state.store.forget_nonces_before(now).await?;
+        Ok(())
+    }
+
+    /// Runs [`Hub::sweep`] every `interval` until the task is dropped.
+    pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(error) = hub.sweep().await {
+                    tracing::error!(%error, "sweep failed");
+                }
+            }
+        })
+    }
+
+    /// Closes the database.
+    pub async fn close(&self) {
+        self.state.store.close().await;
+    }
+}

@@ -1,0 +1,785 @@
+//! The hub's database: stations, researchers, jobs, stops and seen nonces, over sqlx.
+//!
+//! Owns every SQL statement, written in portable SQL (`$n` binds, `ON CONFLICT … DO NOTHING`,
+//! TEXT/BIGINT columns, times as Unix milliseconds) so that a PostgreSQL pool can run the same
+//! statements. Concurrency is optimistic: every state change is an `UPDATE … WHERE status = <the
+//! state read>` whose row count says whether it won, so two hub replicas can never hand one stop
+//! to two leases. Every transaction starts with a write, which SQLite needs to avoid upgrade
+//! deadlocks. Decides nothing about what is allowed: that is [`crate::rules`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pht_api::v1::StopState;
+use pht_core::job::RouteMode;
+use pht_core::Digest;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use crate::rules::{state_from_name, state_name};
+
+/// Why the database could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database `{url}`: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error while trying to {operation}: {source}")]
+    Query {
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the database holds a value the hub cannot read: {what}")]
+    Corrupt { what: String },
+}
+
+fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { operation, source }
+}
+
+fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn from_millis(column: &str, value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(value).ok_or_else(|| StoreError::Corrupt {
+        what: format!("{column} = {value} is not a time"),
+    })
+}
+
+fn parse_digest(column: &str, value: &str) -> Result<Digest, StoreError> {
+    Digest::from_str(value).map_err(|_| StoreError::Corrupt {
+        what: format!("{column} = `{value}` is not a digest"),
+    })
+}
+
+fn mode_name(mode: RouteMode) -> &'static str {
+    match mode {
+        RouteMode::Sequential => "sequential",
+        RouteMode::Parallel => "parallel",
+    }
+}
+
+fn parse_mode(value: &str) -> Result<RouteMode, StoreError> {
+    match value {
+        "sequential" => Ok(RouteMode::Sequential),
+        "parallel" => Ok(RouteMode::Parallel),
+        other => Err(StoreError::Corrupt {
+            what: format!("route mode `{other}`"),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationRow {
+    pub id: String,
+    pub public_key_pem: String,
+    pub age_recipient: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResearcherRow {
+    pub id: String,
+    pub public_key_pem: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// A new job as the hub accepted it.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub job_id: Uuid,
+    pub researcher_id: String,
+    pub envelope: String,
+    pub mode: RouteMode,
+    pub train_repository: String,
+    pub train_digest: Digest,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub submitted_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResult {
+    pub digest: Digest,
+    pub size_bytes: u64,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRow {
+    pub job_id: Uuid,
+    pub stop_index: u32,
+    pub station_id: String,
+    pub status: StopState,
+    pub reason: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub input_state: Option<Digest>,
+    pub result: Option<StoredResult>,
+}
+
+/// The outcome of registering an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration<T> {
+    Created(T),
+    /// The id was already registered; here is what it holds.
+    Existing(T),
+}
+
+const STOP_COLUMNS: &str = "job_id, stop_index, station_id, status, reason, updated_at, \
+     lease_expires_at, expires_at, input_state_digest, result_digest, result_size_bytes, \
+     result_uploaded_at";
+
+const JOB_COLUMNS: &str = "job_id, researcher_id, envelope, mode, train_repository, \
+     train_digest, issued_at, expires_at, submitted_at, cancelled_at";
+
+fn stop_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StopRow, StoreError> {
+    let read = |error: sqlx::Error| StoreError::Corrupt {
+        what: format!("stop row: {error}"),
+    };
+    let job_id: String = row.try_get("job_id").map_err(read)?;
+    let status: String = row.try_get("status").map_err(read)?;
+    let optional_time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        let value: Option<i64> = row.try_get(column).map_err(read)?;
+        value.map(|value| from_millis(column, value)).transpose()
+    };
+    let result_digest: Option<String> = row.try_get("result_digest").map_err(read)?;
+    let result = match result_digest {
+        None => None,
+        Some(digest) => {
+            let size: i64 = row.try_get("result_size_bytes").map_err(read)?;
+            let uploaded_at: i64 = row.try_get("result_uploaded_at").map_err(read)?;
+            Some(StoredResult {
+                digest: parse_digest("result_digest", &digest)?,
+                size_bytes: u64::try_from(size).unwrap_or_default(),
+                uploaded_at: from_millis("result_uploaded_at", uploaded_at)?,
+            })
+        }
+    };
+    let input_state: Option<String> = row.try_get("input_state_digest").map_err(read)?;
+    let stop_index: i64 = row.try_get("stop_index").map_err(read)?;
+    Ok(StopRow {
+        job_id: Uuid::parse_str(&job_id).map_err(|_| StoreError::Corrupt {
+            what: format!("job id `{job_id}`"),
+        })?,
+        stop_index: u32::try_from(stop_index).map_err(|_| StoreError::Corrupt {
+            what: format!("stop index {stop_index}"),
+        })?,
+        station_id: row.try_get("station_id").map_err(read)?,
+        status: state_from_name(&status).ok_or_else(|| StoreError::Corrupt {
+            what: format!("stop status `{status}`"),
+        })?,
+        reason: row.try_get("reason").map_err(read)?,
+        updated_at: from_millis("updated_at", row.try_get("updated_at").map_err(read)?)?,
+        lease_expires_at: optional_time("lease_expires_at")?,
+        expires_at: from_millis("expires_at", row.try_get("expires_at").map_err(read)?)?,
+        input_state: input_state
+            .map(|digest| parse_digest("input_state_digest", &digest))
+            .transpose()?,
+        result,
+    })
+}
+
+fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRow, StoreError> {
+    let read = |error: sqlx::Error| StoreError::Corrupt {
+        what: format!("job row: {error}"),
+    };
+    let job_id: String = row.try_get("job_id").map_err(read)?;
+    let mode: String = row.try_get("mode").map_err(read)?;
+    let train_digest: String = row.try_get("train_digest").map_err(read)?;
+    let cancelled_at: Option<i64> = row.try_get("cancelled_at").map_err(read)?;
+    Ok(JobRow {
+        job_id: Uuid::parse_str(&job_id).map_err(|_| StoreError::Corrupt {
+            what: format!("job id `{job_id}`"),
+        })?,
+        researcher_id: row.try_get("researcher_id").map_err(read)?,
+        envelope: row.try_get("envelope").map_err(read)?,
+        mode: parse_mode(&mode)?,
+        train_repository: row.try_get("train_repository").map_err(read)?,
+        train_digest: parse_digest("train_digest", &train_digest)?,
+        issued_at: from_millis("issued_at", row.try_get("issued_at").map_err(read)?)?,
+        expires_at: from_millis("expires_at", row.try_get("expires_at").map_err(read)?)?,
+        submitted_at: from_millis("submitted_at", row.try_get("submitted_at").map_err(read)?)?,
+        cancelled_at: cancelled_at
+            .map(|value| from_millis("cancelled_at", value))
+            .transpose()?,
+    })
+}
+
+/// The hub's database handle.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A state change of one stop that another request may have raced.
+#[derive(Debug, Clone)]
+pub struct StopTransition<'a> {
+    pub job_id: Uuid,
+    pub stop_index: u32,
+    pub from: StopState,
+    pub to: StopState,
+    pub reason: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// What a completed stop hands on.
+#[derive(Debug, Clone)]
+pub struct Completion<'a> {
+    pub transition: StopTransition<'a>,
+    pub result: StoredResult,
+    /// For a sequential route: the next stop's index and the state blob it receives.
+    pub next_stop: Option<(u32, Option<&'a Digest>)>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `database_url` and migrates it.
+    pub async fn open(database_url: &str) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            url: database_url.to_string(),
+            source,
+        };
+        // FULL synchronous mode: a result is acknowledged only once its row is on disk.
+        let options = SqliteConnectOptions::from_str(database_url)
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn register_station(
+        &self,
+        station: &StationRow,
+    ) -> Result<Registration<StationRow>, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO stations (id, public_key_pem, age_recipient, registered_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&station.id)
+        .bind(&station.public_key_pem)
+        .bind(&station.age_recipient)
+        .bind(millis(station.registered_at))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("register a station"))?
+        .rows_affected();
+        let stored = self
+            .station(&station.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("station `{}` vanished after registration", station.id),
+            })?;
+        Ok(if inserted == 1 {
+            Registration::Created(stored)
+        } else {
+            Registration::Existing(stored)
+        })
+    }
+
+    fn station_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StationRow, StoreError> {
+        let read = |error: sqlx::Error| StoreError::Corrupt {
+            what: format!("station row: {error}"),
+        };
+        Ok(StationRow {
+            id: row.try_get("id").map_err(read)?,
+            public_key_pem: row.try_get("public_key_pem").map_err(read)?,
+            age_recipient: row.try_get("age_recipient").map_err(read)?,
+            registered_at: from_millis(
+                "registered_at",
+                row.try_get("registered_at").map_err(read)?,
+            )?,
+        })
+    }
+
+    fn researcher_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ResearcherRow, StoreError> {
+        let read = |error: sqlx::Error| StoreError::Corrupt {
+            what: format!("researcher row: {error}"),
+        };
+        Ok(ResearcherRow {
+            id: row.try_get("id").map_err(read)?,
+            public_key_pem: row.try_get("public_key_pem").map_err(read)?,
+            registered_at: from_millis(
+                "registered_at",
+                row.try_get("registered_at").map_err(read)?,
+            )?,
+        })
+    }
+
+    pub async fn station(&self, id: &str) -> Result<Option<StationRow>, StoreError> {
+        sqlx::query(
+            "SELECT id, public_key_pem, age_recipient, registered_at FROM stations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("read a station"))?
+        .as_ref()
+        .map(Store::station_from_row)
+        .transpose()
+    }
+
+    pub async fn stations(&self) -> Result<Vec<StationRow>, StoreError> {
+        sqlx::query(
+            "SELECT id, public_key_pem, age_recipient, registered_at FROM stations ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("list stations"))?
+        .iter()
+        .map(Store::station_from_row)
+        .collect()
+    }
+
+    /// Which of `ids` are not registered stations.
+    pub async fn unregistered_stations(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut missing = Vec::new();
+        for id in ids {
+            if self.station(id).await?.is_none() {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    pub async fn register_researcher(
+        &self,
+        researcher: &ResearcherRow,
+    ) -> Result<Registration<ResearcherRow>, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO researchers (id, public_key_pem, registered_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&researcher.id)
+        .bind(&researcher.public_key_pem)
+        .bind(millis(researcher.registered_at))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("register a researcher"))?
+        .rows_affected();
+        let stored = self
+            .researcher(&researcher.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("researcher `{}` vanished after registration", researcher.id),
+            })?;
+        Ok(if inserted == 1 {
+            Registration::Created(stored)
+        } else {
+            Registration::Existing(stored)
+        })
+    }
+
+    pub async fn researcher(&self, id: &str) -> Result<Option<ResearcherRow>, StoreError> {
+        sqlx::query("SELECT id, public_key_pem, registered_at FROM researchers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("read a researcher"))?
+            .as_ref()
+            .map(Store::researcher_from_row)
+            .transpose()
+    }
+
+    pub async fn researchers(&self) -> Result<Vec<ResearcherRow>, StoreError> {
+        sqlx::query("SELECT id, public_key_pem, registered_at FROM researchers ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("list researchers"))?
+            .iter()
+            .map(Store::researcher_from_row)
+            .collect()
+    }
+
+    /// Records a signature's nonce; `false` when `keyid` already used it (a replay).
+    pub async fn remember_nonce(
+        &self,
+        keyid: &str,
+        nonce: &str,
+        forget_after: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO seen_nonces (keyid, nonce, forget_after) VALUES ($1, $2, $3) \
+             ON CONFLICT (keyid, nonce) DO NOTHING",
+        )
+        .bind(keyid)
+        .bind(nonce)
+        .bind(millis(forget_after))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("record a request nonce"))?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Drops nonces whose signatures can no longer pass the clock-skew check.
+    pub async fn forget_nonces_before(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM seen_nonces WHERE forget_after < $1")
+                .bind(millis(now))
+                .execute(&self.pool)
+                .await
+                .map_err(query_error("forget old nonces"))?
+                .rows_affected(),
+        )
+    }
+
+    /// Stores a new job and its stops; `false` when the job id is already taken.
+    pub async fn insert_job(&self, job: &JobRow, stations: &[String]) -> Result<bool, StoreError> {
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("begin storing a job"))?;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (job_id) DO NOTHING"
+        ))
+        .bind(job.job_id.to_string())
+        .bind(&job.researcher_id)
+        .bind(&job.envelope)
+        .bind(mode_name(job.mode))
+        .bind(&job.train_repository)
+        .bind(job.train_digest.to_string())
+        .bind(millis(job.issued_at))
+        .bind(millis(job.expires_at))
+        .bind(millis(job.submitted_at))
+        .bind(job.cancelled_at.map(millis))
+        .execute(&mut *transaction)
+        .await
+        .map_err(query_error("store a job"))?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        for (stop_index, station) in stations.iter().enumerate() {
+            let ready = job.mode == RouteMode::Parallel || stop_index == 0;
+            let status = if ready {
+                StopState::Ready
+            } else {
+                StopState::Pending
+            };
+            sqlx::query(
+                "INSERT INTO stops (job_id, stop_index, station_id, status, updated_at, ready_at, \
+                 expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(job.job_id.to_string())
+            .bind(stop_index as i64)
+            .bind(station)
+            .bind(state_name(status))
+            .bind(millis(job.submitted_at))
+            .bind(ready.then(|| millis(job.submitted_at)))
+            .bind(millis(job.expires_at))
+            .execute(&mut *transaction)
+            .await
+            .map_err(query_error("store a job's stops"))?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(query_error("commit a job"))?;
+        Ok(true)
+    }
+
+    pub async fn job(&self, job_id: Uuid) -> Result<Option<JobRow>, StoreError> {
+        sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1"))
+            .bind(job_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("read a job"))?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    pub async fn stops(&self, job_id: Uuid) -> Result<Vec<StopRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {STOP_COLUMNS} FROM stops WHERE job_id = $1 ORDER BY stop_index"
+        ))
+        .bind(job_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read a job's stops"))?
+        .iter()
+        .map(stop_from_row)
+        .collect()
+    }
+
+    pub async fn stop_of_station(
+        &self,
+        job_id: Uuid,
+        station_id: &str,
+    ) -> Result<Option<StopRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {STOP_COLUMNS} FROM stops WHERE job_id = $1 AND station_id = $2"
+        ))
+        .bind(job_id.to_string())
+        .bind(station_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("read a stop"))?
+        .as_ref()
+        .map(stop_from_row)
+        .transpose()
+    }
+
+    /// Leases the station's oldest offerable stop (ready, or leased with a lapsed lease, and not
+    /// expired) until `lease_until`. The conditional update guarantees that one stop is never
+    /// held by two leases, even across hub replicas.
+    pub async fn lease_next_stop(
+        &self,
+        station_id: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<StopRow>, StoreError> {
+        // A handful of tries: each lost race means another poll of the same station won a stop.
+        for _ in 0..8 {
+            let candidate = sqlx::query(
+                "SELECT job_id, stop_index FROM stops \
+                 WHERE station_id = $1 AND expires_at > $2 \
+                 AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2)) \
+                 ORDER BY ready_at, job_id, stop_index LIMIT 1",
+            )
+            .bind(station_id)
+            .bind(millis(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("find work for a station"))?;
+            let Some(candidate) = candidate else {
+                return Ok(None);
+            };
+            let job_id: String = candidate
+                .try_get("job_id")
+                .map_err(query_error("read a work candidate"))?;
+            let stop_index: i64 = candidate
+                .try_get("stop_index")
+                .map_err(query_error("read a work candidate"))?;
+            let leased = sqlx::query(
+                "UPDATE stops SET status = 'leased', lease_expires_at = $1, updated_at = $2, \
+                 reason = NULL \
+                 WHERE job_id = $3 AND stop_index = $4 AND expires_at > $2 \
+                 AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2))",
+            )
+            .bind(millis(lease_until))
+            .bind(millis(now))
+            .bind(&job_id)
+            .bind(stop_index)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("lease a stop"))?
+            .rows_affected();
+            if leased == 1 {
+                let row = sqlx::query(&format!(
+                    "SELECT {STOP_COLUMNS} FROM stops WHERE job_id = $1 AND stop_index = $2"
+                ))
+                .bind(&job_id)
+                .bind(stop_index)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(query_error("read a leased stop"))?;
+                return stop_from_row(&row).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies a status report; `false` when the stop was no longer in `from` (a race).
+    /// `skip_later_with` skips the later pending stops of a sequential route with that reason.
+    pub async fn transition_stop(
+        &self,
+        transition: &StopTransition<'_>,
+        skip_later_with: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("begin a stop update"))?;
+        let updated = sqlx::query(
+            "UPDATE stops SET status = $1, reason = $2, updated_at = $3, lease_expires_at = NULL \
+             WHERE job_id = $4 AND stop_index = $5 AND status = $6",
+        )
+        .bind(state_name(transition.to))
+        .bind(transition.reason)
+        .bind(millis(transition.now))
+        .bind(transition.job_id.to_string())
+        .bind(i64::from(transition.stop_index))
+        .bind(state_name(transition.from))
+        .execute(&mut *transaction)
+        .await
+        .map_err(query_error("update a stop"))?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        if let Some(reason) = skip_later_with {
+            sqlx::query(
+                "UPDATE stops SET status = 'skipped', reason = $1, updated_at = $2 \
+                 WHERE job_id = $3 AND stop_index > $4 AND status = 'pending'",
+            )
+            .bind(reason)
+            .bind(millis(transition.now))
+            .bind(transition.job_id.to_string())
+            .bind(i64::from(transition.stop_index))
+            .execute(&mut *transaction)
+            .await
+            .map_err(query_error("skip the rest of a route"))?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(query_error("commit a stop update"))?;
+        Ok(true)
+    }
+
+    /// Records a delivered result and, for a sequential route, makes the next stop ready with
+    /// its state. `false` when the stop changed meanwhile.
+    pub async fn complete_stop(&self, completion: &Completion<'_>) -> Result<bool, StoreError> {
+        let transition = &completion.transition;
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("begin storing a result"))?;
+        let updated = sqlx::query(
+            "UPDATE stops SET status = 'done', reason = NULL, updated_at = $1, \
+             lease_expires_at = NULL, result_digest = $2, result_size_bytes = $3, \
+             result_uploaded_at = $1 \
+             WHERE job_id = $4 AND stop_index = $5 AND status = $6",
+        )
+        .bind(millis(transition.now))
+        .bind(completion.result.digest.to_string())
+        .bind(i64::try_from(completion.result.size_bytes).unwrap_or(i64::MAX))
+        .bind(transition.job_id.to_string())
+        .bind(i64::from(transition.stop_index))
+        .bind(state_name(transition.from))
+        .execute(&mut *transaction)
+        .await
+        .map_err(query_error("store a result"))?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        if let Some((next_index, next_state)) = completion.next_stop {
+            sqlx::query(
+                "UPDATE stops SET status = 'ready', ready_at = $1, updated_at = $1, \
+                 input_state_digest = $2 \
+                 WHERE job_id = $3 AND stop_index = $4 AND status = 'pending'",
+            )
+            .bind(millis(transition.now))
+            .bind(next_state.map(ToString::to_string))
+            .bind(transition.job_id.to_string())
+            .bind(i64::from(next_index))
+            .execute(&mut *transaction)
+            .await
+            .map_err(query_error("advance a sequential route"))?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(query_error("commit a result"))?;
+        Ok(true)
+    }
+
+    /// Marks the job cancelled and ends its unfinished stops.
+    pub async fn cancel_job(&self, job_id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("begin cancelling a job"))?;
+        sqlx::query("UPDATE jobs SET cancelled_at = $1 WHERE job_id = $2 AND cancelled_at IS NULL")
+            .bind(millis(now))
+            .bind(job_id.to_string())
+            .execute(&mut *transaction)
+            .await
+            .map_err(query_error("cancel a job"))?;
+        sqlx::query(
+            "UPDATE stops SET status = 'cancelled', reason = 'cancelled by the researcher', \
+             updated_at = $1, lease_expires_at = NULL \
+             WHERE job_id = $2 AND status IN ('pending', 'ready', 'leased', 'running', 'withheld')",
+        )
+        .bind(millis(now))
+        .bind(job_id.to_string())
+        .execute(&mut *transaction)
+        .await
+        .map_err(query_error("cancel a job's stops"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(query_error("commit a cancellation"))?;
+        Ok(())
+    }
+
+    /// Returns lapsed leases to `ready` and expires work not picked up before its job's
+    /// `expires_at`, for one job or all. Returns the stations that have work offered again.
+    pub async fn release_and_expire(
+        &self,
+        now: DateTime<Utc>,
+        job_id: Option<Uuid>,
+    ) -> Result<Vec<String>, StoreError> {
+        let job_filter = job_id.map(|job_id| job_id.to_string());
+        let released_stations: Vec<String> = sqlx::query(
+            "SELECT DISTINCT station_id FROM stops \
+             WHERE status = 'leased' AND lease_expires_at <= $1 AND expires_at > $1 \
+             AND ($2 IS NULL OR job_id = $2)",
+        )
+        .bind(millis(now))
+        .bind(job_filter.as_deref())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("find lapsed leases"))?
+        .iter()
+        .map(|row| row.try_get::<String, _>("station_id"))
+        .collect::<Result<_, _>>()
+        .map_err(query_error("read lapsed leases"))?;
+        sqlx::query(
+            "UPDATE stops SET status = 'ready', lease_expires_at = NULL, updated_at = $1, \
+             reason = 'the station did not report within its lease; offered again' \
+             WHERE status = 'leased' AND lease_expires_at <= $1 AND expires_at > $1 \
+             AND ($2 IS NULL OR job_id = $2)",
+        )
+        .bind(millis(now))
+        .bind(job_filter.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("release lapsed leases"))?;
+        sqlx::query(
+            "UPDATE stops SET status = 'expired', lease_expires_at = NULL, updated_at = $1, \
+             reason = 'not picked up before the job expired' \
+             WHERE expires_at <= $1 \
+             AND (status IN ('pending', 'ready') OR (status = 'leased' AND lease_expires_at <= $1)) \
+             AND ($2 IS NULL OR job_id = $2)",
+        )
+        .bind(millis(now))
+        .bind(job_filter.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("expire work"))?;
+        Ok(released_stations)
+    }
+}
