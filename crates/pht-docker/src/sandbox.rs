@@ -31,6 +31,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OnceCell};
 
 use crate::collect::{self, CollectError, CollectLimits, CollectedKind, CollectedOutputs};
@@ -770,7 +771,7 @@ impl SandboxEngine for BollardEngine {
 
     async fn output_holder_image(&self) -> Result<String, DockerError> {
         self.output_holder_image_id
-            .get_or_try_init(|| build_output_holder_image(&self.docker))
+            .get_or_try_init(|| find_or_build_output_holder_image(&self.docker))
             .await
             .cloned()
     }
@@ -955,6 +956,36 @@ impl SandboxEngine for BollardEngine {
     }
 }
 
+/// Label on the output holder image carrying [`output_holder_content_digest`], so that an image
+/// built by an earlier station process (or another version) is reused only if it is this one.
+const LABEL_OUTPUT_HOLDER_CONTENT: &str = "org.pht.output-holder.content";
+
+/// Serializes holder image builds within this process: sandboxes starting together find the
+/// image the first one built instead of each building their own.
+static OUTPUT_HOLDER_BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The id of the output holder image: the tagged image if its content label matches, otherwise a
+/// fresh build.
+async fn find_or_build_output_holder_image(docker: &Docker) -> Result<String, DockerError> {
+    let _build_lock = OUTPUT_HOLDER_BUILD_LOCK.lock().await;
+    let content_digest = output_holder_content_digest();
+    match docker.inspect_image(OUTPUT_HOLDER_IMAGE_TAG).await {
+        Ok(image) => {
+            let labels = image.config.and_then(|config| config.labels);
+            let is_current = labels
+                .as_ref()
+                .and_then(|labels| labels.get(LABEL_OUTPUT_HOLDER_CONTENT))
+                .is_some_and(|digest| *digest == content_digest);
+            if let (true, Some(image_id)) = (is_current, image.id) {
+                return Ok(image_id);
+            }
+        }
+        Err(error) if status_code(&error) == Some(404) => {}
+        Err(error) => return Err(error),
+    }
+    build_output_holder_image(docker).await
+}
+
 /// Builds the output holder image: `FROM scratch` with one program that sleeps forever.
 async fn build_output_holder_image(docker: &Docker) -> Result<String, DockerError> {
     let context =
@@ -987,15 +1018,27 @@ async fn build_output_holder_image(docker: &Docker) -> Result<String, DockerErro
     }
 }
 
+const OUTPUT_HOLDER_DOCKERFILE: &str = "FROM scratch\n\
+                                        COPY pause /pause\n\
+                                        USER 65534:65534\n\
+                                        ENTRYPOINT [\"/pause\"]\n";
+
+/// SHA-256 of what the holder image is built from.
+fn output_holder_content_digest() -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(OUTPUT_HOLDER_DOCKERFILE.as_bytes());
+    hasher.update(pause_program());
+    hex::encode(hasher.finalize())
+}
+
 fn output_holder_build_context() -> io::Result<Vec<u8>> {
-    let dockerfile = "FROM scratch\n\
-                      COPY pause /pause\n\
-                      USER 65534:65534\n\
-                      ENTRYPOINT [\"/pause\"]\n\
-                      LABEL org.pht.role=output-holder-image\n";
+    let dockerfile = format!(
+        "{OUTPUT_HOLDER_DOCKERFILE}LABEL org.pht.role=output-holder-image {LABEL_OUTPUT_HOLDER_CONTENT}={}\n",
+        output_holder_content_digest()
+    );
     let mut builder = tar::Builder::new(Vec::new());
     for (path, mode, content) in [
-        ("Dockerfile", 0o644, dockerfile.as_bytes().to_vec()),
+        ("Dockerfile", 0o644, dockerfile.into_bytes()),
         ("pause", 0o555, pause_program()),
     ] {
         let mut header = tar::Header::new_gnu();
@@ -1490,6 +1533,37 @@ mod tests {
         check_limit(many_small, 15, expect!["true"]);
         check_limit(vec![regular("half", 32 * 1024)], 1, expect!["false"]);
         check_limit(vec![regular("one", 1)], 100, expect!["true"]);
+    }
+
+    #[test]
+    fn the_output_holder_image_is_built_from_scratch_and_labelled_with_its_content() {
+        let context = output_holder_build_context().expect("in-memory tar");
+        let mut archive = tar::Archive::new(context.as_slice());
+        let mut listing = Vec::new();
+        for entry in archive.entries().expect("a tar archive") {
+            let mut entry = entry.expect("a tar entry");
+            let path = entry.path().expect("a path").display().to_string();
+            let mode = entry.header().mode().expect("a mode");
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).expect("readable");
+            let shown = if path == "Dockerfile" {
+                String::from_utf8(content).expect("text")
+            } else {
+                format!("{} bytes\n", content.len())
+            };
+            listing.push(format!("{path} {mode:o}\n{shown}"));
+        }
+        expect![[r#"
+            Dockerfile 644
+            FROM scratch
+            COPY pause /pause
+            USER 65534:65534
+            ENTRYPOINT ["/pause"]
+            LABEL org.pht.role=output-holder-image org.pht.output-holder.content=c1e4d94ae338ec606edb9bcc8867137ddad8b2a93e2be8a35ca671802b8912bd
+
+            pause 555
+            129 bytes
+        "#]].assert_eq(&listing.join("\n"));
     }
 
     #[test]

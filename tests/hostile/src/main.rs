@@ -10,6 +10,7 @@
 //! `write-data`, `write-root`, `big-output`, `symlink-passwd`, `symlink-data`, `docker-socket`,
 //! `whoami`, `log-flood`. Modes that help the tests: `ok` (a well-behaved train), `exit` (exit with
 //! a chosen code) and `listen` (a TCP listener that logs every connection it accepts).
+//! `big-output` writes to `/output/big.bin`, or to the `path` its params name.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -342,10 +343,15 @@ fn mode_write_root(report: &mut Report) -> u8 {
 
 fn mode_big_output(params: &BTreeMap<String, String>, report: &mut Report) -> u8 {
     let bytes_to_try = number_or(params, "bytes", 64 * 1024 * 1024);
+    let path = params
+        .get("path")
+        .cloned()
+        .unwrap_or_else(|| "/output/big.bin".to_string());
+    report.record("big_output_path", &path);
     let chunk = vec![b'x'; 64 * 1024];
     let mut n_bytes_written: u64 = 0;
     let mut write_error = String::from("none");
-    match fs::File::create("/output/big.bin") {
+    match fs::File::create(&path) {
         Ok(mut handle) => {
             while n_bytes_written < bytes_to_try {
                 match handle.write(&chunk) {
