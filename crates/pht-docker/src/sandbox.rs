@@ -162,6 +162,11 @@ pub enum SandboxError {
         run_id: String,
         failures: Vec<String>,
     },
+    #[error("could not remove leftover sandbox resources of station {station_id:?} ({}); remove them with `docker rm -f` and `docker volume rm`", .failures.join("; "))]
+    StaleCleanup {
+        station_id: String,
+        failures: Vec<String>,
+    },
     #[error("could not list the leftover sandbox resources of station {station_id:?}: {source}")]
     ListLeftovers {
         station_id: String,
@@ -737,8 +742,8 @@ async fn cleanup_stale_resources<E: SandboxEngine>(
     if failures.is_empty() {
         Ok(cleanup)
     } else {
-        Err(SandboxError::Cleanup {
-            run_id: format!("(stale resources of station {})", engine.station_id()),
+        Err(SandboxError::StaleCleanup {
+            station_id: engine.station_id().to_string(),
             failures,
         })
     }

@@ -99,6 +99,12 @@ pub enum SpecError {
 
 /// The limits of one run. The station fills them in from its policy; [`RunSpec::new`] checks
 /// that Docker can enforce them.
+///
+/// `/tmp`, `/dev/shm` and `/output` are tmpfs: what the train writes there is RAM, charged to
+/// the train's memory limit. A train that writes more than `memory_bytes` allows is OOM-killed
+/// before it reaches `output_bytes`, so a policy gives `memory_bytes` room for the outputs on
+/// top of the working set. Until the outputs are collected, each running train can hold up to
+/// `output_bytes` of the host's memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunLimits {
     /// CPU time in billionths of a CPU: `1_000_000_000` is one full CPU.
