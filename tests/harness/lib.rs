@@ -189,3 +189,238 @@ pub fn require_docker() {
         finished.stderr
     );
 }
+
+/// `pht-station --config CONFIG ARGS…`.
+pub fn pht_station(config: &Path, args: &[&str]) -> Finished {
+    let mut command = Command::new(binary("pht-station"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("PHT_OPERATOR", "test-operator");
+    run(&mut command)
+}
+
+/// Builds `tests/hostile` as a static binary (once per test process) and returns its path.
+pub fn hostile_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let target_dir = root.join("target/static");
+            let finished = run(Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            )
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "--manifest-path",
+            ])
+            .arg(root.join("tests/hostile/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"));
+            assert_eq!(
+                finished.code, 0,
+                "building tests/hostile failed:\n{}",
+                finished.stderr
+            );
+            target_dir.join("x86_64-unknown-linux-gnu/release/hostile")
+        })
+        .clone()
+}
+
+/// A signing identity made with `pht key generate` (unencrypted).
+#[derive(Debug)]
+pub struct Researcher {
+    pub name: String,
+    pub private_key: PathBuf,
+    pub public_key: PathBuf,
+    pub age_identity: PathBuf,
+    pub age_recipient: String,
+}
+
+impl Researcher {
+    pub fn generate(dir: &Path, name: &str) -> Researcher {
+        pht(dir, &["key", "generate", "--name", name]).success();
+        Researcher {
+            name: name.to_string(),
+            private_key: dir.join(format!("{name}.key")),
+            public_key: dir.join(format!("{name}.pub")),
+            age_identity: dir.join(format!("{name}.age")),
+            age_recipient: std::fs::read_to_string(dir.join(format!("{name}.age.pub")))
+                .unwrap()
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// Signs a train reference.
+    pub fn sign(&self, reference: &str) {
+        pht(
+            &workspace_root(),
+            &[
+                "train",
+                "sign",
+                reference,
+                "--key",
+                &self.private_key.display().to_string(),
+            ],
+        )
+        .success();
+    }
+}
+
+/// Builds the train in `dir` tagged `reference`, pushes it and returns `REPO@sha256:…`.
+pub fn publish_train(dir: &Path, reference: &str, extra_build_args: &[&str]) -> String {
+    let mut build_args = vec![
+        "train",
+        "build",
+        dir.to_str().expect("UTF-8 path"),
+        "--tag",
+        reference,
+    ];
+    build_args.extend_from_slice(extra_build_args);
+    pht(&workspace_root(), &build_args).success();
+    let pushed = pht(&workspace_root(), &["--json", "train", "push", reference])
+        .success()
+        .json();
+    pushed["pinned"]
+        .as_str()
+        .expect("push prints the pinned reference")
+        .to_string()
+}
+
+/// A train directory for the hostile program: its binary, a Dockerfile and a train.yaml that
+/// declares the `cohort` dataset and a `mode` parameter.
+pub fn hostile_train_dir(parent: &Path) -> PathBuf {
+    let dir = parent.join("hostile-train");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy(hostile_binary(), dir.join("bin/hostile")).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY bin/hostile /hostile\nUSER 65534:65534\nENTRYPOINT [\"/hostile\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train.yaml"),
+        "name: hostile\nversion: 0.1.0\ndescription: tries to escape\nauthors: []\npurpose: aggregate statistics\ndatasets: [cohort]\n\
+parameters:\n  - {name: mode, type: string, required: true}\n  - {name: host, type: string}\n  - {name: port, type: integer}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: bytes, type: integer}\n  - {name: name, type: string}\n\
+outputs:\n  - {path: report.txt, kind: text}\nresources: {memory: 64MiB, wall_clock: 3s}\nentrypoint: [\"/hostile\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// A station on this machine: a directory with `station.yaml`, a policy, state, and the
+/// synthetic cohort of `examples/data/<dataset_source>`.
+#[derive(Debug)]
+pub struct StationFixture {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// One trusted signer in a generated policy.
+#[derive(Debug, Clone)]
+pub struct PolicySigner<'a> {
+    pub name: &'a str,
+    pub public_key: &'a Path,
+    pub datasets: &'a str,
+    pub approval: &'a str,
+}
+
+impl StationFixture {
+    /// A station `station_id` holding `examples/data/<data>/cohort`, trusting `signers`, pulling
+    /// from `registry`. `extra_policy` is appended to the policy file (e.g. `outputs:` settings).
+    pub fn new(
+        station_id: &str,
+        data: &str,
+        registry: &str,
+        signers: &[PolicySigner<'_>],
+        extra_policy: &str,
+    ) -> StationFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut policy = String::from("version: 1\ntrusted_signers:\n");
+        for signer in signers {
+            policy.push_str(&format!(
+                "  - name: {}\n    public_key: {}\n    purposes: [\"aggregate statistics\"]\n    datasets: {}\n    approval: {}\n",
+                signer.name,
+                signer.public_key.display(),
+                signer.datasets,
+                signer.approval
+            ));
+        }
+        policy.push_str(&format!(
+            "registries:\n  - registry: \"{registry}\"\n    repositories: [\"trains/*\"]\nresources: {{cpus: 1, memory: 256MiB, pids: 64, wall_clock: 2m, output_size: 1MiB, tmp_size: 16MiB, log_size: 64KiB}}\n{extra_policy}"
+        ));
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let data_path = workspace_root()
+            .join("examples/data")
+            .join(data)
+            .join("cohort");
+        let config = format!(
+            "version: 1\nstation_id: {station_id}\nkey_dir: keys\ndatasets:\n  cohort:\n    path: {}\n    format: csv\nregistries:\n  - registry: \"{registry}\"\npolicy: policy.yaml\nstate_dir: state\n",
+            data_path.display()
+        );
+        let config_path = dir.path().join("station.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        StationFixture {
+            dir,
+            config: config_path,
+        }
+    }
+
+    /// `pht-station` against this station.
+    pub fn station(&self, args: &[&str]) -> Finished {
+        pht_station(&self.config, args)
+    }
+
+    /// The audit entries of a run, as JSON.
+    pub fn audit_of(&self, run_id: &str) -> Vec<serde_json::Value> {
+        let shown = self
+            .station(&["--json", "audit", "show", "--run", run_id])
+            .success()
+            .json();
+        shown
+            .as_array()
+            .expect("audit show prints an array")
+            .clone()
+    }
+
+    /// A file collected from a run's `/output`.
+    pub fn output(&self, run_id: &str, path: &str) -> Vec<u8> {
+        std::fs::read(
+            self.dir
+                .path()
+                .join("state/runs")
+                .join(run_id)
+                .join("outputs")
+                .join(path),
+        )
+        .unwrap_or_default()
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("state/audit.log")
+    }
+}
+
+/// Counts rows of a CSV by the values of `column`, as the example train should.
+pub fn count_by(csv: &str, column: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let index = header
+        .iter()
+        .position(|c| *c == column)
+        .expect("column exists");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        *counts
+            .entry(line.split(',').nth(index).unwrap_or("").to_string())
+            .or_insert(0) += 1;
+    }
+    counts
+}

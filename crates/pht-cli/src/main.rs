@@ -76,6 +76,7 @@ impl RegistryArgs {
         RegistryClient::new(RegistryOptions {
             insecure_registries: self.insecure_registries.iter().cloned().collect(),
             credentials,
+            ..RegistryOptions::default()
         })
     }
 }

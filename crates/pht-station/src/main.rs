@@ -1,1 +1,455 @@
-fn main() {}
+//! `pht-station`: the station operator's daemon and commands.
+//!
+//! Glue only: arguments are parsed here, and the pipeline, state and audit log live in the
+//! library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pht_core::ImageReference;
+use pht_station::audit::AuditLog;
+use pht_station::{
+    DockerEngine, GivenParameters, RunRecord, RunStatus, Station, StationConfig, StationError,
+};
+use serde::Serialize;
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success (a run succeeded) · 1 refused or rejected · 2 usage error ·
+3 invalid configuration, policy or input · 4 unavailable (Docker or a registry could not be
+reached) · 5 the train ran and failed (non-zero exit, killed at a limit) · 10 awaiting approval.
+
+Running a train by hand:
+  pht-station --config station.yaml exec 127.0.0.1:5000/trains/cohort-stats@sha256:… --param group_by=sex
+  pht-station --config station.yaml runs                 # what ran, what waits for approval
+  pht-station --config station.yaml approve run-…        # or: reject run-… --reason \"…\"
+  pht-station --config station.yaml audit verify         # detects any edited, deleted or moved entry";
+
+/// A Personal Health Train station: verifies trains against your policy, runs them sandboxed
+/// beside your data, and records every step in a tamper-evident audit log.
+#[derive(Debug, Parser)]
+#[command(name = "pht-station", version, after_help = AFTER_HELP, propagate_version = true)]
+struct Cli {
+    /// The station configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "PHT_STATION_CONFIG",
+        default_value = "station.yaml"
+    )]
+    config: PathBuf,
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Who is operating (recorded in the audit log with approvals and rejections).
+    #[arg(long, global = true, env = "PHT_OPERATOR")]
+    operator: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pipeline for one train now: verify → policy → approval → run → collect.
+    Exec {
+        /// The train, by digest: REGISTRY/REPOSITORY@sha256:…
+        reference: String,
+        /// A parameter for /input/params.json, NAME=VALUE (repeatable; typed as train.yaml declares).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// Approve a run that awaits approval, and carry it out (verification and policy run again).
+    Approve {
+        run_id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject a run that awaits approval.
+    Reject {
+        run_id: String,
+        /// Why (required; recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List runs, oldest first.
+    Runs,
+    /// Show one run record.
+    Show { run_id: String },
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check the configuration, the policy and the keys it names, and report what is wrong.
+    CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain: finds any edited, deleted or reordered entry (exit 1 if broken).
+    Verify,
+    /// Print audit entries.
+    Show {
+        /// Only the entries of this run.
+        #[arg(long)]
+        run: Option<String>,
+    },
+}
+
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<StationError> for Failure {
+    fn from(error: StationError) -> Failure {
+        let code = match &error {
+            StationError::Registry(_) | StationError::Engine(_) => 4,
+            StationError::NotAwaitingApproval { .. } => 3,
+            StationError::Store(pht_station::store::StoreError::UnknownRun { .. }) => 3,
+            StationError::Config(_) | StationError::Audit(_) | StationError::Store(_) => 3,
+        };
+        Failure {
+            code,
+            message: error.to_string(),
+        }
+    }
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("outputs always serialise")
+        );
+    } else {
+        println!("{}", human().trim_end());
+    }
+}
+
+fn render_record(record: &RunRecord) -> String {
+    let mut text = format!("run {}: {}\n", record.run_id, status_text(record.status));
+    text.push_str(&format!("  train     {}\n", record.train.reference));
+    if let (Some(name), Some(version)) = (&record.train.name, &record.train.version) {
+        text.push_str(&format!("            {name} {version}\n"));
+    }
+    if let Some(signer) = &record.signer {
+        text.push_str(&format!("  signer    {signer}\n"));
+    }
+    if let Some(job) = &record.job {
+        text.push_str(&format!(
+            "  job       {} (stop {}, signed by {})\n",
+            job.job_id,
+            job.stop_index + 1,
+            job.signer
+        ));
+    }
+    if let Some(outcome) = &record.outcome {
+        text.push_str(&format!(
+            "  outcome   exit {} after {} ms{}{}{}\n",
+            outcome
+                .exit_code
+                .map_or("none".to_string(), |c| c.to_string()),
+            outcome.duration_ms,
+            if outcome.oom_killed {
+                ", killed at the memory limit"
+            } else {
+                ""
+            },
+            if outcome.timed_out {
+                ", killed at the wall-clock limit"
+            } else {
+                ""
+            },
+            if outcome.output_limit_reached {
+                ", /output full"
+            } else {
+                ""
+            },
+        ));
+    }
+    for reason in &record.reasons {
+        text.push_str(&format!("  reason    {reason}\n"));
+    }
+    for output in &record.outputs {
+        text.push_str(&format!(
+            "  output    {} ({}, {} bytes, sha256 {})\n",
+            output.path,
+            output.kind,
+            output.size,
+            &output.sha256[..16.min(output.sha256.len())]
+        ));
+    }
+    for refused in &record.refused_outputs {
+        text.push_str(&format!("  not collected {refused}\n"));
+    }
+    if record.status == RunStatus::AwaitingApproval {
+        text.push_str(&format!(
+            "  next      pht-station approve {0}   or   pht-station reject {0} --reason \"…\"\n",
+            record.run_id
+        ));
+    }
+    text
+}
+
+fn status_text(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::AwaitingApproval => "awaiting approval",
+        RunStatus::Refused => "refused",
+        RunStatus::Rejected => "rejected",
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Error => "error",
+    }
+}
+
+fn exit_code_of(record: &RunRecord) -> u8 {
+    match record.status {
+        RunStatus::Succeeded | RunStatus::Running => 0,
+        RunStatus::Refused | RunStatus::Rejected => 1,
+        RunStatus::Failed => 5,
+        RunStatus::Error => 4,
+        RunStatus::AwaitingApproval => 10,
+    }
+}
+
+fn load_config(path: &Path) -> Result<StationConfig, Failure> {
+    StationConfig::load(path).map_err(|e| Failure {
+        code: 3,
+        message: e.to_string(),
+    })
+}
+
+async fn open_station(config: StationConfig) -> Result<Station<DockerEngine>, Failure> {
+    let docker = match &config.docker_socket {
+        Some(socket) => pht_docker::connect_to_socket(socket).await,
+        None => pht_docker::connect().await,
+    }
+    .map_err(|e| Failure {
+        code: 4,
+        message: e.to_string(),
+    })?;
+    let engine = DockerEngine::new(docker, &config.station_id);
+    Ok(Station::open(config, engine)?)
+}
+
+fn operator_name(cli_operator: Option<String>) -> String {
+    cli_operator
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".to_string())
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let json = cli.json;
+    let operator = operator_name(cli.operator);
+    match cli.command {
+        Command::Exec { reference, params } => {
+            let reference: ImageReference =
+                reference
+                    .parse()
+                    .map_err(|e: pht_core::reference::ReferenceError| Failure {
+                        code: 3,
+                        message: e.to_string(),
+                    })?;
+            let station = open_station(load_config(&cli.config)?).await?;
+            let record = station
+                .submit(
+                    &reference,
+                    GivenParameters::CommandLine(params),
+                    None,
+                    &format!("operator:{operator}"),
+                )
+                .await?;
+            print(json, &record, || render_record(&record));
+            Ok(exit_code_of(&record))
+        }
+        Command::Approve { run_id, reason } => {
+            let station = open_station(load_config(&cli.config)?).await?;
+            let record = station.approve(&run_id, &operator, reason).await?;
+            print(json, &record, || render_record(&record));
+            Ok(exit_code_of(&record))
+        }
+        Command::Reject { run_id, reason } => {
+            let station = open_station(load_config(&cli.config)?).await?;
+            let record = station.reject(&run_id, &operator, &reason)?;
+            print(json, &record, || render_record(&record));
+            Ok(0)
+        }
+        Command::Runs => {
+            let config = load_config(&cli.config)?;
+            let store = pht_station::store::RunStore::open(&config.state_dir)
+                .map_err(StationError::from)?;
+            let records = store.list().map_err(StationError::from)?;
+            print(json, &records, || {
+                if records.is_empty() {
+                    return "no runs yet".to_string();
+                }
+                records
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}  {:<17}  {}  {}",
+                            r.run_id,
+                            status_text(r.status),
+                            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                            r.train.reference
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(0)
+        }
+        Command::Show { run_id } => {
+            let config = load_config(&cli.config)?;
+            let store = pht_station::store::RunStore::open(&config.state_dir)
+                .map_err(StationError::from)?;
+            let record = store.load(&run_id).map_err(StationError::from)?;
+            print(json, &record, || render_record(&record));
+            Ok(0)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let config = load_config(&cli.config)?;
+            let path = config.state_dir.join("audit.log");
+            let verification = AuditLog::verify_file(&path).map_err(StationError::from)?;
+            print(json, &verification, || match &verification.problem {
+                None => format!(
+                    "audit log {} verifies: {} entries, last hash {}",
+                    path.display(),
+                    verification.entries,
+                    verification.last_hash
+                ),
+                Some((line, problem)) => format!(
+                    "audit log {} is BROKEN at line {line}: {problem}",
+                    path.display()
+                ),
+            });
+            Ok(if verification.problem.is_some() { 1 } else { 0 })
+        }
+        Command::Audit(AuditCommand::Show { run }) => {
+            let config = load_config(&cli.config)?;
+            let entries =
+                AuditLog::read_entries(&config.state_dir.join("audit.log"), run.as_deref())
+                    .map_err(StationError::from)?;
+            print(json, &entries, || {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let mut line = format!(
+                            "{:>5} {} {:<18} {:<22}",
+                            e.seq,
+                            e.time.format("%Y-%m-%d %H:%M:%S"),
+                            e.event,
+                            e.actor
+                        );
+                        if let Some(run_id) = &e.run_id {
+                            line.push_str(&format!(" {run_id}"));
+                        }
+                        if let Some(decision) = &e.decision {
+                            line.push_str(&format!(" [{decision}]"));
+                        }
+                        for reason in &e.reasons {
+                            line.push_str(&format!("\n        - {reason}"));
+                        }
+                        line
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(0)
+        }
+        Command::CheckConfig => {
+            let config = load_config(&cli.config)?;
+            let (policy, train_keys, job_keys) = pht_station::station::load_policy(&config.policy)?;
+            let missing: Vec<String> = config
+                .datasets
+                .values()
+                .filter(|d| !d.path.is_dir())
+                .map(|d| format!("{} ({})", d.name, d.path.display()))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Failure {
+                    code: 3,
+                    message: format!(
+                        "{}: dataset directories missing: {}",
+                        config.source.display(),
+                        missing.join(", ")
+                    ),
+                });
+            }
+            #[derive(Serialize)]
+            struct Checked {
+                station_id: String,
+                policy: String,
+                policy_hash: String,
+                train_signers: Vec<String>,
+                job_signers: Vec<String>,
+                datasets: Vec<String>,
+            }
+            let checked = Checked {
+                station_id: config.station_id.clone(),
+                policy: config.policy.display().to_string(),
+                policy_hash: policy.content_hash().to_string(),
+                train_signers: train_keys
+                    .iter()
+                    .map(|(name, key)| format!("{name} ({})", key.key_id()))
+                    .collect(),
+                job_signers: job_keys
+                    .iter()
+                    .map(|(name, key)| format!("{name} ({})", key.key_id()))
+                    .collect(),
+                datasets: config.datasets.keys().cloned().collect(),
+            };
+            print(json, &checked, || {
+                format!(
+                    "station {} is configured\n  policy        {} (sha256 {})\n  train signers {}\n  job signers   {}\n  datasets      {}",
+                    checked.station_id,
+                    checked.policy,
+                    &checked.policy_hash[..16],
+                    checked.train_signers.join(", "),
+                    checked.job_signers.join(", "),
+                    checked.datasets.join(", ")
+                )
+            });
+            Ok(0)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PHT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            if json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": failure.message, "exit_code": failure.code})
+                );
+            } else {
+                eprintln!("error: {}", failure.message);
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,322 @@
+//! The station configuration file: who the station is, where its data, keys, policy and state
+//! live, and which registries (and hub) it talks to.
+//!
+//! Owns parsing and validation with file, line and column in errors. Reading the policy and the
+//! keys it names happens in `station.rs`; this module only resolves paths.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+            }
+            _ => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    station_id: String,
+    key_dir: PathBuf,
+    #[serde(default)]
+    datasets: BTreeMap<String, RawDataset>,
+    #[serde(default)]
+    registries: Vec<RawRegistry>,
+    policy: PathBuf,
+    state_dir: PathBuf,
+    #[serde(default)]
+    hub: Option<RawHub>,
+    #[serde(default)]
+    docker: Option<RawDocker>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    path: PathBuf,
+    #[serde(default = "default_format")]
+    format: DatasetFormat,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn default_format() -> DatasetFormat {
+    DatasetFormat::Csv
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    registry: String,
+    #[serde(default)]
+    insecure: bool,
+    /// Where this station reaches the registry, when that differs from the name in train
+    /// references (for example a registry on a private network).
+    #[serde(default)]
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHub {
+    url: String,
+    #[serde(default)]
+    poll_wait: Option<String>,
+    #[serde(default)]
+    concurrency: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    #[serde(default)]
+    socket: Option<PathBuf>,
+}
+
+/// The format of a dataset's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetFormat {
+    Csv,
+    Tsv,
+    Parquet,
+    Other,
+}
+
+/// A dataset this station holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    pub name: String,
+    pub path: PathBuf,
+    pub format: DatasetFormat,
+    pub description: Option<String>,
+}
+
+/// A registry the station may pull from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAccess {
+    pub registry: String,
+    pub insecure: bool,
+    pub endpoint: Option<String>,
+}
+
+/// How the daemon reaches the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubAccess {
+    pub url: String,
+    pub poll_wait: Duration,
+    pub concurrency: usize,
+}
+
+/// A validated station configuration with every path resolved against the file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationConfig {
+    pub source: PathBuf,
+    pub station_id: String,
+    pub key_dir: PathBuf,
+    pub datasets: BTreeMap<String, Dataset>,
+    pub registries: Vec<RegistryAccess>,
+    pub policy: PathBuf,
+    pub state_dir: PathBuf,
+    pub hub: Option<HubAccess>,
+    pub docker_socket: Option<PathBuf>,
+}
+
+fn valid_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value.as_bytes()[0].is_ascii_alphanumeric()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl StationConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<StationConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            column: None,
+            message: format!("cannot read the station configuration: {e}"),
+        })?;
+        StationConfig::from_yaml(&text, path)
+    }
+
+    /// Parses configuration text; `path` names the file in errors and anchors relative paths.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<StationConfig, ConfigError> {
+        let file = path.display().to_string();
+        let error = |message: String| ConfigError {
+            file: file.clone(),
+            line: None,
+            column: None,
+            message,
+        };
+        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| {
+            let location = e.location();
+            let message = e.to_string();
+            let message = message
+                .rfind(" at line ")
+                .map_or(message.clone(), |i| message[..i].to_string());
+            ConfigError {
+                file: file.clone(),
+                line: location.as_ref().map(|l| l.line()),
+                column: location.as_ref().map(|l| l.column()),
+                message,
+            }
+        })?;
+        if raw.version != 1 {
+            return Err(error(format!(
+                "version: this station reads configuration version 1, the file says {}",
+                raw.version
+            )));
+        }
+        if !valid_id(&raw.station_id) {
+            return Err(error(format!(
+                "station_id: `{}` must be lower-case letters, digits, `-` or `_`",
+                raw.station_id
+            )));
+        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let mut datasets = BTreeMap::new();
+        for (name, dataset) in raw.datasets {
+            if !valid_id(&name) || !name.as_bytes()[0].is_ascii_lowercase() {
+                return Err(error(format!("datasets: `{name}` must be lower-case letters, digits, `-` or `_`, starting with a letter")));
+            }
+            datasets.insert(
+                name.clone(),
+                Dataset {
+                    name,
+                    path: resolve(&dataset.path),
+                    format: dataset.format,
+                    description: dataset.description,
+                },
+            );
+        }
+        let hub = match raw.hub {
+            None => None,
+            Some(hub) => {
+                let poll_wait = match hub.poll_wait {
+                    Some(text) => pht_core::units::parse_duration(&text)
+                        .map_err(|e| error(format!("hub.poll_wait: {e}")))?,
+                    None => Duration::from_secs(30),
+                };
+                let concurrency = hub.concurrency.unwrap_or(1);
+                if concurrency == 0 {
+                    return Err(error("hub.concurrency: must be at least 1".into()));
+                }
+                Some(HubAccess {
+                    url: hub.url.trim_end_matches('/').to_string(),
+                    poll_wait,
+                    concurrency,
+                })
+            }
+        };
+        Ok(StationConfig {
+            source: path.to_path_buf(),
+            station_id: raw.station_id,
+            key_dir: resolve(&raw.key_dir),
+            datasets,
+            registries: raw
+                .registries
+                .into_iter()
+                .map(|r| RegistryAccess {
+                    registry: r.registry,
+                    insecure: r.insecure,
+                    endpoint: r.endpoint,
+                })
+                .collect(),
+            policy: resolve(&raw.policy),
+            state_dir: resolve(&raw.state_dir),
+            hub,
+            docker_socket: raw.docker.and_then(|d| d.socket),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{expect, Expect};
+
+    use super::*;
+
+    const GOOD: &str = "\
+version: 1
+station_id: station-a
+key_dir: keys
+datasets:
+  cohort:
+    path: data/cohort
+    format: csv
+registries:
+  - registry: 127.0.0.1:5000
+policy: policy.yaml
+state_dir: state
+";
+
+    fn check_error(text: &str, expected: Expect) {
+        let error = StationConfig::from_yaml(text, Path::new("/etc/pht/station.yaml")).unwrap_err();
+        expected.assert_eq(&error.to_string());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let config = StationConfig::from_yaml(GOOD, Path::new("/etc/pht/station.yaml")).unwrap();
+        assert_eq!(
+            config.datasets["cohort"].path,
+            Path::new("/etc/pht/data/cohort")
+        );
+        assert_eq!(config.policy, Path::new("/etc/pht/policy.yaml"));
+        assert_eq!(config.state_dir, Path::new("/etc/pht/state"));
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_line_and_column() {
+        check_error(
+            &GOOD.replace("    format: csv", "    format: csv\n    owner: me"),
+            expect!["/etc/pht/station.yaml:8:5: datasets.cohort: unknown field `owner`, expected one of `path`, `format`, `description`"],
+        );
+    }
+
+    #[test]
+    fn bad_dataset_format_is_refused() {
+        check_error(
+            &GOOD.replace("format: csv", "format: xls"),
+            expect!["/etc/pht/station.yaml:7:13: datasets.cohort.format: unknown variant `xls`, expected one of `csv`, `tsv`, `parquet`, `other`"],
+        );
+    }
+
+    #[test]
+    fn bad_station_id_is_refused() {
+        check_error(
+            &GOOD.replace("station-a", "Station A"),
+            expect!["/etc/pht/station.yaml: station_id: `Station A` must be lower-case letters, digits, `-` or `_`"],
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! The station's view of the container engine: the three things the pipeline needs from it,
+//! behind a small trait so the pipeline can be tested with a fake.
+//!
+//! Owns nothing but the seam; `DockerEngine` forwards to `pht-docker`, where every Docker call
+//! lives.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use pht_core::Digest;
+use pht_docker::{DockerSandbox, RunOutcome, RunSpec};
+
+/// What went wrong in the engine, as text for the run record and audit log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+/// The container engine, as the pipeline uses it.
+pub trait Engine: Send + Sync {
+    /// Whether an image with this id (config digest) is present locally.
+    fn has_image(
+        &self,
+        image_id: &Digest,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    /// Loads an image from verified blobs; returns the id the engine gave it.
+    fn load_image(
+        &self,
+        config: &[u8],
+        layers: &[Bytes],
+    ) -> impl Future<Output = Result<Digest, EngineError>> + Send;
+    /// Runs a fully resolved spec in the sandbox.
+    fn run(&self, spec: &RunSpec) -> impl Future<Output = Result<RunOutcome, EngineError>> + Send;
+}
+
+/// The real engine: Docker through `pht-docker`.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: bollard::Docker,
+    sandbox: DockerSandbox,
+}
+
+impl DockerEngine {
+    pub fn new(docker: bollard::Docker, station_id: &str) -> DockerEngine {
+        DockerEngine {
+            sandbox: DockerSandbox::for_station(docker.clone(), station_id),
+            docker,
+        }
+    }
+
+    pub fn sandbox(&self) -> &DockerSandbox {
+        &self.sandbox
+    }
+}
+
+impl Engine for DockerEngine {
+    async fn has_image(&self, image_id: &Digest) -> Result<bool, EngineError> {
+        match pht_docker::image::inspect_image(&self.docker, &image_id.to_string()).await {
+            Ok(local) => Ok(local.id == *image_id),
+            Err(pht_docker::image::ImageError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(EngineError(error.to_string())),
+        }
+    }
+
+    async fn load_image(&self, config: &[u8], layers: &[Bytes]) -> Result<Digest, EngineError> {
+        pht_docker::image::load_image(&self.docker, config, layers)
+            .await
+            .map_err(|e| EngineError(e.to_string()))
+    }
+
+    async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, EngineError> {
+        self.sandbox
+            .run(spec)
+            .await
+            .map_err(|e| EngineError(e.to_string()))
+    }
+}

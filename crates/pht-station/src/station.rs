@@ -1,0 +1,903 @@
+//! The station pipeline: receive → verify → policy → approval → pull by digest → run sandboxed →
+//! collect, with every step appended to the audit log and every run kept in durable state.
+//!
+//! Owns the order of the steps and what is recorded at each. Signature and manifest checks come
+//! from `pht-core`, decisions from `pht-policy`, registry traffic from `pht-registry`, and the
+//! container engine is reached only through the [`Engine`] trait.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use chrono::Utc;
+use pht_core::cosign;
+use pht_core::manifest::TRAIN_LABEL;
+use pht_core::oci::{ImageConfig, ImageManifest};
+use pht_core::{Digest, ImageReference, PublicKey, TrainManifest};
+use pht_docker::collect::CollectedKind;
+use pht_docker::{RunLimits, RunOutcome, RunSpec};
+use pht_policy::{Decision, Grant, Policy, ResourceRequest, Role, RunRequest, Runtime};
+use pht_registry::{signatures, RegistryClient, RegistryError, RegistryOptions};
+
+use crate::audit::{AuditEvent, AuditLog, OutputHash};
+use crate::config::StationConfig;
+use crate::engine::Engine;
+use crate::params;
+use crate::store::{
+    JobRef, OperatorDecision, OutcomeSummary, OutputSummary, RunRecord, RunStatus, RunStore,
+    TrainRef,
+};
+
+/// Largest image config read (configs are a few KiB).
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
+/// Largest single layer pulled.
+const MAX_LAYER_BYTES: u64 = 4 << 30;
+
+/// What went wrong in the station itself (not a refusal: refusals are run records).
+#[derive(Debug, thiserror::Error)]
+pub enum StationError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("registry: {0}")]
+    Registry(RegistryError),
+    #[error("container engine: {0}")]
+    Engine(String),
+    #[error("run {run_id} is {status:?}; only a run awaiting approval can be {action}")]
+    NotAwaitingApproval {
+        run_id: String,
+        status: RunStatus,
+        action: &'static str,
+    },
+}
+
+/// Parameters as they arrive: typed JSON from a job, or `k=v` text from the command line.
+#[derive(Debug, Clone)]
+pub enum GivenParameters {
+    Json(BTreeMap<String, serde_json::Value>),
+    CommandLine(Vec<String>),
+}
+
+/// A train fetched and checked: its manifest parsed from the image label and, if a trusted key
+/// verified one of its signatures, the name of that signer.
+#[derive(Debug, Clone)]
+struct InspectedTrain {
+    reference: ImageReference,
+    digest: Digest,
+    manifest: TrainManifest,
+    image_manifest: ImageManifest,
+    config_bytes: Bytes,
+    signer: Option<String>,
+}
+
+/// A refusal before policy: rule and message, like the policy's reasons.
+type Refusal = Vec<String>;
+
+/// A station: its configuration, policy, trusted keys, state and engine.
+pub struct Station<E> {
+    config: StationConfig,
+    policy: Policy,
+    train_keys: Vec<(String, PublicKey)>,
+    job_keys: Vec<(String, PublicKey)>,
+    registry: RegistryClient,
+    engine: E,
+    audit: AuditLog,
+    store: RunStore,
+}
+
+impl<E> std::fmt::Debug for Station<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Station")
+            .field("station_id", &self.config.station_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_run_id() -> String {
+    format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Named public keys, as the policy names its signers.
+pub type NamedKeys = Vec<(String, PublicKey)>;
+
+/// Reads the policy file and every trusted key it names: the policy, the keys trusted to sign
+/// trains, and the keys trusted to sign jobs.
+pub fn load_policy(path: &Path) -> Result<(Policy, NamedKeys, NamedKeys), StationError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StationError::Config(format!("cannot read the policy {}: {e}", path.display()))
+    })?;
+    let policy = Policy::from_yaml_str(&text, &path.display().to_string())
+        .map_err(|e| StationError::Config(e.to_string()))?;
+    let mut train_keys = Vec::new();
+    let mut job_keys = Vec::new();
+    for signer in policy.trusted_signers() {
+        let key_path = signer.public_key_path();
+        let pem = std::fs::read_to_string(key_path).map_err(|e| {
+            StationError::Config(format!(
+                "{}: trusted signer `{}`: cannot read public key {}: {e}",
+                path.display(),
+                signer.name(),
+                key_path.display()
+            ))
+        })?;
+        let key = PublicKey::from_pem(&pem).map_err(|e| {
+            StationError::Config(format!(
+                "{}: trusted signer `{}`: public key {}: {e}",
+                path.display(),
+                signer.name(),
+                key_path.display()
+            ))
+        })?;
+        if signer.may_sign(Role::Trains) {
+            train_keys.push((signer.name().to_string(), key.clone()));
+        }
+        if signer.may_sign(Role::Jobs) {
+            job_keys.push((signer.name().to_string(), key));
+        }
+    }
+    Ok((policy, train_keys, job_keys))
+}
+
+impl<E: Engine> Station<E> {
+    /// Opens a station: reads its policy and keys, opens its state and audit log (refusing a log
+    /// that does not verify), and marks runs interrupted by a previous stop.
+    pub fn open(config: StationConfig, engine: E) -> Result<Station<E>, StationError> {
+        let (policy, train_keys, job_keys) = load_policy(&config.policy)?;
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            StationError::Config(format!(
+                "cannot create the state directory {}: {e}",
+                config.state_dir.display()
+            ))
+        })?;
+        let store = RunStore::open(&config.state_dir)?;
+        let audit = AuditLog::open(&config.state_dir.join("audit.log"))?;
+        let registry = RegistryClient::new(RegistryOptions {
+            insecure_registries: config
+                .registries
+                .iter()
+                .filter(|r| r.insecure)
+                .map(|r| r.registry.clone())
+                .collect(),
+            credentials: None,
+            endpoints: config
+                .registries
+                .iter()
+                .filter_map(|r| {
+                    r.endpoint
+                        .clone()
+                        .map(|endpoint| (r.registry.clone(), endpoint))
+                })
+                .collect(),
+        });
+        let station = Station {
+            config,
+            policy,
+            train_keys,
+            job_keys,
+            registry,
+            engine,
+            audit,
+            store,
+        };
+        station.recover_interrupted_runs()?;
+        Ok(station)
+    }
+
+    pub fn config(&self) -> &StationConfig {
+        &self.config
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn store(&self) -> &RunStore {
+        &self.store
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The keys this station trusts to sign job envelopes.
+    pub fn job_keys(&self) -> &[(String, PublicKey)] {
+        &self.job_keys
+    }
+
+    fn station_actor(&self) -> String {
+        format!("station:{}", self.config.station_id)
+    }
+
+    fn recover_interrupted_runs(&self) -> Result<(), StationError> {
+        for mut record in self.store.list()? {
+            if record.status == RunStatus::Running {
+                record.status = RunStatus::Error;
+                record.reasons.push(
+                    "the station stopped while this run was in progress; its container was removed"
+                        .into(),
+                );
+                record.updated_at = Utc::now();
+                self.store.save(&record)?;
+                self.audit.append(
+                    AuditEvent::new(&self.station_actor(), "run_interrupted")
+                        .run(&record.run_id)
+                        .detail("status", "error"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the whole pipeline for a train reference (which must carry a digest) on behalf of
+    /// `actor`, optionally as a stop of a verified job. Returns the run record: refused, awaiting
+    /// approval, succeeded or failed. `Err` only when the station itself could not proceed.
+    pub async fn submit(
+        &self,
+        reference: &ImageReference,
+        given: GivenParameters,
+        job: Option<JobRef>,
+        actor: &str,
+    ) -> Result<RunRecord, StationError> {
+        let now = Utc::now();
+        let digest = reference.digest().cloned();
+        let mut record = RunRecord {
+            version: "pht.run.v1".into(),
+            run_id: new_run_id(),
+            created_at: now,
+            updated_at: now,
+            status: RunStatus::Running,
+            train: TrainRef {
+                reference: reference.to_string(),
+                registry: reference.registry().to_string(),
+                repository: reference.repository().to_string(),
+                digest: digest.as_ref().map(Digest::to_string).unwrap_or_default(),
+                name: None,
+                version: None,
+            },
+            job: job.clone(),
+            signer: None,
+            parameters: BTreeMap::new(),
+            decision: None,
+            reasons: Vec::new(),
+            approval: None,
+            outcome: None,
+            outputs: Vec::new(),
+            refused_outputs: Vec::new(),
+        };
+        let mut received = AuditEvent::new(actor, "received").run(&record.run_id);
+        received.train_digest = digest.as_ref().map(Digest::to_string);
+        received.job_id = job.as_ref().map(|j| j.job_id.clone());
+        received
+            .details
+            .insert("reference".into(), reference.to_string().into());
+        self.audit.append(received)?;
+
+        let Some(digest) = digest else {
+            return self.refuse(record, vec!["reference.digest: a station runs trains by digest only; give REPOSITORY@sha256:…".into()]);
+        };
+        if let Err(refusal) = self.check_registry_allowed(reference) {
+            return self.refuse(record, refusal);
+        }
+        let train = match self.inspect(reference, &digest).await {
+            Ok(Ok(train)) => train,
+            Ok(Err(refusal)) => return self.refuse(record, refusal),
+            Err(error) => return self.fail_with_error(record, error),
+        };
+        record.train.name = Some(train.manifest.name.to_string());
+        record.train.version = Some(train.manifest.version.to_string());
+        record.signer = train.signer.clone();
+        let mut verified = AuditEvent::new(&self.station_actor(), "verified").run(&record.run_id);
+        verified.train_digest = Some(digest.to_string());
+        verified.decision = Some(if train.signer.is_some() {
+            "signed".into()
+        } else {
+            "unsigned".into()
+        });
+        if let Some(signer) = &train.signer {
+            verified
+                .details
+                .insert("signer".into(), signer.clone().into());
+        }
+        self.audit.append(verified)?;
+
+        let parameters = match resolve_parameters(&train.manifest, given) {
+            Ok(parameters) => parameters,
+            Err(reason) => return self.refuse(record, vec![reason]),
+        };
+        record.parameters = parameters;
+        self.decide_and_run(record, &train).await
+    }
+
+    /// Evaluates the policy and runs what it allows; parks what needs approval.
+    async fn decide_and_run(
+        &self,
+        mut record: RunRecord,
+        train: &InspectedTrain,
+    ) -> Result<RunRecord, StationError> {
+        let decision = self.policy.evaluate(&self.run_request(train, &record));
+        record.decision =
+            Some(serde_json::to_value(&decision).expect("decisions always serialise"));
+        let mut decided =
+            AuditEvent::new(&self.station_actor(), "policy_decided").run(&record.run_id);
+        decided.train_digest = Some(train.digest.to_string());
+        decided.decision = Some(decision.outcome().to_string());
+        decided.reasons = decision.reasons().iter().map(ToString::to_string).collect();
+        decided.datasets = train
+            .manifest
+            .datasets
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        decided
+            .details
+            .insert("policy_hash".into(), self.policy.content_hash().into());
+        self.audit.append(decided)?;
+
+        match decision {
+            Decision::Deny { reasons } => {
+                self.refuse_logged(record, reasons.iter().map(ToString::to_string).collect())
+            }
+            Decision::NeedsApproval { reasons, .. } if record.approval.is_none() => {
+                record.status = RunStatus::AwaitingApproval;
+                record.reasons = reasons.iter().map(ToString::to_string).collect();
+                record.updated_at = Utc::now();
+                self.store.save(&record)?;
+                self.audit.append(
+                    AuditEvent::new(&self.station_actor(), "awaiting_approval").run(&record.run_id),
+                )?;
+                Ok(record)
+            }
+            Decision::NeedsApproval { grant, .. } | Decision::Allow(grant) => {
+                self.execute(record, train, &grant).await
+            }
+        }
+    }
+
+    fn run_request(&self, train: &InspectedTrain, record: &RunRecord) -> RunRequest {
+        let resources = &train.manifest.resources;
+        RunRequest {
+            train_signer: train.signer.clone(),
+            job_signer: record.job.as_ref().map(|j| j.signer.clone()),
+            registry: train.reference.registry().to_string(),
+            repository: train.reference.repository().to_string(),
+            manifest_digest: train.digest.clone(),
+            purpose: train.manifest.purpose.to_string(),
+            datasets: train
+                .manifest
+                .datasets
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            resources: ResourceRequest {
+                cpus: resources.cpus,
+                memory_bytes: resources.memory.map(|m| m.0),
+                wall_clock: resources.wall_clock.map(|w| w.0),
+            },
+            gpu: false,
+            runtime: None,
+            parameters_bytes: serde_json::to_vec(&record.parameters).map_or(0, |b| b.len() as u64),
+        }
+    }
+
+    fn check_registry_allowed(&self, reference: &ImageReference) -> Result<(), Refusal> {
+        // Checked before any network traffic, so a job cannot make the station contact a
+        // registry its policy does not name.
+        let allowed = self.policy.registries().iter().any(|rule| {
+            rule.registry().eq_ignore_ascii_case(reference.registry())
+                && rule.allows_repository(reference.repository())
+        });
+        if allowed {
+            return Ok(());
+        }
+        let expected: Vec<String> = self
+            .policy
+            .registries()
+            .iter()
+            .flat_map(|rule| {
+                rule.repository_patterns()
+                    .iter()
+                    .map(move |p| format!("{}/{p}", rule.registry()))
+            })
+            .collect();
+        Err(vec![format!(
+            "registry.allowed: {} is not a registry/repository this station's policy allows (expected one of: {})",
+            reference.repository_path(),
+            expected.join(", ")
+        )])
+    }
+
+    /// Fetches manifest, config and signatures, and checks them. `Ok(Err(_))` is a refusal.
+    async fn inspect(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<Result<InspectedTrain, Refusal>, StationError> {
+        let registry_name = reference.registry().to_string();
+        let fetched = match self
+            .registry
+            .get_manifest(reference, &digest.to_string())
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(RegistryError::NotFound { .. }) => {
+                return Ok(Err(vec![format!(
+                    "train.exists: {} has no manifest {digest}",
+                    reference.repository_path()
+                )]))
+            }
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::Malformed { .. }
+                | RegistryError::TooLarge { .. }),
+            ) => return Ok(Err(vec![format!("train.manifest: {error}")])),
+            Err(error) => return Err(StationError::Registry(error)),
+        };
+        let image_manifest = match fetched.image_manifest(&registry_name) {
+            Ok(manifest) => manifest,
+            Err(error) => return Ok(Err(vec![format!("train.manifest: {error}")])),
+        };
+        let config_bytes = match self
+            .registry
+            .get_blob(
+                reference,
+                &image_manifest.config.digest,
+                MAX_CONFIG_BYTES,
+                None,
+            )
+            .await
+        {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::TooLarge { .. }
+                | RegistryError::NotFound { .. }),
+            ) => return Ok(Err(vec![format!("train.config: {error}")])),
+            Err(error) => return Err(StationError::Registry(error)),
+        };
+        let config: ImageConfig = match serde_json::from_slice(&config_bytes) {
+            Ok(config) => config,
+            Err(error) => {
+                return Ok(Err(vec![format!(
+                    "train.config: the image config is not valid JSON: {error}"
+                )]))
+            }
+        };
+        let manifest = match config.labels().get(TRAIN_LABEL).map(|label| TrainManifest::from_label_json(label)) {
+            Some(Ok(manifest)) => manifest,
+            Some(Err(error)) => return Ok(Err(vec![format!("train.manifest: {error}")])),
+            None => return Ok(Err(vec![format!("train.manifest: the image has no {TRAIN_LABEL} label; build it with `pht train build`")])),
+        };
+        let missing: Vec<&str> = manifest
+            .datasets
+            .iter()
+            .map(|d| d.as_str())
+            .filter(|name| !self.config.datasets.contains_key(*name))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Err(vec![format!(
+                "dataset.available: the train needs {} which this station does not hold (it holds: {})",
+                missing.join(", "),
+                self.config.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+            )]));
+        }
+
+        let found = match signatures::fetch_signatures(&self.registry, reference, digest).await {
+            Ok(found) => found,
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::Malformed { .. }
+                | RegistryError::TooLarge { .. }),
+            ) => return Ok(Err(vec![format!("signature.format: {error}")])),
+            Err(error) => return Err(StationError::Registry(error)),
+        };
+        let mut signer = None;
+        let mut problems = Vec::new();
+        'signatures: for signed in &found {
+            for (name, key) in &self.train_keys {
+                match cosign::verify_image_signature(key, signed, digest) {
+                    Ok(_) => {
+                        signer = Some(name.clone());
+                        break 'signatures;
+                    }
+                    Err(cosign::CosignError::Signature(_)) => {}
+                    Err(error) => {
+                        problems.push(format!("signature by trusted signer `{name}`: {error}"))
+                    }
+                }
+            }
+        }
+        if signer.is_none() {
+            let reason = if found.is_empty() {
+                format!(
+                    "signature.present: {} has no signature for {digest} (tag {})",
+                    reference.repository_path(),
+                    digest.cosign_signature_tag()
+                )
+            } else if !problems.is_empty() {
+                format!("signature.valid: {}", problems.join("; "))
+            } else {
+                format!("signature.trusted: none of the {} signature(s) on {digest} is by a key this station's policy trusts to sign trains", found.len())
+            };
+            return Ok(Err(vec![reason]));
+        }
+        Ok(Ok(InspectedTrain {
+            reference: reference.pinned(digest.clone()),
+            digest: digest.clone(),
+            manifest,
+            image_manifest,
+            config_bytes,
+            signer,
+        }))
+    }
+
+    fn refuse(&self, mut record: RunRecord, reasons: Refusal) -> Result<RunRecord, StationError> {
+        record.status = RunStatus::Refused;
+        record.reasons = reasons;
+        record.updated_at = Utc::now();
+        self.store.save(&record)?;
+        let mut refused = AuditEvent::new(&self.station_actor(), "refused").run(&record.run_id);
+        refused.train_digest = Some(record.train.digest.clone()).filter(|d| !d.is_empty());
+        refused.job_id = record.job.as_ref().map(|j| j.job_id.clone());
+        refused.decision = Some("refused".into());
+        refused.reasons = record.reasons.clone();
+        self.audit.append(refused)?;
+        Ok(record)
+    }
+
+    /// A refusal whose reasons the policy decision entry already carries.
+    fn refuse_logged(
+        &self,
+        record: RunRecord,
+        reasons: Refusal,
+    ) -> Result<RunRecord, StationError> {
+        self.refuse(record, reasons)
+    }
+
+    fn fail_with_error(
+        &self,
+        mut record: RunRecord,
+        error: StationError,
+    ) -> Result<RunRecord, StationError> {
+        record.status = RunStatus::Error;
+        record.reasons = vec![error.to_string()];
+        record.updated_at = Utc::now();
+        self.store.save(&record)?;
+        let mut event = AuditEvent::new(&self.station_actor(), "error").run(&record.run_id);
+        event.reasons = record.reasons.clone();
+        self.audit.append(event)?;
+        Err(error)
+    }
+
+    /// Approves a run awaiting approval and carries it out. Verification and policy are run
+    /// again first, so a revoked key or a tightened policy still applies.
+    pub async fn approve(
+        &self,
+        run_id: &str,
+        operator: &str,
+        reason: Option<String>,
+    ) -> Result<RunRecord, StationError> {
+        let mut record = self.store.load(run_id)?;
+        if record.status != RunStatus::AwaitingApproval {
+            return Err(StationError::NotAwaitingApproval {
+                run_id: run_id.to_string(),
+                status: record.status,
+                action: "approved",
+            });
+        }
+        record.approval = Some(OperatorDecision {
+            by: operator.to_string(),
+            at: Utc::now(),
+            reason: reason.clone(),
+        });
+        let mut approved = AuditEvent::new(&format!("operator:{operator}"), "approved").run(run_id);
+        approved.reasons = reason.into_iter().collect();
+        self.audit.append(approved)?;
+        record.reasons.clear();
+        let reference: ImageReference = record
+            .train
+            .reference
+            .parse()
+            .map_err(|e| StationError::Config(format!("run {run_id}: {e}")))?;
+        let digest = reference
+            .digest()
+            .cloned()
+            .ok_or_else(|| StationError::Config(format!("run {run_id} has no digest")))?;
+        if let Err(refusal) = self.check_registry_allowed(&reference) {
+            return self.refuse(record, refusal);
+        }
+        let train = match self.inspect(&reference, &digest).await {
+            Ok(Ok(train)) => train,
+            Ok(Err(refusal)) => return self.refuse(record, refusal),
+            Err(error) => return self.fail_with_error(record, error),
+        };
+        self.decide_and_run(record, &train).await
+    }
+
+    /// Rejects a run awaiting approval.
+    pub fn reject(
+        &self,
+        run_id: &str,
+        operator: &str,
+        reason: &str,
+    ) -> Result<RunRecord, StationError> {
+        let mut record = self.store.load(run_id)?;
+        if record.status != RunStatus::AwaitingApproval {
+            return Err(StationError::NotAwaitingApproval {
+                run_id: run_id.to_string(),
+                status: record.status,
+                action: "rejected",
+            });
+        }
+        record.status = RunStatus::Rejected;
+        record.approval = Some(OperatorDecision {
+            by: operator.to_string(),
+            at: Utc::now(),
+            reason: Some(reason.to_string()),
+        });
+        record.reasons = vec![format!("rejected by {operator}: {reason}")];
+        record.updated_at = Utc::now();
+        self.store.save(&record)?;
+        let mut rejected = AuditEvent::new(&format!("operator:{operator}"), "rejected").run(run_id);
+        rejected.decision = Some("rejected".into());
+        rejected.reasons = vec![reason.to_string()];
+        self.audit.append(rejected)?;
+        Ok(record)
+    }
+
+    /// Makes the signed image present in the engine: skipped when an image with the config
+    /// digest is already there (content-addressed), otherwise every layer is fetched, checked
+    /// against its digest, and loaded; the engine's image id must be the config digest.
+    async fn pull(&self, train: &InspectedTrain) -> Result<Digest, StationError> {
+        let image_id = train.image_manifest.config.digest.clone();
+        if self
+            .engine
+            .has_image(&image_id)
+            .await
+            .map_err(|e| StationError::Engine(e.0))?
+        {
+            return Ok(image_id);
+        }
+        let mut layers = Vec::with_capacity(train.image_manifest.layers.len());
+        for layer in &train.image_manifest.layers {
+            let bytes = self
+                .registry
+                .get_blob(&train.reference, &layer.digest, MAX_LAYER_BYTES, None)
+                .await
+                .map_err(StationError::Registry)?;
+            layers.push(Bytes::from(bytes));
+        }
+        let loaded = self
+            .engine
+            .load_image(&train.config_bytes, &layers)
+            .await
+            .map_err(|e| StationError::Engine(e.0))?;
+        if loaded != image_id {
+            return Err(StationError::Engine(format!(
+                "the engine loaded image {loaded}, but the signed manifest's config is {image_id}: refusing to run it"
+            )));
+        }
+        Ok(image_id)
+    }
+
+    fn run_spec(
+        &self,
+        record: &RunRecord,
+        train: &InspectedTrain,
+        grant: &Grant,
+        image_id: &Digest,
+    ) -> Result<RunSpec, StationError> {
+        let spec_error =
+            |e: pht_docker::SpecError| StationError::Config(format!("run {}: {e}", record.run_id));
+        let limits = RunLimits {
+            nano_cpus: RunLimits::nano_cpus_from_cpus(grant.cpus()),
+            memory_bytes: grant.memory_bytes(),
+            pids: grant.pids(),
+            wall_clock: grant.wall_clock(),
+            tmp_bytes: grant.tmp_bytes(),
+            output_bytes: grant.output_bytes(),
+            output_files: self.policy.outputs().checks().max_files as u64 * 4 + 16,
+            log_bytes: grant.log_bytes(),
+        };
+        let input_dir = self.store.run_dir(&record.run_id).join("input");
+        std::fs::create_dir_all(&input_dir).map_err(|e| {
+            StationError::Config(format!("cannot create {}: {e}", input_dir.display()))
+        })?;
+        let params_path = input_dir.join("params.json");
+        let params =
+            serde_json::to_vec_pretty(&record.parameters).expect("parameters always serialise");
+        std::fs::write(&params_path, params).map_err(|e| {
+            StationError::Config(format!("cannot write {}: {e}", params_path.display()))
+        })?;
+        let mut spec = RunSpec::new(&record.run_id, &image_id.to_string(), limits)
+            .map_err(spec_error)?
+            .with_params_file(&params_path)
+            .map_err(spec_error)?;
+        for dataset in grant.datasets() {
+            let held = &self.config.datasets[dataset.as_str()];
+            spec = spec.with_dataset(dataset, &held.path).map_err(spec_error)?;
+        }
+        if let Some(entrypoint) = &train.manifest.entrypoint {
+            spec = spec.with_entrypoint(entrypoint.clone());
+        }
+        if let Some(command) = &train.manifest.command {
+            spec = spec.with_cmd(command.clone());
+        }
+        if grant.runtime() == Runtime::Runsc {
+            spec = spec.with_runtime("runsc").map_err(spec_error)?;
+        }
+        Ok(spec.with_gpu(grant.gpu()))
+    }
+
+    async fn execute(
+        &self,
+        mut record: RunRecord,
+        train: &InspectedTrain,
+        grant: &Grant,
+    ) -> Result<RunRecord, StationError> {
+        record.status = RunStatus::Running;
+        record.updated_at = Utc::now();
+        self.store.save(&record)?;
+        let image_id = match self.pull(train).await {
+            Ok(image_id) => image_id,
+            Err(error) => return self.fail_with_error(record, error),
+        };
+        let mut pulled = AuditEvent::new(&self.station_actor(), "pulled").run(&record.run_id);
+        pulled.train_digest = Some(train.digest.to_string());
+        pulled
+            .details
+            .insert("image_id".into(), image_id.to_string().into());
+        self.audit.append(pulled)?;
+
+        let spec = match self.run_spec(&record, train, grant, &image_id) {
+            Ok(spec) => spec,
+            Err(error) => return self.fail_with_error(record, error),
+        };
+        let mut started = AuditEvent::new(&self.station_actor(), "run_started").run(&record.run_id);
+        started.train_digest = Some(train.digest.to_string());
+        started.datasets = grant.datasets().to_vec();
+        started.details.insert(
+            "limits".into(),
+            serde_json::to_value(grant).expect("grants always serialise"),
+        );
+        self.audit.append(started)?;
+
+        let outcome = match self.engine.run(&spec).await {
+            Ok(outcome) => outcome,
+            Err(error) => return self.fail_with_error(record, StationError::Engine(error.0)),
+        };
+        self.record_outcome(&mut record, &outcome, grant)?;
+        let mut finished =
+            AuditEvent::new(&self.station_actor(), "run_finished").run(&record.run_id);
+        finished.train_digest = Some(train.digest.to_string());
+        finished.decision = Some(
+            serde_json::to_value(record.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        );
+        finished.reasons = record.reasons.clone();
+        finished.datasets = grant.datasets().to_vec();
+        finished.outputs = record
+            .outputs
+            .iter()
+            .map(|o| OutputHash {
+                path: o.path.clone(),
+                sha256: o.sha256.clone(),
+                size: o.size,
+            })
+            .collect();
+        finished.details.insert(
+            "outcome".into(),
+            serde_json::to_value(&record.outcome).expect("outcomes always serialise"),
+        );
+        self.audit.append(finished)?;
+        self.store.save(&record)?;
+        Ok(record)
+    }
+
+    /// Fills the record from the outcome and keeps logs and collected files in the run directory.
+    fn record_outcome(
+        &self,
+        record: &mut RunRecord,
+        outcome: &RunOutcome,
+        grant: &Grant,
+    ) -> Result<(), StationError> {
+        let run_dir = self.store.run_dir(&record.run_id);
+        let write_error = |path: &Path, e: std::io::Error| {
+            StationError::Config(format!("cannot write {}: {e}", path.display()))
+        };
+        let logs_path = run_dir.join("logs.txt");
+        std::fs::write(&logs_path, &outcome.logs).map_err(|e| write_error(&logs_path, e))?;
+        let outputs_dir = run_dir.join("outputs");
+        for file in &outcome.outputs.files {
+            let kind = match &file.kind {
+                CollectedKind::Regular { bytes } => {
+                    // The collector only yields relative paths without `..`; joining is safe.
+                    let path = outputs_dir.join(&file.path);
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
+                    }
+                    std::fs::write(&path, bytes).map_err(|e| write_error(&path, e))?;
+                    "file"
+                }
+                CollectedKind::Symlink { .. } => "symlink",
+                CollectedKind::Special { .. } => "special",
+            };
+            record.outputs.push(OutputSummary {
+                path: file.path.clone(),
+                kind: kind.into(),
+                size: file.size,
+                sha256: file.sha256.clone(),
+            });
+        }
+        record.refused_outputs = outcome
+            .outputs
+            .refused
+            .iter()
+            .map(|r| format!("{}: {}", r.path, r.reason))
+            .collect();
+        record.outcome = Some(OutcomeSummary {
+            exit_code: outcome.exit_code,
+            oom_killed: outcome.oom_killed,
+            timed_out: outcome.timed_out,
+            duration_ms: outcome.duration.as_millis() as u64,
+            output_limit_reached: outcome.output_limit_reached,
+            logs_truncated: outcome.logs_truncated,
+            log_bytes: outcome.logs.len() as u64,
+        });
+        let mut reasons = Vec::new();
+        if outcome.oom_killed {
+            reasons.push(format!(
+                "resources.memory: killed at the memory limit of {} bytes",
+                grant.memory_bytes()
+            ));
+        }
+        if outcome.timed_out {
+            reasons.push(format!(
+                "resources.wall_clock: killed at the wall-clock limit of {}s",
+                grant.wall_clock().as_secs_f64()
+            ));
+        }
+        if outcome.output_limit_reached {
+            reasons.push(format!(
+                "resources.output_size: /output reached its limit of {} bytes; outputs may be cut",
+                grant.output_bytes()
+            ));
+        }
+        match outcome.exit_code {
+            Some(0) => {}
+            Some(code) if !outcome.oom_killed && !outcome.timed_out => {
+                reasons.push(format!("train.exit: the train exited with code {code}"))
+            }
+            Some(_) => {}
+            None => reasons
+                .push("train.exit: no exit code (the container did not finish normally)".into()),
+        }
+        let succeeded = outcome.exit_code == Some(0) && !outcome.oom_killed && !outcome.timed_out;
+        record.status = if succeeded {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        record.reasons = reasons;
+        record.updated_at = Utc::now();
+        Ok(())
+    }
+}
+
+fn resolve_parameters(
+    manifest: &TrainManifest,
+    given: GivenParameters,
+) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let given = match given {
+        GivenParameters::Json(values) => values,
+        GivenParameters::CommandLine(pairs) => {
+            params::parse_command_line(&manifest.parameters, &pairs)
+                .map_err(|e| format!("parameters: {e}"))?
+        }
+    };
+    params::resolve(&manifest.parameters, &given).map_err(|e| format!("parameters: {e}"))
+}

@@ -1,0 +1,257 @@
+//! The station's durable state: one JSON record per run, written atomically, and the set of job
+//! ids already seen (replay protection).
+//!
+//! Owns the run record format (`pht.run.v1`) and its storage under the state directory. Does not
+//! decide anything: the pipeline sets statuses, this module keeps them across restarts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Policy says an operator must approve it: `pht-station approve RUN`.
+    AwaitingApproval,
+    /// Verification or policy refused it.
+    Refused,
+    /// An operator rejected it.
+    Rejected,
+    /// Approved and running (or interrupted while running).
+    Running,
+    /// Ran and exited 0; outputs collected.
+    Succeeded,
+    /// Ran and failed: non-zero exit, killed at the memory or time limit.
+    Failed,
+    /// The station could not carry it out (Docker or registry failure).
+    Error,
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::AwaitingApproval | RunStatus::Running)
+    }
+}
+
+/// The train a run is about, pinned by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainRef {
+    /// `registry/repository@sha256:…`.
+    pub reference: String,
+    pub registry: String,
+    pub repository: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// The job a run belongs to, when it came from the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub job_id: String,
+    pub signer: String,
+    pub stop_index: usize,
+}
+
+/// How the container ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeSummary {
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub output_limit_reached: bool,
+    pub logs_truncated: bool,
+    pub log_bytes: u64,
+}
+
+/// One collected output (hash and size, never content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputSummary {
+    pub path: String,
+    /// `file`, `symlink` or `special`.
+    pub kind: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// An operator's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorDecision {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Everything the station knows about one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub version: String,
+    pub run_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub status: RunStatus,
+    pub train: TrainRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// The parameters the train receives in `/input/params.json` (job parameters, not data).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    /// The policy decision, as the policy crate reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<serde_json::Value>,
+    /// Why it was refused, rejected or failed, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<OperatorDecision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OutcomeSummary>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputSummary>,
+    /// Entries of `/output` that were not collected, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_outputs: Vec<String>,
+}
+
+/// Why state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write station state {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read station state {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("station state {path} is damaged: {detail}")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("no run `{run_id}` (list runs with `pht-station runs`)")]
+    UnknownRun { run_id: String },
+}
+
+/// The run records and seen job ids under a state directory.
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    root: PathBuf,
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl RunStore {
+    pub fn open(state_dir: &Path) -> Result<RunStore, StoreError> {
+        for dir in ["runs", "jobs-seen"] {
+            let path = state_dir.join(dir);
+            std::fs::create_dir_all(&path).map_err(|source| StoreError::Write { path, source })?;
+        }
+        Ok(RunStore {
+            root: state_dir.to_path_buf(),
+        })
+    }
+
+    /// The directory of one run (inputs, outputs, record).
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.root.join("runs").join(run_id)
+    }
+
+    pub fn save(&self, record: &RunRecord) -> Result<(), StoreError> {
+        let dir = self.run_dir(&record.run_id);
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("record.json");
+        let bytes = serde_json::to_vec_pretty(record).expect("run records always serialise");
+        write_atomic(&path, &bytes).map_err(|source| StoreError::Write { path, source })
+    }
+
+    pub fn load(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        let valid = !run_id.is_empty()
+            && run_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let path = self.run_dir(run_id).join("record.json");
+        if !valid || !path.exists() {
+            return Err(StoreError::UnknownRun {
+                run_id: run_id.to_string(),
+            });
+        }
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
+            path,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Every run, oldest first.
+    pub fn list(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let runs_dir = self.root.join("runs");
+        let entries = std::fs::read_dir(&runs_dir).map_err(|source| StoreError::Read {
+            path: runs_dir.clone(),
+            source,
+        })?;
+        let mut records = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().join("record.json").exists() {
+                records.push(self.load(&name)?);
+            }
+        }
+        records.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.run_id.cmp(&b.run_id))
+        });
+        Ok(records)
+    }
+
+    /// Records a job id as seen; returns false when it had been seen before (a replay).
+    pub fn mark_job_seen(
+        &self,
+        job_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        use std::io::Write as _;
+        let path = self.root.join("jobs-seen").join(job_id);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(expires_at.to_rfc3339().as_bytes())
+                    .map_err(|source| StoreError::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                file.sync_all()
+                    .map_err(|source| StoreError::Write { path, source })?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(source) => Err(StoreError::Write { path, source }),
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! End to end through `pht-station` with real Docker and a real registry: the example train
+//! counts the synthetic cohort; every kind of refusal is recorded with its reason and audited;
+//! approval waits in durable state; hostile trains are contained with the station still healthy;
+//! and `audit verify` catches every kind of tampering.
+
+use std::path::Path;
+
+use pht_e2e::{
+    count_by, hostile_train_dir, pht, publish_train, require_docker, workspace_root, PolicySigner,
+    Registry, Researcher, StationFixture,
+};
+
+struct World {
+    registry: Registry,
+    keys: tempfile::TempDir,
+    alice: Researcher,
+    mallory: Researcher,
+    /// The example train, signed by alice.
+    cohort_stats: String,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        require_docker();
+        let registry = Registry::start();
+        let keys = tempfile::tempdir().unwrap();
+        let alice = Researcher::generate(keys.path(), "alice");
+        let mallory = Researcher::generate(keys.path(), "mallory");
+        let reference = format!("{}/trains/cohort-stats:{tag}", registry.address());
+        let cohort_stats = publish_train(
+            &workspace_root().join("trains/cohort-stats"),
+            &reference,
+            &[],
+        );
+        alice.sign(&cohort_stats);
+        World {
+            registry,
+            keys,
+            alice,
+            mallory,
+            cohort_stats,
+        }
+    }
+
+    fn station(&self, datasets: &str, approval: &str) -> StationFixture {
+        let signer = PolicySigner {
+            name: "alice",
+            public_key: &self.alice.public_key,
+            datasets,
+            approval,
+        };
+        StationFixture::new(
+            "station-a",
+            "station-a",
+            self.registry.address(),
+            &[signer],
+            "",
+        )
+    }
+}
+
+fn reasons(record: &serde_json::Value) -> String {
+    record["reasons"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .unwrap_or_default()
+}
+
+fn events(station: &StationFixture, run_id: &str) -> Vec<String> {
+    station
+        .audit_of(run_id)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn example_train_counts_the_synthetic_cohort() {
+    let world = World::new("counts");
+    let station = world.station("[cohort]", "automatic");
+    station.station(&["check-config"]).success();
+
+    let record = station
+        .station(&[
+            "--json",
+            "exec",
+            &world.cohort_stats,
+            "--param",
+            "group_by=sex",
+        ])
+        .success()
+        .json();
+    assert_eq!(record["status"], "succeeded", "{record:#}");
+    assert_eq!(record["signer"], "alice");
+    let run_id = record["run_id"].as_str().unwrap();
+
+    let dataset =
+        std::fs::read_to_string(workspace_root().join("examples/data/station-a/cohort/cohort.csv"))
+            .unwrap();
+    let expected: String = std::iter::once("sex,n\n".to_string())
+        .chain(
+            count_by(&dataset, "sex")
+                .into_iter()
+                .map(|(group, n)| format!("{group},{n}\n")),
+        )
+        .collect();
+    assert_eq!(
+        String::from_utf8(station.output(run_id, "counts.csv")).unwrap(),
+        expected
+    );
+
+    let events = events(&station, run_id);
+    for event in [
+        "received",
+        "verified",
+        "policy_decided",
+        "pulled",
+        "run_started",
+        "run_finished",
+    ] {
+        assert!(
+            events.contains(&event.to_string()),
+            "no `{event}` in {events:?}"
+        );
+    }
+    let finished = station
+        .audit_of(run_id)
+        .into_iter()
+        .find(|e| e["event"] == "run_finished")
+        .unwrap();
+    assert_eq!(finished["datasets"], serde_json::json!(["cohort"]));
+    let counts_hash = finished["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == "counts.csv")
+        .unwrap()["sha256"]
+        .clone();
+    assert_eq!(
+        counts_hash,
+        serde_json::json!(hex_sha256(expected.as_bytes()))
+    );
+    // The audit log holds hashes, never the counts themselves.
+    let log = std::fs::read_to_string(station.audit_log()).unwrap();
+    assert!(!log.contains("sex,n"), "audit log contains output data");
+    station.station(&["audit", "verify"]).success();
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn assert_refused(station: &StationFixture, reference: &str, expected_rule: &str) {
+    let finished = station.station(&["--json", "exec", reference]).code(1);
+    let record = finished.json();
+    assert_eq!(record["status"], "refused", "{record:#}");
+    assert!(
+        reasons(&record).contains(expected_rule),
+        "expected `{expected_rule}` in: {}",
+        reasons(&record)
+    );
+    let run_id = record["run_id"].as_str().unwrap();
+    let refused: Vec<_> = station
+        .audit_of(run_id)
+        .into_iter()
+        .filter(|e| e["event"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "one refusal audited for {run_id}");
+    let audited_reasons = refused[0]["reasons"].to_string();
+    assert!(
+        audited_reasons.contains(expected_rule),
+        "audit reasons {audited_reasons} lack `{expected_rule}`"
+    );
+}
+
+#[test]
+fn each_refusal_is_recorded_with_its_reason_and_audited() {
+    let world = World::new("refusals");
+    let station = world.station("[cohort]", "automatic");
+    let root = workspace_root();
+    let address = world.registry.address();
+
+    // Unsigned: the same train pushed to another repository, never signed.
+    let unsigned = publish_train(
+        &root.join("trains/cohort-stats"),
+        &format!("{address}/trains/unsigned:1"),
+        &[],
+    );
+    assert_refused(&station, &unsigned, "signature.present");
+
+    // Signed by a key the policy does not trust.
+    let by_mallory = publish_train(
+        &root.join("trains/cohort-stats"),
+        &format!("{address}/trains/by-mallory:1"),
+        &[],
+    );
+    world.mallory.sign(&by_mallory);
+    assert_refused(&station, &by_mallory, "signature.trusted");
+
+    // Signer trusted, but not for this dataset.
+    let narrow = world.station("[registry-extract]", "automatic");
+    assert_refused(&narrow, &world.cohort_stats, "dataset.allowed");
+
+    // Re-tagged after signing: the tag now names another image, which nobody signed …
+    let scratch = tempfile::tempdir().unwrap();
+    pht(scratch.path(), &["train", "init", "impostor"]).success();
+    std::fs::write(
+        scratch.path().join("impostor/train.yaml"),
+        std::fs::read_to_string(scratch.path().join("impostor/train.yaml"))
+            .unwrap()
+            .replace("datasets: [cohort]", "datasets: [cohort]\n"),
+    )
+    .unwrap();
+    let retagged_reference = format!("{address}/trains/cohort-stats:refusals");
+    let impostor = publish_train(&scratch.path().join("impostor"), &retagged_reference, &[]);
+    assert_refused(&station, &impostor, "signature.present");
+    // … and copying alice's signature next to it does not help: it names the old digest.
+    copy_signature(&world.cohort_stats, &impostor);
+    assert_refused(&station, &impostor, "signature.valid");
+
+    // A registry the policy does not name is refused before it is contacted.
+    let elsewhere = format!(
+        "127.0.0.1:9/trains/cohort-stats@{}",
+        world.cohort_stats.split('@').nth(1).unwrap()
+    );
+    assert_refused(&station, &elsewhere, "registry.allowed");
+
+    // A tag alone is refused: stations run digests.
+    let finished = station
+        .station(&["--json", "exec", &retagged_reference])
+        .code(1);
+    assert!(reasons(&finished.json()).contains("reference.digest"));
+
+    station.station(&["audit", "verify"]).success();
+    let _ = &world.keys;
+}
+
+fn copy_signature(from_pinned: &str, to_pinned: &str) {
+    let from: pht_core::ImageReference = from_pinned.parse().unwrap();
+    let to: pht_core::ImageReference = to_pinned.parse().unwrap();
+    let client = pht_registry::RegistryClient::new(Default::default());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let signature = client
+            .get_manifest(&from, &from.digest().unwrap().cosign_signature_tag())
+            .await
+            .unwrap();
+        client
+            .put_manifest(
+                &to,
+                &to.digest().unwrap().cosign_signature_tag(),
+                &signature.media_type,
+                signature.bytes,
+            )
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn approval_waits_in_durable_state_until_an_operator_decides() {
+    let world = World::new("approval");
+    let station = world.station("[cohort]", "manual");
+
+    let waiting = station
+        .station(&["--json", "exec", &world.cohort_stats])
+        .code(10)
+        .json();
+    assert_eq!(waiting["status"], "awaiting_approval");
+    let run_id = waiting["run_id"].as_str().unwrap().to_string();
+    assert!(
+        reasons(&waiting).contains("approval.signer"),
+        "{}",
+        reasons(&waiting)
+    );
+
+    // Each command is a new process: the run waits in the state directory, not in memory.
+    let runs = station.station(&["--json", "runs"]).success().json();
+    assert_eq!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "awaiting_approval")
+            .count(),
+        1
+    );
+
+    let approved = station
+        .station(&[
+            "--json",
+            "approve",
+            &run_id,
+            "--reason",
+            "reviewed the code",
+        ])
+        .success()
+        .json();
+    assert_eq!(approved["status"], "succeeded", "{approved:#}");
+    assert_eq!(approved["approval"]["by"], "test-operator");
+    assert!(!station.output(&run_id, "counts.csv").is_empty());
+    // A decided run cannot be approved again.
+    station.station(&["approve", &run_id]).code(3);
+
+    let second = station
+        .station(&["--json", "exec", &world.cohort_stats])
+        .code(10)
+        .json();
+    let second_id = second["run_id"].as_str().unwrap();
+    let rejected = station
+        .station(&["--json", "reject", second_id, "--reason", "purpose unclear"])
+        .success()
+        .json();
+    assert_eq!(rejected["status"], "rejected");
+    let events = events(&station, second_id);
+    assert!(
+        events.contains(&"awaiting_approval".to_string())
+            && events.contains(&"rejected".to_string()),
+        "{events:?}"
+    );
+    assert!(
+        station.output(second_id, "counts.csv").is_empty(),
+        "a rejected run never ran"
+    );
+    station.station(&["audit", "verify"]).success();
+}
+
+fn hostile_report(station: &StationFixture, run_id: &str) -> String {
+    String::from_utf8_lossy(&station.output(run_id, "report.txt")).into_owned()
+}
+
+fn run_hostile(station: &StationFixture, train: &str, params: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--json", "exec", train];
+    for param in params {
+        args.push("--param");
+        args.push(param);
+    }
+    let finished = station.station(&args);
+    assert!(
+        finished.code == 0 || finished.code == 5,
+        "station must record the run, got exit {}: {}",
+        finished.code,
+        finished.stderr
+    );
+    finished.json()
+}
+
+#[test]
+fn hostile_trains_are_contained_and_the_station_stays_healthy() {
+    let world = World::new("hostile");
+    let scratch = tempfile::tempdir().unwrap();
+    let hostile_dir = hostile_train_dir(scratch.path());
+    let hostile = publish_train(
+        &hostile_dir,
+        &format!("{}/trains/hostile:1", world.registry.address()),
+        &["--no-compile"],
+    );
+    world.alice.sign(&hostile);
+    let station = world.station("[cohort]", "automatic");
+
+    let spin = run_hostile(&station, &hostile, &["mode=spin"]);
+    assert_eq!(spin["status"], "failed");
+    assert_eq!(spin["outcome"]["timed_out"], true, "{spin:#}");
+    assert!(reasons(&spin).contains("resources.wall_clock"));
+
+    let memhog = run_hostile(&station, &hostile, &["mode=memhog"]);
+    assert_eq!(memhog["outcome"]["oom_killed"], true, "{memhog:#}");
+    assert!(reasons(&memhog).contains("resources.memory"));
+
+    let forkbomb = run_hostile(&station, &hostile, &["mode=forkbomb"]);
+    let report = hostile_report(&station, forkbomb["run_id"].as_str().unwrap());
+    assert!(
+        report.contains("process_spawn=failed") || report.contains("thread_error="),
+        "{report}"
+    );
+
+    let loopback = run_hostile(&station, &hostile, &["mode=net-loopback", "port=7000"]);
+    assert!(
+        hostile_report(&station, loopback["run_id"].as_str().unwrap())
+            .contains("tcp_connect=failed")
+    );
+
+    let write_data = run_hostile(
+        &station,
+        &hostile,
+        &["mode=write-data", "dataset=cohort", "file=cohort.csv"],
+    );
+    let report = hostile_report(&station, write_data["run_id"].as_str().unwrap());
+    assert!(
+        report.contains("write_data_create=failed") && report.contains("write_data_append=failed"),
+        "{report}"
+    );
+    let write_root = run_hostile(&station, &hostile, &["mode=write-root"]);
+    assert!(
+        hostile_report(&station, write_root["run_id"].as_str().unwrap())
+            .contains("write_root=failed")
+    );
+
+    let symlink = run_hostile(&station, &hostile, &["mode=symlink-passwd"]);
+    let outputs = symlink["outputs"].as_array().unwrap();
+    assert!(
+        outputs.iter().any(|o| o["kind"] == "symlink"),
+        "{symlink:#}"
+    );
+    let collected: Vec<u8> = outputs
+        .iter()
+        .filter(|o| o["kind"] == "file")
+        .flat_map(|o| {
+            station.output(
+                symlink["run_id"].as_str().unwrap(),
+                o["path"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        !String::from_utf8_lossy(&collected).contains("root:x:0:0"),
+        "a symlink was followed"
+    );
+
+    let socket = run_hostile(&station, &hostile, &["mode=docker-socket"]);
+    let report = hostile_report(&station, socket["run_id"].as_str().unwrap());
+    assert!(
+        report.contains("docker_sock_var_run=absent") && report.contains("docker_sock_run=absent"),
+        "{report}"
+    );
+
+    let whoami = run_hostile(&station, &hostile, &["mode=whoami"]);
+    let report = hostile_report(&station, whoami["run_id"].as_str().unwrap());
+    assert!(report.contains("Uid=65534 65534 65534 65534"), "{report}");
+    assert!(
+        report.contains("CapEff=0000000000000000") && report.contains("NoNewPrivs=1"),
+        "{report}"
+    );
+
+    let big = run_hostile(&station, &hostile, &["mode=big-output", "bytes=4000000"]);
+    assert_eq!(big["outcome"]["output_limit_reached"], true, "{big:#}");
+
+    // The station is still healthy: a well-behaved train runs, and the log verifies.
+    let ok = station
+        .station(&["--json", "exec", &world.cohort_stats])
+        .success()
+        .json();
+    assert_eq!(ok["status"], "succeeded");
+    station.station(&["audit", "verify"]).success();
+    let leftovers = pht_e2e::run(std::process::Command::new("docker").args([
+        "ps",
+        "-aq",
+        "--filter",
+        "label=org.pht.station=station-a",
+    ]));
+    assert_eq!(leftovers.stdout.trim(), "", "containers left behind");
+}
+
+/// A change an attacker makes to the lines of the audit log.
+type Tampering = Box<dyn FnOnce(&mut Vec<String>)>;
+
+fn tamper(log: &Path, change: impl FnOnce(&mut Vec<String>)) {
+    let mut lines: Vec<String> = std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    change(&mut lines);
+    std::fs::write(
+        log,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn audit_verify_detects_each_kind_of_tampering() {
+    let world = World::new("audit");
+    let station = world.station("[cohort]", "automatic");
+    station.station(&["exec", &world.cohort_stats]).success();
+    station.station(&["exec", &world.cohort_stats]).success();
+    station.station(&["audit", "verify"]).success();
+    let log = station.audit_log();
+    let original = std::fs::read(&log).unwrap();
+
+    let cases: Vec<(&str, Tampering)> = vec![
+        (
+            "edited",
+            Box::new(|lines: &mut Vec<String>| {
+                lines[3] = lines[3].replace("station-a", "station-b")
+            }),
+        ),
+        (
+            "deleted",
+            Box::new(|lines: &mut Vec<String>| {
+                lines.remove(2);
+            }),
+        ),
+        (
+            "reordered",
+            Box::new(|lines: &mut Vec<String>| lines.swap(1, 4)),
+        ),
+        (
+            "truncated",
+            Box::new(|lines: &mut Vec<String>| lines.truncate(lines.len() - 2)),
+        ),
+    ];
+    for (name, change) in cases {
+        tamper(&log, change);
+        let finished = station.station(&["audit", "verify"]).code(1);
+        assert!(
+            finished.stdout.contains("BROKEN"),
+            "{name}: {}",
+            finished.stdout
+        );
+        // A station refuses to append to a broken log.
+        let refused = station.station(&["exec", &world.cohort_stats]);
+        assert_eq!(
+            refused.code, 3,
+            "{name}: station wrote to a broken log: {}",
+            refused.stderr
+        );
+        std::fs::write(&log, &original).unwrap();
+    }
+    station.station(&["audit", "verify"]).success();
+}
