@@ -9,11 +9,13 @@ pub mod cosign;
 pub mod digest;
 pub mod dsse;
 pub mod httpsig;
+pub mod intoto;
 pub mod job;
 pub mod keys;
 pub mod manifest;
 pub mod oci;
 pub mod reference;
+pub mod seal;
 pub mod units;
 
 pub use digest::Digest;
