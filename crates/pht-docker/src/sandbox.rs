@@ -384,7 +384,7 @@ async fn run_steps<E: SandboxEngine>(
         .await
         .map_err(docker_error(RunStep::AttachToTrain))?;
     let captured_logs = Arc::new(Mutex::new(CapturedLogs::default()));
-    let log_capture = AbortOnDrop(tokio::spawn(capture_logs(
+    let mut log_capture = AbortOnDrop(tokio::spawn(capture_logs(
         log_stream,
         limits.log_bytes,
         Arc::clone(&captured_logs),
@@ -424,7 +424,6 @@ async fn run_steps<E: SandboxEngine>(
         .await
         .map_err(docker_error(RunStep::InspectTrain))?;
 
-    let mut log_capture = log_capture;
     let log_drain = tokio::time::timeout(LOG_DRAIN_GRACE, &mut log_capture.0).await;
     drop(log_capture);
     let (logs, logs_truncated) = {
