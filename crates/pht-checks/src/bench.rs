@@ -13,8 +13,9 @@ pub const BENCHMARK_CSV_HEADER: &str = "age_group,sex,region,n,n_events";
 /// age group, sex and province labels with two count columns, every count at least 10, so the
 /// default checks pass it.
 pub fn generate_benchmark_csv(n_bytes: usize) -> Vec<u8> {
-    const AGE_GROUPS: [&str; 8] =
-        ["0-17", "18-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+"];
+    const AGE_GROUPS: [&str; 8] = [
+        "0-17", "18-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+",
+    ];
     const SEXES: [&str; 2] = ["female", "male"];
     const REGIONS: [&str; 12] = [
         "drenthe",
@@ -36,7 +37,9 @@ pub fn generate_benchmark_csv(n_bytes: usize) -> Vec<u8> {
     // A fixed linear congruential generator (Knuth's MMIX constants) keeps the table reproducible.
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         state >> 33
     };
     while csv.len() < n_bytes {
@@ -59,7 +62,11 @@ mod tests {
     #[test]
     fn benchmark_table_has_the_requested_size_and_counts_of_at_least_ten() {
         let csv = generate_benchmark_csv(10_000);
-        assert!(csv.len() >= 10_000 && csv.len() < 10_100, "{} bytes", csv.len());
+        assert!(
+            csv.len() >= 10_000 && csv.len() < 10_100,
+            "{} bytes",
+            csv.len()
+        );
         let text = String::from_utf8(csv).unwrap();
         for line in text.lines().skip(1) {
             let cells: Vec<&str> = line.split(',').collect();

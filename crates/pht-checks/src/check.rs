@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::config::CheckConfig;
 use crate::dataset_index::DatasetIndex;
-use crate::identifiers::{scan_identifiers, IdentifierFindings, ScanSettings};
+use crate::identifiers::{IdentifierScan, ScanSettings};
 use crate::input::{find_declaration, DeclaredOutput, EntryContent, OutputEntry, OutputKind};
 use crate::json_table::read_flat_records;
 use crate::png::{inspect_png, PNG_SIGNATURE};
@@ -60,7 +60,10 @@ pub fn check_outputs(
         .max()
         .unwrap_or(Status::Pass);
     let count_with = |wanted: Status| {
-        results.values().filter(|output_result| output_result.status == wanted).count()
+        results
+            .values()
+            .filter(|output_result| output_result.status == wanted)
+            .count()
     };
     let mut summary = format!(
         "{status}; {}: {} fail, {} review, {} pass",
@@ -69,11 +72,20 @@ pub fn check_outputs(
         count_with(Status::Review),
         count_with(Status::Pass)
     );
-    for rule_result in collection.checks.iter().filter(|rule_result| rule_result.status != Status::Pass)
+    for rule_result in collection
+        .checks
+        .iter()
+        .filter(|rule_result| rule_result.status != Status::Pass)
     {
         summary.push_str(&format!("; {}: {}", rule_result.rule, rule_result.summary));
     }
-    CheckReport { version: ReportVersion, status, summary, collection, results }
+    CheckReport {
+        version: ReportVersion,
+        status,
+        summary,
+        collection,
+        results,
+    }
 }
 
 fn check_collection(n_files: u64, n_bytes: u64, config: &CheckConfig) -> CollectionResult {
@@ -98,19 +110,34 @@ fn check_collection(n_files: u64, n_bytes: u64, config: &CheckConfig) -> Collect
             Rule::TotalSize,
             Status::Fail,
             1,
-            format!("{n_bytes} bytes, more than the {} allowed", config.max_total_bytes),
+            format!(
+                "{n_bytes} bytes, more than the {} allowed",
+                config.max_total_bytes
+            ),
         )
     } else {
         rule_result(
             Rule::TotalSize,
             Status::Pass,
             0,
-            format!("{n_bytes} bytes, within the limit of {}", config.max_total_bytes),
+            format!(
+                "{n_bytes} bytes, within the limit of {}",
+                config.max_total_bytes
+            ),
         )
     };
     let checks = vec![file_count, total_size];
-    let status = checks.iter().map(|rule_result| rule_result.status).max().unwrap_or(Status::Pass);
-    CollectionResult { status, n_files, n_bytes, checks }
+    let status = checks
+        .iter()
+        .map(|rule_result| rule_result.status)
+        .max()
+        .unwrap_or(Status::Pass);
+    CollectionResult {
+        status,
+        n_files,
+        n_bytes,
+        checks,
+    }
 }
 
 /// How an entry is named in the report, and the verdicts on its path and name.
@@ -134,7 +161,10 @@ fn name_entry(
         Some("the path is absolute")
     } else if segments.contains(&"..") {
         Some("the path leaves /output")
-    } else if segments.iter().any(|segment| segment.is_empty() || *segment == ".") {
+    } else if segments
+        .iter()
+        .any(|segment| segment.is_empty() || *segment == ".")
+    {
         Some("the path has empty or `.` segments")
     } else if has_control_characters {
         Some("the path has control characters")
@@ -147,7 +177,12 @@ fn name_entry(
     };
     let path_rule = match path_problem {
         Some(problem) => rule_result(Rule::Path, Status::Fail, 1, problem.to_string()),
-        None => rule_result(Rule::Path, Status::Pass, 0, "a plain relative path".to_string()),
+        None => rule_result(
+            Rule::Path,
+            Status::Pass,
+            0,
+            "a plain relative path".to_string(),
+        ),
     };
 
     // A train can smuggle a value out in a file name as easily as in a file.
@@ -156,18 +191,20 @@ fn name_entry(
         context_chars: config.identifier_context_chars,
         comma_is_decimal: false,
     };
-    let mut findings = IdentifierFindings::new(0);
-    scan_identifiers(path.as_bytes(), "", settings, None, &mut findings);
-    let flagged: Vec<RuleResult> = findings
-        .into_results(config.max_digit_run)
+    let mut identifier_scan = IdentifierScan::new(path.as_bytes(), "", settings, 0);
+    identifier_scan.scan_all();
+    let flagged: Vec<RuleResult> = identifier_scan
+        .into_results()
         .into_iter()
         .filter(|rule_result| rule_result.count > 0)
         .collect();
     let name_status = flagged.iter().map(|rule_result| rule_result.status).max();
     let file_name_rule = match name_status {
         Some(status) => {
-            let rule_names: Vec<&str> =
-                flagged.iter().map(|rule_result| rule_result.rule.as_str()).collect();
+            let rule_names: Vec<&str> = flagged
+                .iter()
+                .map(|rule_result| rule_result.rule.as_str())
+                .collect();
             rule_result(
                 Rule::FileName,
                 status,
@@ -196,7 +233,11 @@ fn name_entry(
     } else {
         path.to_string()
     };
-    EntryName { label, path_rule, file_name_rule }
+    EntryName {
+        label,
+        path_rule,
+        file_name_rule,
+    }
 }
 
 /// The verdicts on one output as they accumulate.
@@ -234,13 +275,17 @@ fn check_entry(
         EntryContent::Special { description } => {
             output_check.properties.format = "special".to_string();
             let is_plain_description = description.len() <= 40
-                && description.bytes().all(|byte| byte.is_ascii_graphic() || byte == b' ');
+                && description
+                    .bytes()
+                    .all(|byte| byte.is_ascii_graphic() || byte == b' ');
             let summary = if is_plain_description {
                 format!("a special file ({description}); only regular files are released")
             } else {
                 "a special file; only regular files are released".to_string()
             };
-            output_check.checks.push(rule_result(Rule::RegularFile, Status::Fail, 1, summary));
+            output_check
+                .checks
+                .push(rule_result(Rule::RegularFile, Status::Fail, 1, summary));
         }
         EntryContent::Regular(bytes) => {
             output_check.properties.n_bytes = bytes.len() as u64;
@@ -250,12 +295,24 @@ fn check_entry(
                 0,
                 "a regular file".to_string(),
             ));
-            check_regular_file(&mut output_check, &label, &entry.path, bytes, declared, datasets, config);
+            check_regular_file(
+                &mut output_check,
+                &label,
+                &entry.path,
+                bytes,
+                declared,
+                datasets,
+                config,
+            );
         }
     }
 
-    let status =
-        output_check.checks.iter().map(|rule_result| rule_result.status).max().unwrap_or(Status::Pass);
+    let status = output_check
+        .checks
+        .iter()
+        .map(|rule_result| rule_result.status)
+        .max()
+        .unwrap_or(Status::Pass);
     let flagged: Vec<String> = output_check
         .checks
         .iter()
@@ -271,7 +328,10 @@ fn check_entry(
         uid: label.clone(),
         status,
         output_type: output_check.output_type,
-        files: vec![FileEntry { name: label, n_bytes: output_check.properties.n_bytes }],
+        files: vec![FileEntry {
+            name: label,
+            n_bytes: output_check.properties.n_bytes,
+        }],
         properties: output_check.properties,
         checks: output_check.checks,
         summary,
@@ -304,10 +364,11 @@ fn check_regular_file(
         "this extension".to_string()
     };
 
-    let is_allowed = config
-        .allowed_extensions
-        .iter()
-        .any(|allowed| allowed.trim_start_matches('.').eq_ignore_ascii_case(&extension));
+    let is_allowed = config.allowed_extensions.iter().any(|allowed| {
+        allowed
+            .trim_start_matches('.')
+            .eq_ignore_ascii_case(&extension)
+    });
     if !is_allowed {
         output_check.checks.push(rule_result(
             Rule::FileType,
@@ -341,7 +402,10 @@ fn check_regular_file(
             Rule::Undeclared,
             Status::Pass,
             0,
-            format!("declared in train.yaml as {}", kind_name(declared_output.kind)),
+            format!(
+                "declared in train.yaml as {}",
+                kind_name(declared_output.kind)
+            ),
         ),
         None if config.review_undeclared_outputs => rule_result(
             Rule::Undeclared,
@@ -366,7 +430,12 @@ fn check_regular_file(
         _ => {}
     }
 
-    let table_context = TableContext { file: label, declared: declaration, datasets, config };
+    let table_context = TableContext {
+        file: label,
+        declared: declaration,
+        datasets,
+        config,
+    };
     match extension.as_str() {
         "csv" | "tsv" => {
             let table_outcome = check_delimited_table(table_context, bytes, extension == "tsv");
@@ -375,7 +444,9 @@ fn check_regular_file(
         "json" => check_json(output_check, table_context, bytes, declared_type),
         "txt" => {
             add_text_format(output_check, bytes);
-            output_check.checks.extend(scan_text_identifiers(table_context, bytes, false, None));
+            output_check
+                .checks
+                .extend(scan_text_identifiers(table_context, bytes));
             output_check.output_type = declared_type.unwrap_or(OutputType::Text);
             output_check
                 .human_review_reasons
@@ -388,7 +459,9 @@ fn check_regular_file(
         _ => {
             if looks_like_text(bytes) {
                 add_text_format(output_check, bytes);
-                output_check.checks.extend(scan_text_identifiers(table_context, bytes, false, None));
+                output_check
+                    .checks
+                    .extend(scan_text_identifiers(table_context, bytes));
             } else {
                 output_check.checks.push(rule_result(
                     Rule::Format,
@@ -397,14 +470,19 @@ fn check_regular_file(
                     "binary content, not scanned for identifiers".to_string(),
                 ));
             }
-            output_check
-                .human_review_reasons
-                .push(format!("no automatic check exists for {shown_extension} files"));
+            output_check.human_review_reasons.push(format!(
+                "no automatic check exists for {shown_extension} files"
+            ));
         }
     }
 
     let human_review = if output_check.human_review_reasons.is_empty() {
-        rule_result(Rule::HumanReview, Status::Pass, 0, "fully checked automatically".to_string())
+        rule_result(
+            Rule::HumanReview,
+            Status::Pass,
+            0,
+            "fully checked automatically".to_string(),
+        )
     } else {
         rule_result(
             Rule::HumanReview,
@@ -444,8 +522,12 @@ fn check_json(
             0,
             "not valid JSON; scanned as free text".to_string(),
         ));
-        output_check.checks.extend(scan_text_identifiers(table_context, bytes, false, None));
-        output_check.human_review_reasons.push("invalid JSON cannot be checked as a table".to_string());
+        output_check
+            .checks
+            .extend(scan_text_identifiers(table_context, bytes));
+        output_check
+            .human_review_reasons
+            .push("invalid JSON cannot be checked as a table".to_string());
         return;
     }
     match read_flat_records(bytes, start) {
@@ -460,9 +542,12 @@ fn check_json(
                 0,
                 "valid JSON, but not an array of flat records".to_string(),
             ));
-            output_check.checks.extend(scan_text_identifiers(table_context, bytes, false, None));
+            output_check
+                .checks
+                .extend(scan_text_identifiers(table_context, bytes));
             output_check.human_review_reasons.push(
-                "JSON that is not an array of flat records cannot be checked as a table".to_string(),
+                "JSON that is not an array of flat records cannot be checked as a table"
+                    .to_string(),
             );
         }
     }
@@ -487,7 +572,10 @@ fn check_png(output_check: &mut OutputCheck, bytes: &[u8]) {
             Rule::PngStructure,
             Status::Pass,
             0,
-            format!("{}, nothing after the image end", plural(png_facts.n_chunks, "chunk", "chunks")),
+            format!(
+                "{}, nothing after the image end",
+                plural(png_facts.n_chunks, "chunk", "chunks")
+            ),
         )
     };
     output_check.checks.push(png_structure);

@@ -45,12 +45,22 @@ impl Default for CheckConfig {
         CheckConfig {
             max_files: 50,
             max_total_bytes: 100 * 1024 * 1024,
-            allowed_extensions: ["csv", "tsv", "json", "txt", "png"].map(String::from).to_vec(),
-            min_cell_count: 10,
-            flag_zero_cells: true,
-            count_column_names: ["n", "count", "counts", "freq", "frequency", "n_patients", "patients"]
+            allowed_extensions: ["csv", "tsv", "json", "txt", "png"]
                 .map(String::from)
                 .to_vec(),
+            min_cell_count: 10,
+            flag_zero_cells: true,
+            count_column_names: [
+                "n",
+                "count",
+                "counts",
+                "freq",
+                "frequency",
+                "n_patients",
+                "patients",
+            ]
+            .map(String::from)
+            .to_vec(),
             row_count_ratio: 0.9,
             max_digit_run: 10,
             identifier_context_chars: 40,

@@ -77,14 +77,19 @@ impl DatasetIndex {
             if !cell_counts.contains(&cell_count) {
                 cell_counts.push(cell_count);
             }
-            row_hashes.push(
-                row_hasher.hash_row(cells.iter().map(|cell| &*cell.text), comma_is_decimal),
-            );
+            row_hashes
+                .push(row_hasher.hash_row(cells.iter().map(|cell| &*cell.text), comma_is_decimal));
         }
         cell_counts.sort_unstable();
         row_hashes.sort_unstable();
         row_hashes.dedup();
-        DatasetIndex { name: name.into(), n_rows, n_columns, cell_counts, row_hashes }
+        DatasetIndex {
+            name: name.into(),
+            n_rows,
+            n_columns,
+            cell_counts,
+            row_hashes,
+        }
     }
 
     /// The dataset's name as the train and policy know it.
@@ -181,7 +186,10 @@ impl TryFrom<RawDatasetIndex<'_>> for DatasetIndex {
             });
         }
         let hash_bytes = hex::decode(&raw.row_hashes).map_err(|error| {
-            DatasetIndexError::MalformedRowHashes { name: name.clone(), reason: error.to_string() }
+            DatasetIndexError::MalformedRowHashes {
+                name: name.clone(),
+                reason: error.to_string(),
+            }
         })?;
         if hash_bytes.len() % ROW_HASH_BYTES != 0 {
             return Err(DatasetIndexError::MalformedRowHashes {
@@ -268,6 +276,9 @@ mod tests {
         let json = r#"{"version":"pht.dataset-index.v1","name":"cut","n_rows":1,"n_columns":1,
             "cell_counts":[1],"row_hash_bytes":16,"row_hashes":"abcd"}"#;
         let error = serde_json::from_str::<DatasetIndex>(json).unwrap_err();
-        assert!(error.to_string().contains("not a whole number of hashes"), "{error}");
+        assert!(
+            error.to_string().contains("not a whole number of hashes"),
+            "{error}"
+        );
     }
 }

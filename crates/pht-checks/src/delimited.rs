@@ -5,8 +5,19 @@
 //! and line breaks). It does not interpret cells (the table rules do) and never fails: malformed
 //! input (an unterminated quote) is read as well as it can be and reported through a flag, so a
 //! hostile file cannot stop the checks.
+//!
+//! While it looks for the end of a cell it also notes, at no extra branch, whether the cell holds
+//! a byte that can start an identifier pattern and whether it is all digits: the identifier scan
+//! then visits only cells that can hold an identifier (see [`Cell::may_hold_identifier`]).
 
 use std::borrow::Cow;
+
+use crate::identifiers::{can_start_pattern, ShortestPatterns};
+
+/// Byte class bits of the reader's lookup table.
+const ENDS_CELL: u8 = 1;
+const STARTS_PATTERN: u8 = 2;
+const NOT_A_DIGIT: u8 = 4;
 
 /// One cell of a record, borrowed from the input unless it had to be unescaped.
 #[derive(Debug, Clone)]
@@ -19,6 +30,41 @@ pub(crate) struct Cell<'a> {
     pub(crate) line: usize,
     /// Byte offset of the start of that line.
     pub(crate) line_start: usize,
+    /// Byte offset just after the cell's raw bytes (closing quote and anything after it
+    /// included), where its delimiter or line break is.
+    pub(crate) raw_end: usize,
+    /// `STARTS_PATTERN` and `NOT_A_DIGIT` bits of the cell's bytes, or-ed together.
+    byte_classes: u8,
+}
+
+impl<'a> Cell<'a> {
+    /// A cell read by another reader (JSON); always worth scanning.
+    pub(crate) fn located(
+        text: Cow<'a, [u8]>,
+        offset: usize,
+        line: usize,
+        line_start: usize,
+    ) -> Cell<'a> {
+        let raw_end = offset + text.len();
+        Cell {
+            text,
+            offset,
+            line,
+            line_start,
+            raw_end,
+            byte_classes: STARTS_PATTERN | NOT_A_DIGIT,
+        }
+    }
+
+    /// Whether the identifier scan must look at this cell: it has a byte that can start a
+    /// pattern and is not too short to hold one (see [`ShortestPatterns`]).
+    pub(crate) fn may_hold_identifier(&self, shortest_patterns: ShortestPatterns) -> bool {
+        let raw_length = self.raw_end - self.offset;
+        let starts_pattern = self.byte_classes & STARTS_PATTERN != 0;
+        let is_too_short = raw_length < shortest_patterns.any_pattern
+            || (self.byte_classes & NOT_A_DIGIT == 0 && raw_length < shortest_patterns.digits_only);
+        starts_pattern && !is_too_short
+    }
 }
 
 /// Reads records one at a time into a reusable vector of cells.
@@ -26,6 +72,7 @@ pub(crate) struct Cell<'a> {
 pub(crate) struct DelimitedReader<'a> {
     bytes: &'a [u8],
     delimiter: u8,
+    byte_classes: [u8; 256],
     position: usize,
     line: usize,
     line_start: usize,
@@ -41,9 +88,24 @@ impl<'a> DelimitedReader<'a> {
     /// A reader that skips the first `start` bytes (a byte-order mark); columns on the first
     /// line are counted from there, as an editor shows them.
     pub(crate) fn starting_at(bytes: &'a [u8], delimiter: u8, start: usize) -> DelimitedReader<'a> {
+        let mut byte_classes = [0u8; 256];
+        for (byte, byte_class) in byte_classes.iter_mut().enumerate() {
+            let byte = byte as u8;
+            if byte == delimiter || byte == b'\n' {
+                *byte_class |= ENDS_CELL;
+            }
+            if can_start_pattern(byte) {
+                *byte_class |= STARTS_PATTERN;
+            }
+            // A carriage return splits digit runs, so it cannot make a short number longer.
+            if !byte.is_ascii_digit() && byte != b'\r' {
+                *byte_class |= NOT_A_DIGIT;
+            }
+        }
         DelimitedReader {
             bytes,
             delimiter,
+            byte_classes,
             position: start,
             line: 1,
             line_start: start,
@@ -64,16 +126,19 @@ impl<'a> DelimitedReader<'a> {
             let cell_offset = self.position;
             let cell_line = self.line;
             let cell_line_start = self.line_start;
-            let text = if self.position < n_bytes && bytes[self.position] == b'"' {
-                self.read_quoted_cell()
+            let (text, byte_classes) = if self.position < n_bytes && bytes[self.position] == b'"' {
+                // Quoted cells are rare in counts tables; scanning them always is simpler.
+                (self.read_quoted_cell(), STARTS_PATTERN | NOT_A_DIGIT)
             } else {
                 let start = self.position;
                 let mut end = start;
+                let mut byte_classes = 0;
                 while end < n_bytes {
-                    let byte = bytes[end];
-                    if byte == self.delimiter || byte == b'\n' {
+                    let byte_class = self.byte_classes[bytes[end] as usize];
+                    if byte_class & ENDS_CELL != 0 {
                         break;
                     }
+                    byte_classes |= byte_class;
                     end += 1;
                 }
                 self.position = end;
@@ -81,13 +146,15 @@ impl<'a> DelimitedReader<'a> {
                 if text_end > start && bytes[text_end - 1] == b'\r' {
                     text_end -= 1;
                 }
-                Cow::Borrowed(&bytes[start..text_end])
+                (Cow::Borrowed(&bytes[start..text_end]), byte_classes)
             };
             cells.push(Cell {
                 text,
                 offset: cell_offset,
                 line: cell_line,
                 line_start: cell_line_start,
+                raw_end: self.position,
+                byte_classes,
             });
             if self.position >= n_bytes {
                 return true;
@@ -101,6 +168,8 @@ impl<'a> DelimitedReader<'a> {
                         offset: self.position,
                         line: self.line,
                         line_start: self.line_start,
+                        raw_end: self.position,
+                        byte_classes: 0,
                     });
                     return true;
                 }
@@ -203,22 +272,6 @@ pub(crate) fn sniff_delimiter(bytes: &[u8]) -> u8 {
     }
 }
 
-/// The 0-based field of the byte at `offset`, counting delimiters outside quotes from the start
-/// of its line. Approximate for records whose quoted cells span lines; used only to find the
-/// header of a flagged item.
-pub(crate) fn field_index_at(bytes: &[u8], line_start: usize, offset: usize, delimiter: u8) -> usize {
-    let mut field_index = 0;
-    let mut inside_quotes = false;
-    for &byte in &bytes[line_start..offset.min(bytes.len())] {
-        if byte == b'"' {
-            inside_quotes = !inside_quotes;
-        } else if byte == delimiter && !inside_quotes {
-            field_index += 1;
-        }
-    }
-    field_index
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,8 +364,28 @@ mod tests {
     }
 
     #[test]
-    fn field_index_skips_quoted_delimiters() {
-        let line = b"\"a,b\",c,d";
-        assert_eq!(field_index_at(line, 0, 8, b','), 2);
+    fn only_cells_that_can_hold_an_identifier_are_marked_for_scanning() {
+        let mut reader = DelimitedReader::new(
+            b"female,1234,1234567,12345678,40-49,a@b,80+,a@b.nl,\"x\",\"quoted\"\n",
+            b',',
+        );
+        let mut cells = Vec::new();
+        assert!(reader.next_record(&mut cells));
+        let marked: Vec<bool> = cells
+            .iter()
+            .map(|cell| cell.may_hold_identifier(ShortestPatterns::for_max_digit_run(10)))
+            .collect();
+        assert_eq!(
+            marked,
+            [false, false, false, true, false, false, false, true, false, true]
+        );
+        let marked: Vec<bool> = cells
+            .iter()
+            .map(|cell| cell.may_hold_identifier(ShortestPatterns::for_max_digit_run(5)))
+            .collect();
+        assert_eq!(
+            marked,
+            [false, false, true, true, true, false, false, true, false, true]
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! dates of birth and long digit runs, found by one hand-written pass over the bytes.
 //!
 //! Owns the patterns, their context words and what each finding means (fail or review). It does
-//! not know file types: callers hand it bytes and, for tables, the delimiter and which columns
-//! are named like a BSN or a date of birth. It records rule, count and position only, never the
+//! not know file types: callers hand it a whole text, or the cells of a table one by one with
+//! which columns are named like a BSN or a date of birth. It records rule, count and position only, never the
 //! matched text.
 //!
 //! Why a scanner and not regular expressions: the scan runs over every byte of every text output
@@ -27,7 +27,7 @@
 //! - obfuscated e-mail (`user at example dot com`) and version strings (`pkg@1.2.3`) are not
 //!   e-mail addresses: the domain needs a dot and an alphabetic top-level label.
 
-use crate::delimited::field_index_at;
+use crate::delimited::Cell;
 use crate::report::{plural, Position, Rule, RuleAccumulator, RuleResult, Status};
 
 /// Settings of one scan.
@@ -40,31 +40,32 @@ pub(crate) struct ScanSettings {
 }
 
 /// For tables: which columns lend context to a BSN or a date found in them.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct TableColumns {
-    pub(crate) delimiter: u8,
     pub(crate) is_bsn_column: Vec<bool>,
     pub(crate) is_date_of_birth_column: Vec<bool>,
 }
 
 impl TableColumns {
     /// Classifies header names (as written in the file).
-    pub(crate) fn from_header<'h>(
-        delimiter: u8,
-        header_names: impl Iterator<Item = &'h [u8]>,
-    ) -> TableColumns {
-        let mut is_bsn_column = Vec::new();
-        let mut is_date_of_birth_column = Vec::new();
+    pub(crate) fn from_header<'h>(header_names: impl Iterator<Item = &'h [u8]>) -> TableColumns {
+        let mut table_columns = TableColumns::default();
         for header_name in header_names {
-            is_bsn_column.push(contains_context_word(header_name, 0, header_name.len(), BSN_WORDS));
-            is_date_of_birth_column.push(contains_context_word(
+            let whole_name = 0..header_name.len();
+            table_columns.is_bsn_column.push(contains_context_word(
                 header_name,
-                0,
-                header_name.len(),
-                DATE_OF_BIRTH_WORDS,
+                whole_name.clone(),
+                BSN_WORDS,
             ));
+            table_columns
+                .is_date_of_birth_column
+                .push(contains_context_word(
+                    header_name,
+                    whole_name,
+                    DATE_OF_BIRTH_WORDS,
+                ));
         }
-        TableColumns { delimiter, is_bsn_column, is_date_of_birth_column }
+        table_columns
     }
 }
 
@@ -129,8 +130,15 @@ impl IdentifierFindings {
                 format!("{}{detail}", plural(count, what, what_plural))
             }
         }
-        let IdentifierFindings { bsn, possible_bsn, email, phone, postcode, date_of_birth, digit_run } =
-            self;
+        let IdentifierFindings {
+            bsn,
+            possible_bsn,
+            email,
+            phone,
+            postcode,
+            date_of_birth,
+            digit_run,
+        } = self;
         let bsn_summary = found(
             bsn.count,
             "BSN",
@@ -170,39 +178,120 @@ impl IdentifierFindings {
     }
 }
 
-/// Scans `bytes` and adds what it finds to `findings`; positions name `file`.
-pub(crate) fn scan_identifiers(
-    bytes: &[u8],
-    file: &str,
+/// The identifier scan of one output: a whole text, or a table cell by cell.
+#[derive(Debug)]
+pub(crate) struct IdentifierScan<'s> {
+    bytes: &'s [u8],
+    file: &'s str,
     settings: ScanSettings,
-    table_columns: Option<&TableColumns>,
-    findings: &mut IdentifierFindings,
-) {
-    // Columns on the first line are counted after a byte-order mark, as an editor shows them.
-    let start = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-    let mut scanner =
-        Scanner { bytes, file, settings, table_columns, findings, line: 1, line_start: start };
-    scanner.run(start);
+    table_columns: Option<TableColumns>,
+    findings: IdentifierFindings,
 }
 
-const CLASS_OTHER: u8 = 0;
-const CLASS_NEWLINE: u8 = 1;
-const CLASS_DIGIT: u8 = 2;
-const CLASS_AT: u8 = 3;
-const CLASS_PHONE_PREFIX: u8 = 4;
+impl<'s> IdentifierScan<'s> {
+    /// A scan of `bytes` whose positions name `file`.
+    pub(crate) fn new(
+        bytes: &'s [u8],
+        file: &'s str,
+        settings: ScanSettings,
+        max_positions: usize,
+    ) -> IdentifierScan<'s> {
+        IdentifierScan {
+            bytes,
+            file,
+            settings,
+            table_columns: None,
+            findings: IdentifierFindings::new(max_positions),
+        }
+    }
 
-const BYTE_CLASSES: [u8; 256] = {
-    let mut classes = [CLASS_OTHER; 256];
+    /// Tells the scan which table columns lend context, once the header has been read.
+    pub(crate) fn set_table_columns(&mut self, table_columns: TableColumns) {
+        self.table_columns = Some(table_columns);
+    }
+
+    /// Scans all of the text.
+    pub(crate) fn scan_all(&mut self) {
+        // Columns on the first line are counted after a byte-order mark, as an editor shows them.
+        let start = if self.bytes.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        let end = self.bytes.len();
+        self.scanner(1, start, None).run(start, end);
+    }
+
+    /// Scans the raw bytes of one table cell (quotes included, so nothing written after a
+    /// closing quote escapes the scan). Patterns never span a delimiter, so cells can be scanned
+    /// alone; context words are still looked for across cell borders.
+    pub(crate) fn scan_cell(&mut self, cell: &Cell<'_>, field_index: usize) {
+        self.scanner(cell.line, cell.line_start, Some(field_index))
+            .run(cell.offset, cell.raw_end);
+    }
+
+    /// The rule results, in report order.
+    pub(crate) fn into_results(self) -> Vec<RuleResult> {
+        self.findings.into_results(self.settings.max_digit_run)
+    }
+
+    fn scanner(
+        &mut self,
+        line: usize,
+        line_start: usize,
+        field_index: Option<usize>,
+    ) -> Scanner<'_> {
+        Scanner {
+            bytes: self.bytes,
+            file: self.file,
+            settings: self.settings,
+            table_columns: self.table_columns.as_ref(),
+            findings: &mut self.findings,
+            line,
+            line_start,
+            field_index,
+        }
+    }
+}
+
+/// The shortest cells that can hold an identifier, so a table scan can skip shorter ones.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShortestPatterns {
+    /// Any pattern: a postcode (`1234AB`) or e-mail address (`a@b.nl`) has 6 characters; dates
+    /// with separators need 8, BSNs 9, phone numbers 10.
+    pub(crate) any_pattern: usize,
+    /// A pattern of digits alone: a compact date (`19800312`) has 8.
+    pub(crate) digits_only: usize,
+}
+
+impl ShortestPatterns {
+    /// The limits, lowered when the policy flags digit runs shorter than they are.
+    pub(crate) fn for_max_digit_run(max_digit_run: usize) -> ShortestPatterns {
+        ShortestPatterns {
+            any_pattern: max_digit_run.min(6),
+            digits_only: max_digit_run.min(8),
+        }
+    }
+}
+
+/// Whether `byte` can start an identifier pattern (or, for `\n`, moves the scan's position).
+pub(crate) fn can_start_pattern(byte: u8) -> bool {
+    IS_INTERESTING[byte as usize]
+}
+
+/// Bytes that can start a pattern: digits, line breaks (for positions), `@`, `+` and `(`.
+const IS_INTERESTING: [bool; 256] = {
+    let mut is_interesting = [false; 256];
     let mut digit = b'0';
     while digit <= b'9' {
-        classes[digit as usize] = CLASS_DIGIT;
+        is_interesting[digit as usize] = true;
         digit += 1;
     }
-    classes[b'\n' as usize] = CLASS_NEWLINE;
-    classes[b'@' as usize] = CLASS_AT;
-    classes[b'+' as usize] = CLASS_PHONE_PREFIX;
-    classes[b'(' as usize] = CLASS_PHONE_PREFIX;
-    classes
+    is_interesting[b'\n' as usize] = true;
+    is_interesting[b'@' as usize] = true;
+    is_interesting[b'+' as usize] = true;
+    is_interesting[b'(' as usize] = true;
+    is_interesting
 };
 
 struct Scanner<'s> {
@@ -213,6 +302,8 @@ struct Scanner<'s> {
     findings: &'s mut IdentifierFindings,
     line: usize,
     line_start: usize,
+    /// For table cells: the 0-based column.
+    field_index: Option<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -233,21 +324,31 @@ enum Finding {
 }
 
 impl Scanner<'_> {
-    fn run(&mut self, start: usize) {
-        let bytes = self.bytes;
-        let n_bytes = bytes.len();
+    /// Scans `bytes[start..end]`; patterns that start there may read beyond `end`.
+    fn run(&mut self, start: usize, end: usize) {
+        let bytes = &self.bytes[..end];
         let mut index = start;
-        while index < n_bytes {
-            match BYTE_CLASSES[bytes[index] as usize] {
-                CLASS_OTHER => index += 1,
-                CLASS_NEWLINE => {
-                    index += 1;
-                    self.line += 1;
-                    self.line_start = index;
-                }
-                CLASS_DIGIT => index = self.digit_token(index),
-                CLASS_AT => index = self.email(index),
-                _ => index = self.phone_with_prefix(index),
+        loop {
+            // Most bytes are boring. A plain table lookup and an if-chain (not a `match` on a
+            // byte class, which compiles to an indirect jump that mispredicts at every change
+            // from letters to digits) keep this loop at about a cycle per byte.
+            while index < end && !IS_INTERESTING[bytes[index] as usize] {
+                index += 1;
+            }
+            // The span ends here even when the file goes on.
+            let Some(&byte) = bytes.get(index) else {
+                break;
+            };
+            if byte.is_ascii_digit() {
+                index = self.digit_token(index);
+            } else if byte == b'\n' {
+                index += 1;
+                self.line += 1;
+                self.line_start = index;
+            } else if byte == b'@' {
+                index = self.email(index);
+            } else {
+                index = self.phone_with_prefix(index);
             }
         }
     }
@@ -278,7 +379,8 @@ impl Scanner<'_> {
                 return phone_end;
             }
         }
-        if let Some((bsn_end, bsn_digits)) = match_bsn_shape(bytes, start, run_end, comma_is_decimal)
+        if let Some((bsn_end, bsn_digits)) =
+            match_bsn_shape(bytes, start, run_end, comma_is_decimal)
         {
             if passes_eleven_test(&bsn_digits) {
                 if self.has_context(start, bsn_end, ContextKind::Bsn) {
@@ -340,7 +442,8 @@ impl Scanner<'_> {
         let mut last_label = (cursor, cursor);
         loop {
             let label_start = cursor;
-            while cursor < bytes.len() && (bytes[cursor].is_ascii_alphanumeric() || bytes[cursor] == b'-')
+            while cursor < bytes.len()
+                && (bytes[cursor].is_ascii_alphanumeric() || bytes[cursor] == b'-')
             {
                 cursor += 1;
             }
@@ -376,13 +479,13 @@ impl Scanner<'_> {
         };
         let window_start = start.saturating_sub(self.settings.context_chars);
         let window_end = (end + self.settings.context_chars).min(self.bytes.len());
-        if contains_context_word(self.bytes, window_start, window_end, words) {
+        if contains_context_word(self.bytes, window_start..window_end, words) {
             return true;
         }
-        let Some(table_columns) = self.table_columns else {
+        let (Some(table_columns), Some(field_index)) = (self.table_columns, self.field_index)
+        else {
             return false;
         };
-        let field_index = field_index_at(self.bytes, self.line_start, start, table_columns.delimiter);
         let column_flags = match context_kind {
             ContextKind::Bsn => &table_columns.is_bsn_column,
             ContextKind::DateOfBirth => &table_columns.is_date_of_birth_column,
@@ -392,7 +495,7 @@ impl Scanner<'_> {
 
     fn flag(&mut self, finding: Finding, offset: usize) {
         let (bytes, file, line, line_start) = (self.bytes, self.file, self.line, self.line_start);
-        let table_columns = self.table_columns;
+        let field_index = self.field_index;
         let accumulator = match finding {
             Finding::Bsn => &mut self.findings.bsn,
             Finding::PossibleBsn => &mut self.findings.possible_bsn,
@@ -406,9 +509,7 @@ impl Scanner<'_> {
             file: file.to_string(),
             line: line as u64,
             column: char_column(bytes, line_start, offset),
-            field: table_columns.map(|table_columns| {
-                field_index_at(bytes, line_start, offset, table_columns.delimiter) as u64 + 1
-            }),
+            field: field_index.map(|field_index| field_index as u64 + 1),
         });
     }
 }
@@ -416,20 +517,23 @@ impl Scanner<'_> {
 /// The 1-based character column of `offset` in the line starting at `line_start` (UTF-8
 /// continuation bytes do not count).
 pub(crate) fn char_column(bytes: &[u8], line_start: usize, offset: usize) -> u64 {
-    let n_chars = bytes[line_start..offset].iter().filter(|&&byte| byte & 0xC0 != 0x80).count();
+    let n_chars = bytes[line_start..offset]
+        .iter()
+        .filter(|&&byte| byte & 0xC0 != 0x80)
+        .count();
     n_chars as u64 + 1
 }
 
-/// Whether `bytes[window_start..window_end]` contains one of `words`, case-insensitively, starting
-/// at a word boundary (and ending at one where the word asks for it).
+/// Whether `bytes[window]` contains one of `words`, case-insensitively, starting at a word
+/// boundary (and ending at one where the word asks for it).
 fn contains_context_word(
     bytes: &[u8],
-    window_start: usize,
-    window_end: usize,
+    window: std::ops::Range<usize>,
     words: &[ContextWord],
 ) -> bool {
+    let window_end = window.end;
     let is_word_byte = |index: usize| bytes.get(index).is_some_and(u8::is_ascii_alphanumeric);
-    for index in window_start..window_end {
+    for index in window {
         if index > 0 && is_word_byte(index - 1) {
             continue;
         }
@@ -469,7 +573,9 @@ fn is_email_local_byte(byte: u8) -> bool {
 }
 
 fn parse_digits(digits: &[u8]) -> u32 {
-    digits.iter().fold(0, |value, &digit| value * 10 + u32::from(digit - b'0'))
+    digits
+        .iter()
+        .fold(0, |value, &digit| value * 10 + u32::from(digit - b'0'))
 }
 
 fn is_plausible_date(first: u32, second: u32, year: u32) -> bool {
@@ -479,10 +585,40 @@ fn is_plausible_date(first: u32, second: u32, year: u32) -> bool {
 }
 
 const MONTH_NAMES: &[&[u8]] = &[
-    b"januari", b"februari", b"maart", b"april", b"mei", b"juni", b"juli", b"augustus",
-    b"september", b"oktober", b"november", b"december", b"january", b"february", b"march",
-    b"may", b"june", b"july", b"august", b"october", b"jan", b"feb", b"mrt", b"mar", b"apr",
-    b"jun", b"jul", b"aug", b"sep", b"sept", b"okt", b"oct", b"nov", b"dec",
+    b"januari",
+    b"februari",
+    b"maart",
+    b"april",
+    b"mei",
+    b"juni",
+    b"juli",
+    b"augustus",
+    b"september",
+    b"oktober",
+    b"november",
+    b"december",
+    b"january",
+    b"february",
+    b"march",
+    b"may",
+    b"june",
+    b"july",
+    b"august",
+    b"october",
+    b"jan",
+    b"feb",
+    b"mrt",
+    b"mar",
+    b"apr",
+    b"jun",
+    b"jul",
+    b"aug",
+    b"sep",
+    b"sept",
+    b"okt",
+    b"oct",
+    b"nov",
+    b"dec",
 ];
 
 /// A date starting at the digit run `start..run_end`; returns its end.
@@ -501,7 +637,8 @@ fn match_date(bytes: &[u8], start: usize, run_end: usize) -> Option<usize> {
     if matches!(separator, b'-' | b'/' | b'.') && matches!(run_length, 1 | 2 | 4) {
         let second_start = run_end + 1;
         let second_end = digits_end(bytes, second_start);
-        if !(1..=2).contains(&(second_end - second_start)) || bytes.get(second_end) != Some(&separator)
+        if !(1..=2).contains(&(second_end - second_start))
+            || bytes.get(second_end) != Some(&separator)
         {
             return None;
         }
@@ -526,7 +663,10 @@ fn match_date(bytes: &[u8], start: usize, run_end: usize) -> Option<usize> {
             name_end += 1;
         }
         let month_name = &bytes[name_start..name_end];
-        if !MONTH_NAMES.iter().any(|name| name.eq_ignore_ascii_case(month_name)) {
+        if !MONTH_NAMES
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(month_name))
+        {
             return None;
         }
         let mut cursor = name_end;
@@ -566,7 +706,11 @@ fn match_phone(bytes: &[u8], start: usize) -> Option<usize> {
     let mut first_group_length = 0;
     while n_groups < MAX_GROUPS {
         let opens_parenthesis = cursor < n_bytes && bytes[cursor] == b'(';
-        let group_start = if opens_parenthesis { cursor + 1 } else { cursor };
+        let group_start = if opens_parenthesis {
+            cursor + 1
+        } else {
+            cursor
+        };
         let group_end = digits_end(bytes, group_start);
         if group_end == group_start || n_digits + (group_end - group_start) > MAX_DIGITS {
             break;
@@ -595,7 +739,8 @@ fn match_phone(bytes: &[u8], start: usize) -> Option<usize> {
             && next_opens_group(after_group + 1)
         {
             cursor = after_group + 1;
-        } else if opens_parenthesis && after_group < n_bytes && bytes[after_group].is_ascii_digit() {
+        } else if opens_parenthesis && after_group < n_bytes && bytes[after_group].is_ascii_digit()
+        {
             cursor = after_group;
         } else {
             break;
@@ -608,12 +753,17 @@ fn match_phone(bytes: &[u8], start: usize) -> Option<usize> {
             continue;
         }
         let is_phone = if has_plus {
-            candidate.strip_prefix(b"31").is_some_and(is_international_remainder)
+            candidate
+                .strip_prefix(b"31")
+                .is_some_and(is_international_remainder)
         } else if let Some(remainder) = candidate.strip_prefix(b"0031") {
             is_international_remainder(remainder)
         } else {
             let plausible_grouping = group_count == 1 || (2..=4).contains(&first_group_length);
-            candidate.len() == 10 && candidate[0] == b'0' && candidate[1] != b'0' && plausible_grouping
+            candidate.len() == 10
+                && candidate[0] == b'0'
+                && candidate[1] != b'0'
+                && plausible_grouping
         };
         if is_phone {
             return Some(group_end);
@@ -665,7 +815,8 @@ fn match_bsn_shape(
         if group_end - group_start != group_length {
             return None;
         }
-        bsn_digits[n_digits..n_digits + group_length].copy_from_slice(&bytes[group_start..group_end]);
+        bsn_digits[n_digits..n_digits + group_length]
+            .copy_from_slice(&bytes[group_start..group_end]);
         n_digits += group_length;
         cursor = group_end;
     }
@@ -692,12 +843,18 @@ fn passes_eleven_test(bsn_digits: &[u8; 9]) -> bool {
 
 /// A postcode's letters after the four digits ending at `run_end`; returns its end.
 fn match_postcode(bytes: &[u8], run_end: usize) -> Option<usize> {
-    let letters_start = if bytes.get(run_end) == Some(&b' ') { run_end + 1 } else { run_end };
+    let letters_start = if bytes.get(run_end) == Some(&b' ') {
+        run_end + 1
+    } else {
+        run_end
+    };
     let letters = bytes.get(letters_start..letters_start + 2)?;
     let letters_end = letters_start + 2;
     let is_postcode = letters.iter().all(u8::is_ascii_uppercase)
         && !matches!(letters, b"SA" | b"SD" | b"SS")
-        && !bytes.get(letters_end).is_some_and(u8::is_ascii_alphanumeric);
+        && !bytes
+            .get(letters_end)
+            .is_some_and(u8::is_ascii_alphanumeric);
     is_postcode.then_some(letters_end)
 }
 
@@ -711,12 +868,31 @@ mod tests {
         check_with(text, None, expected);
     }
 
-    fn check_with(text: &str, table_columns: Option<&TableColumns>, expected: Expect) {
-        let settings = ScanSettings { max_digit_run: 10, context_chars: 40, comma_is_decimal: false };
-        let mut findings = IdentifierFindings::new(10);
-        scan_identifiers(text.as_bytes(), "f", settings, table_columns, &mut findings);
-        let rendered: Vec<String> = findings
-            .into_results(10)
+    /// With `table_columns`, `text` is read as a comma-separated table and scanned cell by cell.
+    fn check_with(text: &str, table_columns: Option<TableColumns>, expected: Expect) {
+        let settings = ScanSettings {
+            max_digit_run: 10,
+            context_chars: 40,
+            comma_is_decimal: false,
+        };
+        let mut identifier_scan = IdentifierScan::new(text.as_bytes(), "f", settings, 10);
+        match table_columns {
+            None => identifier_scan.scan_all(),
+            Some(table_columns) => {
+                identifier_scan.set_table_columns(table_columns);
+                let mut reader = crate::delimited::DelimitedReader::new(text.as_bytes(), b',');
+                let mut cells = Vec::new();
+                while reader.next_record(&mut cells) {
+                    for (field_index, cell) in cells.iter().enumerate() {
+                        if cell.may_hold_identifier(ShortestPatterns::for_max_digit_run(10)) {
+                            identifier_scan.scan_cell(cell, field_index);
+                        }
+                    }
+                }
+            }
+        }
+        let rendered: Vec<String> = identifier_scan
+            .into_results()
             .into_iter()
             .filter(|rule_result| rule_result.count > 0)
             .map(|rule_result| {
@@ -743,13 +919,19 @@ mod tests {
     #[test]
     fn valid_bsn_near_a_context_word_fails() {
         check("BSN: 111222333", expect!["bsn fail 1 [1:6]"]);
-        check("burgerservicenummer van de patiënt is 1234.56.782", expect!["bsn fail 1 [1:39]"]);
+        check(
+            "burgerservicenummer van de patiënt is 1234.56.782",
+            expect!["bsn fail 1 [1:39]"],
+        );
         check("sofinummer 123-456-782", expect!["bsn fail 1 [1:12]"]);
     }
 
     #[test]
     fn valid_bsn_without_context_is_a_possible_bsn_for_review() {
-        check("patient 111222333 seen", expect!["possible-bsn review 1 [1:9]"]);
+        check(
+            "patient 111222333 seen",
+            expect!["possible-bsn review 1 [1:9]"],
+        );
     }
 
     #[test]
@@ -767,10 +949,9 @@ mod tests {
 
     #[test]
     fn bsn_column_header_lends_context() {
-        let table_columns =
-            TableColumns::from_header(b',', [&b"group"[..], b"patient_bsn"].into_iter());
+        let table_columns = TableColumns::from_header([&b"group"[..], b"patient_bsn"].into_iter());
         let table = format!("group,patient_bsn\n{}a,111222333\n", "x,1\n".repeat(20));
-        check_with(&table, Some(&table_columns), expect!["bsn fail 1 [22:3#2]"]);
+        check_with(&table, Some(table_columns), expect!["bsn fail 1 [22:3#2]"]);
     }
 
     #[test]
@@ -781,7 +962,10 @@ mod tests {
 
     #[test]
     fn email_addresses_fail_and_look_alikes_pass() {
-        check("contact: jan.de-vries+ct@umc.example.nl.", expect!["email fail 1 [1:10]"]);
+        check(
+            "contact: jan.de-vries+ct@umc.example.nl.",
+            expect!["email fail 1 [1:10]"],
+        );
         check(
             "user at example dot com, numpy@1.26.4, foo@bar, a@b.c, @home.nl, x.@y.nl",
             expect![""],
@@ -799,12 +983,18 @@ mod tests {
 
     #[test]
     fn numbers_that_merely_start_with_zero_are_not_phones() {
-        check("0 12 345 6789; 0.123456789; 0031; 006 1234567; 017", expect![""]);
+        check(
+            "0 12 345 6789; 0.123456789; 0031; 006 1234567; 017",
+            expect![""],
+        );
     }
 
     #[test]
     fn postcodes_are_flagged_for_review_and_look_alikes_pass() {
-        check("1234 AB and 1234AB", expect!["postcode review 2 [1:1 1:13]"]);
+        check(
+            "1234 AB and 1234AB",
+            expect!["postcode review 2 [1:1 1:13]"],
+        );
         check(
             "0123 AB, 1234 SS, 1234 ab, 1234 ABC, X1234 AB, in 2020 we saw 1500 cases",
             expect![""],
@@ -817,23 +1007,42 @@ mod tests {
             "geboortedatum: 12-03-1980\ndob 1980-03-12\nborn on 12 maart 1980\nDOB=19800312",
             expect!["date-of-birth fail 4 [1:16 2:5 3:9 4:5]"],
         );
-        check("visit 12-03-2020, period 2019-01-01 to 2019-12-31", expect![""]);
+        check(
+            "visit 12-03-2020, period 2019-01-01 to 2019-12-31",
+            expect![""],
+        );
         check("dobbelsteen 12-03-2020", expect![""]);
     }
 
     #[test]
+    fn each_identifier_in_a_table_is_counted_once() {
+        // Regression: a cell's scan ran on past the cell to the end of the file, so every
+        // earlier scanned cell counted the e-mail again (and big tables took quadratic time).
+        let table_columns = TableColumns::from_header([&b"a"[..], b"b", b"mail"].into_iter());
+        check_with(
+            "a,b,mail\nx1,y2,jan@example.nl\nx3,y4,z\n",
+            Some(table_columns),
+            expect!["email fail 1 [2:7#3]"],
+        );
+    }
+
+    #[test]
     fn date_of_birth_column_lends_context() {
-        let table_columns =
-            TableColumns::from_header(b';', [&b"Geboortedatum"[..], b"n"].into_iter());
-        let table = format!("Geboortedatum;n\n{}12/03/1980;11\n", "x;1\n".repeat(20));
-        check_with(&table, Some(&table_columns), expect!["date-of-birth fail 1 [22:1#1]"]);
+        let table_columns = TableColumns::from_header([&b"Geboortedatum"[..], b"n"].into_iter());
+        let table = format!("Geboortedatum,n\n{}12/03/1980,11\n", "x,1\n".repeat(20));
+        check_with(
+            &table,
+            Some(table_columns),
+            expect!["date-of-birth fail 1 [22:1#1]"],
+        );
     }
 
     #[test]
     fn long_digit_runs_are_flagged_but_counts_and_years_pass() {
-        check("id 12345678901 and 1234 and 2023 and 987654321", expect![
-            "digit-run review 1 [1:4]"
-        ]);
+        check(
+            "id 12345678901 and 1234 and 2023 and 987654321",
+            expect!["digit-run review 1 [1:4]"],
+        );
         check("count,year\n1234,2023\n", expect![""]);
     }
 

@@ -19,19 +19,29 @@ pub struct OutputEntry {
 impl OutputEntry {
     /// A regular file with its bytes.
     pub fn regular(path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> OutputEntry {
-        OutputEntry { path: path.into(), content: EntryContent::Regular(bytes.into()) }
+        OutputEntry {
+            path: path.into(),
+            content: EntryContent::Regular(bytes.into()),
+        }
     }
 
     /// A symbolic link. Links are never followed and never released.
     pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> OutputEntry {
-        OutputEntry { path: path.into(), content: EntryContent::Symlink { target: target.into() } }
+        OutputEntry {
+            path: path.into(),
+            content: EntryContent::Symlink {
+                target: target.into(),
+            },
+        }
     }
 
     /// A device, fifo, socket or anything else that is neither a file nor a link.
     pub fn special(path: impl Into<String>, description: impl Into<String>) -> OutputEntry {
         OutputEntry {
             path: path.into(),
-            content: EntryContent::Special { description: description.into() },
+            content: EntryContent::Special {
+                description: description.into(),
+            },
         }
     }
 }
@@ -92,7 +102,11 @@ pub struct DeclaredOutput {
 impl DeclaredOutput {
     /// A declaration without count columns.
     pub fn new(path: impl Into<String>, kind: OutputKind) -> DeclaredOutput {
-        DeclaredOutput { path: path.into(), kind, count_columns: Vec::new() }
+        DeclaredOutput {
+            path: path.into(),
+            kind,
+            count_columns: Vec::new(),
+        }
     }
 
     /// A table declaration with its count columns.
@@ -127,7 +141,9 @@ pub(crate) fn find_declaration<'d>(
     declared: &'d [DeclaredOutput],
     path: &str,
 ) -> Option<&'d DeclaredOutput> {
-    declared.iter().find(|declared_output| declared_output.matches(path))
+    declared
+        .iter()
+        .find(|declared_output| declared_output.matches(path))
 }
 
 fn strip_output_prefix(path: &str) -> &str {
@@ -141,9 +157,7 @@ fn segment_matches(pattern: &[u8], text: &[u8]) -> bool {
     match pattern.split_first() {
         None => text.is_empty(),
         Some((b'*', rest)) => (0..=text.len()).any(|skip| segment_matches(rest, &text[skip..])),
-        Some((first, rest)) => {
-            text.first() == Some(first) && segment_matches(rest, &text[1..])
-        }
+        Some((first, rest)) => text.first() == Some(first) && segment_matches(rest, &text[1..]),
     }
 }
 
@@ -153,7 +167,11 @@ mod tests {
 
     fn check(pattern: &str, path: &str, expected: bool) {
         let declared_output = DeclaredOutput::new(pattern, OutputKind::Table);
-        assert_eq!(declared_output.matches(path), expected, "pattern {pattern:?} path {path:?}");
+        assert_eq!(
+            declared_output.matches(path),
+            expected,
+            "pattern {pattern:?} path {path:?}"
+        );
     }
 
     #[test]

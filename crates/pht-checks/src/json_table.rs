@@ -38,7 +38,12 @@ pub(crate) struct JsonTable<'a> {
 /// Reads `bytes` (valid JSON, possibly after a byte-order mark at `start`) as an array of flat
 /// records; `None` when it has another shape.
 pub(crate) fn read_flat_records(bytes: &[u8], start: usize) -> Option<JsonTable<'_>> {
-    let mut cursor = JsonCursor { bytes, position: start, line: 1, line_start: 0 };
+    let mut cursor = JsonCursor {
+        bytes,
+        position: start,
+        line: 1,
+        line_start: 0,
+    };
     let mut header = Vec::new();
     let mut column_by_key: HashMap<Cow<'_, [u8]>, usize> = HashMap::new();
     let mut records = Vec::new();
@@ -128,7 +133,7 @@ impl<'a> JsonCursor<'a> {
     }
 
     fn cell_here(&self, text: Cow<'a, [u8]>) -> Cell<'a> {
-        Cell { text, offset: self.position, line: self.line, line_start: self.line_start }
+        Cell::located(text, self.position, self.line, self.line_start)
     }
 
     fn read_string(&mut self) -> Option<JsonCell<'a>> {
@@ -158,7 +163,10 @@ impl<'a> JsonCursor<'a> {
         };
         let cell = self.cell_here(text);
         self.position = closing_quote + 1;
-        Some(JsonCell { cell, value_type: JsonValueType::String })
+        Some(JsonCell {
+            cell,
+            value_type: JsonValueType::String,
+        })
     }
 
     fn read_scalar(&mut self) -> Option<JsonCell<'a>> {
@@ -171,7 +179,10 @@ impl<'a> JsonCursor<'a> {
             b'-' | b'0'..=b'9' => {
                 let mut end = start + 1;
                 while end < self.bytes.len()
-                    && matches!(self.bytes[end], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                    && matches!(
+                        self.bytes[end],
+                        b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'
+                    )
                 {
                     end += 1;
                 }
@@ -232,9 +243,12 @@ mod tests {
 
     #[test]
     fn empty_array_is_an_empty_table() {
-        check("[ ]", expect![[r#"
+        check(
+            "[ ]",
+            expect![[r#"
             header: 
-        "#]]);
+        "#]],
+        );
     }
 
     #[test]

@@ -42,6 +42,6 @@ pub use config::CheckConfig;
 pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
 pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
 pub use report::{
-    CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType,
-    Position, ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,
+    CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType, Position,
+    ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,
 };

@@ -74,7 +74,11 @@ pub(crate) mod tests {
         for text in texts {
             chunk(&mut png, b"tEXt", text.as_bytes());
         }
-        chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x63, 0x60, 0, 0, 0, 2, 0, 1]);
+        chunk(
+            &mut png,
+            b"IDAT",
+            &[0x78, 0x9c, 0x63, 0x60, 0, 0, 0, 2, 0, 1],
+        );
         chunk(&mut png, b"IEND", &[]);
         png
     }
@@ -84,7 +88,12 @@ pub(crate) mod tests {
         let png_facts = inspect_png(&tiny_png(&["Software\0matplotlib"]));
         assert_eq!(
             png_facts,
-            PngFacts { n_chunks: 4, n_text_chunks: 1, n_trailing_bytes: 0, structure_problem: None }
+            PngFacts {
+                n_chunks: 4,
+                n_text_chunks: 1,
+                n_trailing_bytes: 0,
+                structure_problem: None
+            }
         );
     }
 

@@ -361,7 +361,10 @@ impl fmt::Display for CheckReport {
 }
 
 fn write_flagged_rules(formatter: &mut fmt::Formatter<'_>, checks: &[RuleResult]) -> fmt::Result {
-    for rule_result in checks.iter().filter(|rule_result| rule_result.status != Status::Pass) {
+    for rule_result in checks
+        .iter()
+        .filter(|rule_result| rule_result.status != Status::Pass)
+    {
         write!(
             formatter,
             "        {} ({}): {}",
@@ -420,7 +423,12 @@ pub(crate) struct RuleAccumulator {
 
 impl RuleAccumulator {
     pub(crate) fn new(rule: Rule, max_positions: usize) -> RuleAccumulator {
-        RuleAccumulator { rule, count: 0, positions: Vec::new(), max_positions }
+        RuleAccumulator {
+            rule,
+            count: 0,
+            positions: Vec::new(),
+            max_positions,
+        }
     }
 
     /// Counts one finding; computes its position only while positions are still listed.
@@ -433,7 +441,11 @@ impl RuleAccumulator {
 
     /// The result: `status_when_flagged` if anything was flagged, else pass.
     pub(crate) fn finish(self, status_when_flagged: Status, summary: String) -> RuleResult {
-        let status = if self.count > 0 { status_when_flagged } else { Status::Pass };
+        let status = if self.count > 0 {
+            status_when_flagged
+        } else {
+            Status::Pass
+        };
         self.finish_with_status(status, summary)
     }
 
@@ -452,7 +464,14 @@ impl RuleAccumulator {
 
 /// A rule result without positions.
 pub(crate) fn rule_result(rule: Rule, status: Status, count: u64, summary: String) -> RuleResult {
-    RuleResult { rule, status, summary, count, positions: Vec::new(), positions_truncated: false }
+    RuleResult {
+        rule,
+        status,
+        summary,
+        count,
+        positions: Vec::new(),
+        positions_truncated: false,
+    }
 }
 
 /// `1 cell` / `2 cells`.

@@ -40,7 +40,8 @@ impl RowHasher {
         comma_is_decimal: bool,
     ) -> RowHash {
         self.encoded_row.clear();
-        self.encoded_row.extend_from_slice(&(cells.len() as u32).to_le_bytes());
+        self.encoded_row
+            .extend_from_slice(&(cells.len() as u32).to_le_bytes());
         for cell in cells {
             self.normalised_cell.clear();
             normalise_cell(cell, comma_is_decimal, &mut self.normalised_cell);
@@ -75,13 +76,22 @@ pub(crate) fn normalise_cell(cell: &[u8], comma_is_decimal: bool, normalised: &m
 
 /// Whether an already lower-cased cell spells a missing value.
 pub(crate) fn is_missing_marker(lowercase_cell: &[u8]) -> bool {
-    matches!(lowercase_cell, b"" | b"na" | b"n/a" | b"nan" | b"null" | b"none" | b"<na>")
+    matches!(
+        lowercase_cell,
+        b"" | b"na" | b"n/a" | b"nan" | b"null" | b"none" | b"<na>"
+    )
 }
 
 /// Rewrites `buffer[start..]` in canonical decimal form if it is a plain decimal number
 /// (`[+-]?digits([.,]digits)?`); leaves anything else alone.
 fn canonicalise_number(buffer: &mut Vec<u8>, start: usize, comma_is_decimal: bool) {
     let text = &buffer[start..];
+    // The common case, a plain count like `42`, is already canonical.
+    let is_canonical_integer = text.iter().all(u8::is_ascii_digit)
+        && (text.len() == 1 || text.first().is_some_and(|&digit| digit != b'0'));
+    if is_canonical_integer {
+        return;
+    }
     let (negative, unsigned) = match text.first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -110,17 +120,27 @@ fn canonicalise_number(buffer: &mut Vec<u8>, start: usize, comma_is_decimal: boo
         None => &[][..],
     };
     let is_zero = integer_digits == b"0" && fraction_digits.is_empty();
-    let mut canonical = Vec::with_capacity(text.len());
-    if negative && !is_zero {
-        canonical.push(b'-');
+    // The canonical form is never longer than the text, so it is assembled in a small array.
+    let mut canonical = [0u8; 64];
+    let canonical_length = 1 + integer_digits.len() + 1 + fraction_digits.len();
+    if canonical_length > canonical.len() {
+        return;
     }
-    canonical.extend_from_slice(integer_digits);
+    let mut length = 0;
+    let mut append = |part: &[u8]| {
+        canonical[length..length + part.len()].copy_from_slice(part);
+        length += part.len();
+    };
+    if negative && !is_zero {
+        append(b"-");
+    }
+    append(integer_digits);
     if !fraction_digits.is_empty() {
-        canonical.push(b'.');
-        canonical.extend_from_slice(fraction_digits);
+        append(b".");
+        append(fraction_digits);
     }
     buffer.truncate(start);
-    buffer.extend_from_slice(&canonical);
+    buffer.extend_from_slice(&canonical[..length]);
 }
 
 #[cfg(test)]
@@ -130,7 +150,11 @@ mod tests {
     fn check(cell: &str, comma_is_decimal: bool, expected: &str) {
         let mut normalised = Vec::new();
         normalise_cell(cell.as_bytes(), comma_is_decimal, &mut normalised);
-        assert_eq!(String::from_utf8(normalised).unwrap(), expected, "cell {cell:?}");
+        assert_eq!(
+            String::from_utf8(normalised).unwrap(),
+            expected,
+            "cell {cell:?}"
+        );
     }
 
     #[test]

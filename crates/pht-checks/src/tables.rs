@@ -17,7 +17,9 @@ use std::collections::BTreeSet;
 use crate::config::CheckConfig;
 use crate::dataset_index::DatasetIndex;
 use crate::delimited::{is_blank_record, sniff_delimiter, Cell, DelimitedReader};
-use crate::identifiers::{char_column, scan_identifiers, IdentifierFindings, ScanSettings, TableColumns};
+use crate::identifiers::{
+    char_column, IdentifierScan, ScanSettings, ShortestPatterns, TableColumns,
+};
 use crate::input::DeclaredOutput;
 use crate::json_table::{JsonTable, JsonValueType};
 use crate::report::{plural, rule_result, Position, Rule, RuleAccumulator, RuleResult, Status};
@@ -68,12 +70,22 @@ pub(crate) fn check_delimited_table(
     tab_separated: bool,
 ) -> TableOutcome {
     let start = text_start(bytes);
-    let delimiter = if tab_separated { b'\t' } else { sniff_delimiter(&bytes[start..]) };
+    let delimiter = if tab_separated {
+        b'\t'
+    } else {
+        sniff_delimiter(&bytes[start..])
+    };
     let comma_is_decimal = delimiter != b',';
     let mut reader = DelimitedReader::starting_at(bytes, delimiter, start);
     let mut cells: Vec<Cell<'_>> = Vec::new();
     let mut table_checker: Option<TableChecker<'_>> = None;
-    let mut header_names: Vec<Vec<u8>> = Vec::new();
+    let mut identifier_scan = IdentifierScan::new(
+        bytes,
+        context.file,
+        scan_settings(context.config, comma_is_decimal),
+        context.config.max_reported_positions,
+    );
+    let shortest_patterns = ShortestPatterns::for_max_digit_run(context.config.max_digit_run);
     while reader.next_record(&mut cells) {
         if is_blank_record(&cells) {
             continue;
@@ -81,7 +93,11 @@ pub(crate) fn check_delimited_table(
         match table_checker.as_mut() {
             Some(table_checker) => table_checker.delimited_record(&cells),
             None => {
-                header_names = cells.iter().map(|cell| cell.text.to_vec()).collect();
+                let header_names: Vec<Vec<u8>> =
+                    cells.iter().map(|cell| cell.text.to_vec()).collect();
+                identifier_scan.set_table_columns(TableColumns::from_header(
+                    header_names.iter().map(|name| name.as_slice()),
+                ));
                 let mut new_checker =
                     TableChecker::new(context, bytes, &header_names, comma_is_decimal);
                 // A header is not data, but a file without one starts with a data row.
@@ -89,6 +105,11 @@ pub(crate) fn check_delimited_table(
                     cell_position(context.file, bytes, &cells[0], 0)
                 });
                 table_checker = Some(new_checker);
+            }
+        }
+        for (field_index, cell) in cells.iter().enumerate() {
+            if cell.may_hold_identifier(shortest_patterns) {
+                identifier_scan.scan_cell(cell, field_index);
             }
         }
     }
@@ -124,11 +145,13 @@ pub(crate) fn check_delimited_table(
         Some(table_checker) => table_checker.finish(),
         None => (empty_table_rules(), TableFacts::default()),
     };
-    let table_columns =
-        TableColumns::from_header(delimiter, header_names.iter().map(|name| name.as_slice()));
-    let identifier_rules =
-        scan_text_identifiers(context, bytes, comma_is_decimal, Some(&table_columns));
-    TableOutcome { format, table_rules, identifier_rules, facts }
+    let identifier_rules = identifier_scan.into_results();
+    TableOutcome {
+        format,
+        table_rules,
+        identifier_rules,
+        facts,
+    }
 }
 
 /// Checks a JSON array of flat records already read by the JSON table reader.
@@ -137,8 +160,11 @@ pub(crate) fn check_json_table(
     bytes: &[u8],
     json_table: &JsonTable<'_>,
 ) -> TableOutcome {
-    let header_names: Vec<Vec<u8>> =
-        json_table.header.iter().map(|name| name.as_bytes().to_vec()).collect();
+    let header_names: Vec<Vec<u8>> = json_table
+        .header
+        .iter()
+        .map(|name| name.as_bytes().to_vec())
+        .collect();
     let mut table_checker = TableChecker::new(context, bytes, &header_names, false);
     for record in &json_table.records {
         table_checker.json_record(record);
@@ -152,33 +178,48 @@ pub(crate) fn check_json_table(
     );
     // Keys sit next to their values in JSON, so the context window finds `"bsn": ...` without
     // column bookkeeping.
-    let identifier_rules = scan_text_identifiers(context, bytes, false, None);
-    TableOutcome { format, table_rules, identifier_rules, facts }
+    let identifier_rules = scan_text_identifiers(context, bytes);
+    TableOutcome {
+        format,
+        table_rules,
+        identifier_rules,
+        facts,
+    }
 }
 
-/// Runs the identifier scan over a whole text output.
-pub(crate) fn scan_text_identifiers(
-    context: TableContext<'_>,
-    bytes: &[u8],
-    comma_is_decimal: bool,
-    table_columns: Option<&TableColumns>,
-) -> Vec<RuleResult> {
+/// Runs the identifier scan over a whole text output (free text, JSON).
+pub(crate) fn scan_text_identifiers(context: TableContext<'_>, bytes: &[u8]) -> Vec<RuleResult> {
     let config = context.config;
-    let settings = ScanSettings {
+    let mut identifier_scan = IdentifierScan::new(
+        bytes,
+        context.file,
+        scan_settings(config, false),
+        config.max_reported_positions,
+    );
+    identifier_scan.scan_all();
+    identifier_scan.into_results()
+}
+
+fn scan_settings(config: &CheckConfig, comma_is_decimal: bool) -> ScanSettings {
+    ScanSettings {
         max_digit_run: config.max_digit_run,
         context_chars: config.identifier_context_chars,
         comma_is_decimal,
-    };
-    let mut findings = IdentifierFindings::new(config.max_reported_positions);
-    scan_identifiers(bytes, context.file, settings, table_columns, &mut findings);
-    findings.into_results(config.max_digit_run)
+    }
 }
 
 fn empty_table_rules() -> Vec<RuleResult> {
-    [Rule::Threshold, Rule::Zero, Rule::NonInteger, Rule::Negative, Rule::RowCount, Rule::Leakage]
-        .into_iter()
-        .map(|rule| rule_result(rule, Status::Pass, 0, "the table is empty".to_string()))
-        .collect()
+    [
+        Rule::Threshold,
+        Rule::Zero,
+        Rule::NonInteger,
+        Rule::Negative,
+        Rule::RowCount,
+        Rule::Leakage,
+    ]
+    .into_iter()
+    .map(|rule| rule_result(rule, Status::Pass, 0, "the table is empty".to_string()))
+    .collect()
 }
 
 fn cells_text<'x>(cells: &'x [Cell<'_>]) -> Vec<&'x [u8]> {
@@ -244,7 +285,9 @@ pub(crate) fn classify_count_cell(text: &[u8], comma_is_decimal: bool) -> CountC
 
 fn parse_saturating(digits: &[u8]) -> u64 {
     digits.iter().fold(0u64, |value, &digit| {
-        value.saturating_mul(10).saturating_add(u64::from(digit - b'0'))
+        value
+            .saturating_mul(10)
+            .saturating_add(u64::from(digit - b'0'))
     })
 }
 
@@ -283,11 +326,18 @@ impl<'c> TableChecker<'c> {
         let declared_count_columns: Vec<String> = context
             .declared
             .map(|declared_output| {
-                declared_output.count_columns.iter().map(|name| normalise_column_name(name)).collect()
+                declared_output
+                    .count_columns
+                    .iter()
+                    .map(|name| normalise_column_name(name))
+                    .collect()
             })
             .unwrap_or_default();
-        let policy_count_columns: Vec<String> =
-            config.count_column_names.iter().map(|name| normalise_column_name(name)).collect();
+        let policy_count_columns: Vec<String> = config
+            .count_column_names
+            .iter()
+            .map(|name| normalise_column_name(name))
+            .collect();
         let mut count_column_indices = Vec::new();
         let mut is_count_column = vec![false; header_names.len()];
         let mut count_column_names = Vec::new();
@@ -342,7 +392,9 @@ impl<'c> TableChecker<'c> {
         }
         if !self.context.datasets.is_empty() {
             let (file, bytes) = (self.context.file, self.bytes);
-            self.check_row_leakage(&cells_text(cells), || cell_position(file, bytes, &cells[0], 0));
+            self.check_row_leakage(&cells_text(cells), || {
+                cell_position(file, bytes, &cells[0], 0)
+            });
         }
     }
 
@@ -364,8 +416,10 @@ impl<'c> TableChecker<'c> {
         if let Some((first_column_index, first_cell)) = record.first() {
             if !self.context.datasets.is_empty() {
                 let (file, bytes) = (self.context.file, self.bytes);
-                let texts: Vec<&[u8]> =
-                    record.iter().map(|(_, json_cell)| &*json_cell.cell.text).collect();
+                let texts: Vec<&[u8]> = record
+                    .iter()
+                    .map(|(_, json_cell)| &*json_cell.cell.text)
+                    .collect();
                 self.check_row_leakage(&texts, || {
                     cell_position(file, bytes, &first_cell.cell, *first_column_index)
                 });
@@ -407,28 +461,34 @@ impl<'c> TableChecker<'c> {
     fn check_row_leakage(&mut self, cell_texts: &[&[u8]], position: impl FnOnce() -> Position) {
         let datasets = self.context.datasets;
         let n_cells = cell_texts.len() as u64;
-        let check_whole_row =
-            datasets.iter().any(|dataset_index| dataset_index.has_rows_with_cell_count(n_cells));
+        let check_whole_row = datasets
+            .iter()
+            .any(|dataset_index| dataset_index.has_rows_with_cell_count(n_cells));
         let check_without_first_cell = n_cells >= 2
             && datasets
                 .iter()
                 .any(|dataset_index| dataset_index.has_rows_with_cell_count(n_cells - 1));
         let mut leaked_from = None;
         if check_whole_row {
-            let row_hash =
-                self.row_hasher.hash_row(cell_texts.iter().copied(), self.comma_is_decimal);
-            leaked_from =
-                datasets.iter().find(|dataset_index| dataset_index.contains_hash(&row_hash));
+            let row_hash = self
+                .row_hasher
+                .hash_row(cell_texts.iter().copied(), self.comma_is_decimal);
+            leaked_from = datasets
+                .iter()
+                .find(|dataset_index| dataset_index.contains_hash(&row_hash));
         }
         if leaked_from.is_none() && check_without_first_cell {
-            let row_hash =
-                self.row_hasher.hash_row(cell_texts[1..].iter().copied(), self.comma_is_decimal);
-            leaked_from =
-                datasets.iter().find(|dataset_index| dataset_index.contains_hash(&row_hash));
+            let row_hash = self
+                .row_hasher
+                .hash_row(cell_texts[1..].iter().copied(), self.comma_is_decimal);
+            leaked_from = datasets
+                .iter()
+                .find(|dataset_index| dataset_index.contains_hash(&row_hash));
         }
         if let Some(dataset_index) = leaked_from {
             self.leakage.flag(position);
-            self.leaked_dataset_names.insert(dataset_index.name().to_string());
+            self.leaked_dataset_names
+                .insert(dataset_index.name().to_string());
         }
     }
 
@@ -472,12 +532,17 @@ impl<'c> TableChecker<'c> {
                 plural(self.n_count_cells, "count cell", "count cells")
             ));
         }
-        let threshold = self.threshold.finish_with_status(threshold_status, threshold_notes.join("; "));
+        let threshold = self
+            .threshold
+            .finish_with_status(threshold_status, threshold_notes.join("; "));
 
         let zero_summary = if !config.flag_zero_cells {
             "zero cells are allowed by the policy".to_string()
         } else if self.zero.count > 0 {
-            format!("{} zero", plural(self.zero.count, "count cell is", "count cells are"))
+            format!(
+                "{} zero",
+                plural(self.zero.count, "count cell is", "count cells are")
+            )
         } else {
             "no zero count cells".to_string()
         };
@@ -494,7 +559,10 @@ impl<'c> TableChecker<'c> {
         let non_integer = self.non_integer.finish(Status::Review, non_integer_summary);
 
         let negative_summary = if self.negative.count > 0 {
-            format!("{} negative", plural(self.negative.count, "count cell is", "count cells are"))
+            format!(
+                "{} negative",
+                plural(self.negative.count, "count cell is", "count cells are")
+            )
         } else {
             "no negative count cells".to_string()
         };
@@ -503,8 +571,11 @@ impl<'c> TableChecker<'c> {
         let leakage_summary = if self.context.datasets.is_empty() {
             "no dataset mounted, nothing to compare with".to_string()
         } else if self.leakage.count > 0 {
-            let names: Vec<String> =
-                self.leaked_dataset_names.iter().map(|name| format!("`{name}`")).collect();
+            let names: Vec<String> = self
+                .leaked_dataset_names
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect();
             format!(
                 "{} identical to rows of dataset {}",
                 plural(self.leakage.count, "row", "rows"),
@@ -520,7 +591,10 @@ impl<'c> TableChecker<'c> {
             n_columns: self.n_columns,
             count_columns: self.count_column_names,
         };
-        (vec![threshold, zero, non_integer, negative, row_count, leakage], facts)
+        (
+            vec![threshold, zero, non_integer, negative, row_count, leakage],
+            facts,
+        )
     }
 
     fn row_count_result(&self) -> RuleResult {
@@ -557,7 +631,11 @@ impl<'c> TableChecker<'c> {
         let descriptions: Vec<String> = close_datasets
             .iter()
             .map(|dataset_index| {
-                format!("`{}` ({} rows)", dataset_index.name(), dataset_index.n_rows())
+                format!(
+                    "`{}` ({} rows)",
+                    dataset_index.name(),
+                    dataset_index.n_rows()
+                )
             })
             .collect();
         rule_result(
@@ -598,7 +676,11 @@ mod tests {
             ("99999999999999999999999", false, CountCell::Value(u64::MAX)),
         ];
         for &(text, comma_is_decimal, expected) in cases {
-            assert_eq!(classify_count_cell(text.as_bytes(), comma_is_decimal), expected, "{text:?}");
+            assert_eq!(
+                classify_count_cell(text.as_bytes(), comma_is_decimal),
+                expected,
+                "{text:?}"
+            );
         }
     }
 }
