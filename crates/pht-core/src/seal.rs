@@ -538,25 +538,14 @@ fn seal_archive(
         .map(|(path, contents)| ustar::header(path, contents.len() as u64, mtime))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let subjects: Vec<Subject> = members
-        .iter()
-        .map(|(path, contents)| Subject::sha256(path.clone(), &Digest::of(contents)))
-        .collect();
-    let statement = Statement::new(subjects, layout.predicate_type, predicate);
-    let statement_json = serde_json::to_vec(&statement).expect("a statement always serialises");
-    let envelope = dsse::sign(station_key, IN_TOTO_PAYLOAD_TYPE, &statement_json);
-    let envelope_json = serde_json::to_vec(&envelope).expect("an envelope always serialises");
-    let provenance_header = ustar::header(PROVENANCE_PATH, envelope_json.len() as u64, mtime)?;
-
-    let n_archive_bytes: usize = members
+    let n_member_bytes: usize = members
         .iter()
         .map(|(_, contents)| ustar::BLOCK_SIZE + ustar::padded_len(contents.len()))
-        .sum::<usize>()
-        + ustar::BLOCK_SIZE
-        + ustar::padded_len(envelope_json.len())
-        + ustar::END_OF_ARCHIVE.len();
-    // age adds a 16-byte tag to every 64 KiB chunk, plus a header of a few hundred bytes.
-    let n_sealed_bytes_estimate = n_archive_bytes + n_archive_bytes / 4096 + 1024;
+        .sum();
+    // The provenance adds about 200 bytes per subject; age adds a 16-byte tag to every 64 KiB
+    // chunk and a header of a few hundred bytes.
+    let n_archive_bytes_estimate = n_member_bytes + 256 * members.len() + 8192;
+    let n_sealed_bytes_estimate = n_archive_bytes_estimate + n_archive_bytes_estimate / 4096;
 
     let encryption_error = |error: std::io::Error| SealError::Encryption {
         reason: error.to_string(),
@@ -572,9 +561,33 @@ fn seal_archive(
     let mut writer = encryptor
         .wrap_output(Vec::with_capacity(n_sealed_bytes_estimate))
         .map_err(encryption_error)?;
-    for (header, (_, contents)) in headers.iter().zip(&members) {
-        ustar::write_member(&mut writer, header, contents).map_err(encryption_error)?;
-    }
+    // Hashing and encryption each read every byte once and are independent until the
+    // provenance, which goes last: hash on a second thread while the members are encrypted.
+    // When no thread can be started, hash afterwards on this one.
+    let hash_members = || {
+        members
+            .iter()
+            .map(|(path, contents)| Subject::sha256(path.clone(), &Digest::of(contents)))
+            .collect::<Vec<Subject>>()
+    };
+    let subjects = std::thread::scope(|scope| {
+        let hashing = std::thread::Builder::new()
+            .name("seal-hash".into())
+            .spawn_scoped(scope, hash_members)
+            .ok();
+        for (header, (_, contents)) in headers.iter().zip(&members) {
+            ustar::write_member(&mut writer, header, contents).map_err(encryption_error)?;
+        }
+        Ok(match hashing {
+            Some(hashing) => hashing.join().expect("hashing does not panic"),
+            None => hash_members(),
+        })
+    })?;
+    let statement = Statement::new(subjects, layout.predicate_type, predicate);
+    let statement_json = serde_json::to_vec(&statement).expect("a statement always serialises");
+    let envelope = dsse::sign(station_key, IN_TOTO_PAYLOAD_TYPE, &statement_json);
+    let envelope_json = serde_json::to_vec(&envelope).expect("an envelope always serialises");
+    let provenance_header = ustar::header(PROVENANCE_PATH, envelope_json.len() as u64, mtime)?;
     ustar::write_member(&mut writer, &provenance_header, &envelope_json)
         .map_err(encryption_error)?;
     writer
