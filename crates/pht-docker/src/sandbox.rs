@@ -61,6 +61,8 @@ const LOG_DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// How often, and how long apart, removing a volume is retried while Docker still sees it in use.
 const VOLUME_REMOVAL_ATTEMPTS: u32 = 10;
 const VOLUME_REMOVAL_BACKOFF: Duration = Duration::from_millis(200);
+/// How often starting the output holder is tried before the run fails.
+const HOLDER_START_ATTEMPTS: u32 = 3;
 
 /// What happened to a run. Refusals and limits reached are data here, not errors: a train that
 /// was OOM-killed or timed out ran in a working sandbox.
@@ -361,10 +363,21 @@ async fn run_steps<E: SandboxEngine>(
         .create_container(&names.output_holder_container, holder_body)
         .await
         .map_err(docker_error(RunStep::CreateOutputHolder))?;
-    engine
-        .start_container(&names.output_holder_container)
-        .await
-        .map_err(docker_error(RunStep::StartOutputHolder))?;
+    // Docker 20.10 occasionally answers "cannot start a stopped process" when many containers
+    // start at once on a loaded host; the holder does nothing but wait, so starting it again is
+    // safe. The train itself is never retried.
+    let mut holder_attempt = 1;
+    loop {
+        match engine.start_container(&names.output_holder_container).await {
+            Ok(()) => break,
+            Err(error) if holder_attempt < HOLDER_START_ATTEMPTS => {
+                tracing::warn!(run_id = spec.run_id(), attempt = holder_attempt, %error, "starting the output holder failed; trying again");
+                tokio::time::sleep(VOLUME_REMOVAL_BACKOFF * holder_attempt).await;
+                holder_attempt += 1;
+            }
+            Err(error) => return Err(docker_error(RunStep::StartOutputHolder)(error)),
+        }
+    }
 
     let mut train_body = spec::container_body(spec, &names.output_volume);
     add_station_label(&mut train_body.labels, engine.station_id());
@@ -1356,10 +1369,23 @@ mod tests {
                 "the error of {failing_step:?} carries the cause: {error}"
             );
             let calls = engine.calls();
+            // Starting the output holder is retried; the last failed attempt counts.
             let failure_idx = calls
                 .iter()
-                .position(|call| *call == failing_step)
+                .rposition(|call| *call == failing_step)
                 .expect("the failing call was made");
+            let n_attempts = calls.iter().filter(|call| **call == failing_step).count();
+            let expected_attempts = if failing_step.ends_with("-output")
+                && failing_step.starts_with("start_container")
+            {
+                HOLDER_START_ATTEMPTS as usize
+            } else {
+                1
+            };
+            assert_eq!(
+                n_attempts, expected_attempts,
+                "{failing_step:?} was tried {n_attempts} times"
+            );
             let calls_after_failure = &calls[failure_idx + 1..];
             assert_eq!(
                 calls_after_failure, REMOVALS,

@@ -58,6 +58,9 @@ enum Command {
         /// A parameter for /input/params.json, NAME=VALUE (repeatable; typed as train.yaml declares).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// The researcher's age recipient (`age1…`): released results are sealed for it.
+        #[arg(long, value_name = "AGE_RECIPIENT")]
+        recipient: Option<String>,
     },
     /// Approve a run that awaits approval, and carry it out (verification and policy run again).
     Approve {
@@ -80,8 +83,31 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Review what a run wrote: the check report, and releasing or blocking withheld outputs.
+    #[command(subcommand)]
+    Outputs(OutputsCommand),
     /// Check the configuration, the policy and the keys it names, and report what is wrong.
     CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum OutputsCommand {
+    /// Print the output-check report of a run (positions of what was flagged, never the values).
+    Show { run_id: String },
+    /// Release withheld outputs (or override blocked ones) and seal them for the researcher.
+    Release {
+        run_id: String,
+        /// Why (required; recorded in the audit log and the provenance).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Block withheld outputs: they never leave the station.
+    Block {
+        run_id: String,
+        /// Why (required; recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +131,7 @@ impl From<StationError> for Failure {
     fn from(error: StationError) -> Failure {
         let code = match &error {
             StationError::Registry(_) | StationError::Engine(_) => 4,
-            StationError::NotAwaitingApproval { .. } => 3,
+            StationError::NotAwaitingApproval { .. } | StationError::OutputsNotPending { .. } => 3,
             StationError::Store(pht_station::store::StoreError::UnknownRun { .. }) => 3,
             StationError::Config(_) | StationError::Audit(_) | StationError::Store(_) => 3,
         };
@@ -183,6 +209,32 @@ fn render_record(record: &RunRecord) -> String {
     for refused in &record.refused_outputs {
         text.push_str(&format!("  not collected {refused}\n"));
     }
+    if let Some(checks) = &record.checks {
+        text.push_str(&format!(
+            "  checks    {checks}   (pht-station outputs show {})\n",
+            record.run_id
+        ));
+    }
+    if let Some(decision) = &record.output_decision {
+        text.push_str(&format!(
+            "  outputs   {:?} by {}{}\n",
+            decision.decision,
+            decision.by,
+            decision
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(sealed) = &record.sealed {
+        text.push_str(&format!(
+            "  sealed    {} ({} bytes, sha256 {})\n",
+            sealed.path,
+            sealed.size,
+            &sealed.sha256[..16]
+        ));
+    }
     if record.status == RunStatus::AwaitingApproval {
         text.push_str(&format!(
             "  next      pht-station approve {0}   or   pht-station reject {0} --reason \"…\"\n",
@@ -244,7 +296,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     let json = cli.json;
     let operator = operator_name(cli.operator);
     match cli.command {
-        Command::Exec { reference, params } => {
+        Command::Exec {
+            reference,
+            params,
+            recipient,
+        } => {
             let reference: ImageReference =
                 reference
                     .parse()
@@ -258,6 +314,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     &reference,
                     GivenParameters::CommandLine(params),
                     None,
+                    recipient,
                     &format!("operator:{operator}"),
                 )
                 .await?;
@@ -306,6 +363,57 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let store = pht_station::store::RunStore::open(&config.state_dir)
                 .map_err(StationError::from)?;
             let record = store.load(&run_id).map_err(StationError::from)?;
+            print(json, &record, || render_record(&record));
+            Ok(0)
+        }
+        Command::Outputs(OutputsCommand::Show { run_id }) => {
+            let config = load_config(&cli.config)?;
+            let store = pht_station::store::RunStore::open(&config.state_dir)
+                .map_err(StationError::from)?;
+            let record = store.load(&run_id).map_err(StationError::from)?;
+            let report_path = store.run_dir(&run_id).join("report.json");
+            let report_bytes = std::fs::read(&report_path).map_err(|_| Failure {
+                code: 3,
+                message: format!(
+                    "run {run_id} has no check report (status {}): only succeeded runs are checked",
+                    status_text(record.status)
+                ),
+            })?;
+            let report: pht_checks::CheckReport =
+                serde_json::from_slice(&report_bytes).map_err(|e| Failure {
+                    code: 3,
+                    message: format!("{}: {e}", report_path.display()),
+                })?;
+            print(json, &report, || {
+                let decision =
+                    record
+                        .output_decision
+                        .as_ref()
+                        .map_or("undecided".to_string(), |d| {
+                            format!(
+                                "{:?} by {}{}",
+                                d.decision,
+                                d.by,
+                                d.reason
+                                    .as_deref()
+                                    .map(|r| format!(": {r}"))
+                                    .unwrap_or_default()
+                            )
+                            .to_lowercase()
+                        });
+                format!("{}\noutputs: {decision}", report.render_text())
+            });
+            Ok(0)
+        }
+        Command::Outputs(OutputsCommand::Release { run_id, reason }) => {
+            let station = open_station(load_config(&cli.config)?).await?;
+            let record = station.release_outputs(&run_id, &operator, &reason)?;
+            print(json, &record, || render_record(&record));
+            Ok(0)
+        }
+        Command::Outputs(OutputsCommand::Block { run_id, reason }) => {
+            let station = open_station(load_config(&cli.config)?).await?;
+            let record = station.block_outputs(&run_id, &operator, &reason)?;
             print(json, &record, || render_record(&record));
             Ok(0)
         }

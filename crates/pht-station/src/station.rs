@@ -18,14 +18,16 @@ use pht_docker::collect::CollectedKind;
 use pht_docker::{RunLimits, RunOutcome, RunSpec};
 use pht_policy::{Decision, Grant, Policy, ResourceRequest, Role, RunRequest, Runtime};
 use pht_registry::{signatures, RegistryClient, RegistryError, RegistryOptions};
+use sha2::Digest as _;
 
 use crate::audit::{AuditEvent, AuditLog, OutputHash};
 use crate::config::StationConfig;
 use crate::engine::Engine;
+use crate::outputs::{self, OutputDecision};
 use crate::params;
 use crate::store::{
-    JobRef, OperatorDecision, OutcomeSummary, OutputSummary, RunRecord, RunStatus, RunStore,
-    TrainRef,
+    DatasetVersion, JobRef, OperatorDecision, OutcomeSummary, OutputDecisionRecord, OutputSummary,
+    RunRecord, RunStatus, RunStore, TrainRef,
 };
 
 /// Largest image config read (configs are a few KiB).
@@ -50,6 +52,12 @@ pub enum StationError {
     NotAwaitingApproval {
         run_id: String,
         status: RunStatus,
+        action: &'static str,
+    },
+    #[error("the outputs of run {run_id} are {decision:?}; only withheld (or, with a reason, blocked) outputs can be {action}")]
+    OutputsNotPending {
+        run_id: String,
+        decision: Option<OutputDecision>,
         action: &'static str,
     },
 }
@@ -239,6 +247,7 @@ impl<E: Engine> Station<E> {
         reference: &ImageReference,
         given: GivenParameters,
         job: Option<JobRef>,
+        recipient: Option<String>,
         actor: &str,
     ) -> Result<RunRecord, StationError> {
         let now = Utc::now();
@@ -266,6 +275,13 @@ impl<E: Engine> Station<E> {
             outcome: None,
             outputs: Vec::new(),
             refused_outputs: Vec::new(),
+            checks: None,
+            output_decision: None,
+            datasets: Vec::new(),
+            recipient,
+            sealed: None,
+            started_at: None,
+            finished_at: None,
         };
         let mut received = AuditEvent::new(actor, "received").run(&record.run_id);
         received.train_digest = digest.as_ref().map(Digest::to_string);
@@ -751,6 +767,30 @@ impl<E: Engine> Station<E> {
             .insert("image_id".into(), image_id.to_string().into());
         self.audit.append(pulled)?;
 
+        // The row indexes used by the leakage check, and the dataset versions for provenance,
+        // are taken before the run: the train sees the same files.
+        let mut indexes = Vec::new();
+        record.datasets.clear();
+        for name in grant.datasets() {
+            let dataset = &self.config.datasets[name.as_str()];
+            match outputs::dataset_indexes(&self.config.state_dir.join("dataset-index"), dataset) {
+                Ok((dataset_indexes, version)) => {
+                    indexes.extend(dataset_indexes);
+                    record.datasets.push(DatasetVersion {
+                        name: name.clone(),
+                        sha256: version,
+                    });
+                }
+                Err(error) => {
+                    let message = format!(
+                        "cannot read dataset `{name}` at {}: {error}",
+                        dataset.path.display()
+                    );
+                    return self.fail_with_error(record, StationError::Config(message));
+                }
+            }
+        }
+
         let spec = match self.run_spec(&record, train, grant, &image_id) {
             Ok(spec) => spec,
             Err(error) => return self.fail_with_error(record, error),
@@ -762,12 +802,18 @@ impl<E: Engine> Station<E> {
             "limits".into(),
             serde_json::to_value(grant).expect("grants always serialise"),
         );
+        started.details.insert(
+            "dataset_versions".into(),
+            serde_json::to_value(&record.datasets).expect("versions always serialise"),
+        );
         self.audit.append(started)?;
+        record.started_at = Some(Utc::now());
 
         let outcome = match self.engine.run(&spec).await {
             Ok(outcome) => outcome,
             Err(error) => return self.fail_with_error(record, StationError::Engine(error.0)),
         };
+        record.finished_at = Some(Utc::now());
         self.record_outcome(&mut record, &outcome, grant)?;
         let mut finished =
             AuditEvent::new(&self.station_actor(), "run_finished").run(&record.run_id);
@@ -795,6 +841,154 @@ impl<E: Engine> Station<E> {
         );
         self.audit.append(finished)?;
         self.store.save(&record)?;
+        if record.status == RunStatus::Succeeded {
+            self.check_outputs(&mut record, train, &outcome, &indexes)?;
+        }
+        Ok(record)
+    }
+
+    /// Checks the outputs, keeps the report beside the run, and decides what happens to them.
+    fn check_outputs(
+        &self,
+        record: &mut RunRecord,
+        train: &InspectedTrain,
+        outcome: &RunOutcome,
+        indexes: &[pht_checks::DatasetIndex],
+    ) -> Result<(), StationError> {
+        let state = outputs::state_paths(&train.manifest);
+        let entries = outputs::check_entries(&outcome.outputs, &state);
+        let report = outputs::check(
+            &entries,
+            &train.manifest,
+            indexes,
+            self.policy.outputs().checks(),
+        );
+        let report_path = self.store.run_dir(&record.run_id).join("report.json");
+        let report_json = serde_json::to_vec_pretty(&report).expect("reports always serialise");
+        crate::store::write_atomic(&report_path, &report_json).map_err(|e| {
+            StationError::Config(format!("cannot write {}: {e}", report_path.display()))
+        })?;
+        let status = report.status();
+        record.checks = Some(status.to_string());
+        let mut checked =
+            AuditEvent::new(&self.station_actor(), "outputs_checked").run(&record.run_id);
+        checked.train_digest = Some(record.train.digest.clone());
+        checked.decision = Some(status.to_string());
+        checked.details.insert(
+            "report_sha256".into(),
+            hex::encode(sha2::Sha256::digest(&report_json)).into(),
+        );
+        self.audit.append(checked)?;
+
+        let decision = outputs::automatic_decision(status, self.policy.outputs().release());
+        let reason = match decision {
+            OutputDecision::Released => "every check passed and the policy releases passing outputs automatically".to_string(),
+            OutputDecision::Withheld if status == pht_checks::Status::Pass => "the policy has an operator release every result".to_string(),
+            OutputDecision::Withheld => "the checks ask for review: `pht-station outputs show` the report, then `outputs release` or `outputs block`".to_string(),
+            OutputDecision::Blocked => "the checks failed; an operator may override with `outputs release RUN --reason …`".to_string(),
+        };
+        self.decide_outputs(record, decision, "station", Some(reason), false)
+    }
+
+    /// Records an output decision, audits it, and seals released outputs.
+    fn decide_outputs(
+        &self,
+        record: &mut RunRecord,
+        decision: OutputDecision,
+        by: &str,
+        reason: Option<String>,
+        overridden: bool,
+    ) -> Result<(), StationError> {
+        record.output_decision = Some(OutputDecisionRecord {
+            decision,
+            by: by.to_string(),
+            at: Utc::now(),
+            reason: reason.clone(),
+            overridden,
+        });
+        record.updated_at = Utc::now();
+        let event = match decision {
+            OutputDecision::Released => "outputs_released",
+            OutputDecision::Withheld => "outputs_withheld",
+            OutputDecision::Blocked => "outputs_blocked",
+        };
+        let actor = if by == "station" {
+            self.station_actor()
+        } else {
+            format!("operator:{by}")
+        };
+        let mut audited = AuditEvent::new(&actor, event).run(&record.run_id);
+        audited.train_digest = Some(record.train.digest.clone());
+        audited.decision = record.checks.clone();
+        audited.reasons = reason.into_iter().collect();
+        if overridden {
+            audited
+                .details
+                .insert("overrides_failed_checks".into(), true.into());
+        }
+        self.audit.append(audited)?;
+        self.store.save(record)?;
+        Ok(())
+    }
+
+    /// An operator releases withheld outputs, or overrides blocked ones (a reason is required).
+    pub fn release_outputs(
+        &self,
+        run_id: &str,
+        operator: &str,
+        reason: &str,
+    ) -> Result<RunRecord, StationError> {
+        let mut record = self.store.load(run_id)?;
+        let current = record.output_decision.as_ref().map(|d| d.decision);
+        let overridden = match current {
+            Some(OutputDecision::Withheld) => false,
+            Some(OutputDecision::Blocked) => true,
+            _ => {
+                return Err(StationError::OutputsNotPending {
+                    run_id: run_id.to_string(),
+                    decision: current,
+                    action: "released",
+                })
+            }
+        };
+        if reason.trim().is_empty() {
+            return Err(StationError::Config(
+                "a release needs a reason (--reason …); it is kept in the audit log".into(),
+            ));
+        }
+        self.decide_outputs(
+            &mut record,
+            OutputDecision::Released,
+            operator,
+            Some(reason.to_string()),
+            overridden,
+        )?;
+        Ok(record)
+    }
+
+    /// An operator blocks withheld outputs.
+    pub fn block_outputs(
+        &self,
+        run_id: &str,
+        operator: &str,
+        reason: &str,
+    ) -> Result<RunRecord, StationError> {
+        let mut record = self.store.load(run_id)?;
+        let current = record.output_decision.as_ref().map(|d| d.decision);
+        if current != Some(OutputDecision::Withheld) {
+            return Err(StationError::OutputsNotPending {
+                run_id: run_id.to_string(),
+                decision: current,
+                action: "blocked",
+            });
+        }
+        self.decide_outputs(
+            &mut record,
+            OutputDecision::Blocked,
+            operator,
+            Some(reason.to_string()),
+            false,
+        )?;
         Ok(record)
     }
 

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::outputs::OutputDecision;
+
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +122,56 @@ pub struct RunRecord {
     /// Entries of `/output` that were not collected, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused_outputs: Vec<String>,
+    /// The overall verdict of the output checks (`pass`, `review`, `fail`); the report is
+    /// `report.json` in the run directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<String>,
+    /// What happened to the outputs, by whom and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_decision: Option<OutputDecisionRecord>,
+    /// The mounted datasets and the SHA-256 of their contents when the run started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<DatasetVersion>,
+    /// The age recipient results are sealed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// The sealed result bundle, once released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedBundle>,
+    /// When the container started and finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The decision on a run's outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputDecisionRecord {
+    pub decision: OutputDecision,
+    /// `station` for an automatic decision, otherwise the operator.
+    pub by: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// An operator released outputs the checks failed.
+    #[serde(default)]
+    pub overridden: bool,
+}
+
+/// A dataset as it was when a run read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetVersion {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// A sealed result bundle in the run directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedBundle {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// Why state could not be read or written.
