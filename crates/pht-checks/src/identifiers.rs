@@ -24,6 +24,8 @@
 //!   matched, so `2020 we` in prose does not trip it);
 //! - a date (`12-03-1980`, `12/03/1980`, `12.03.1980`, `1980-03-12`, `19800312`, `12 maart 1980`)
 //!   is only flagged near a date-of-birth context word or in a column so named; other dates pass;
+//! - "near" is within `identifier_context_chars` characters; in a table only on the same row,
+//!   plus the column's header, so a birth-date column does not taint the visit date beside it;
 //! - obfuscated e-mail (`user at example dot com`) and version strings (`pkg@1.2.3`) are not
 //!   e-mail addresses: the domain needs a dot and an alphabetic top-level label.
 
@@ -477,8 +479,20 @@ impl Scanner<'_> {
             ContextKind::Bsn => BSN_WORDS,
             ContextKind::DateOfBirth => DATE_OF_BIRTH_WORDS,
         };
-        let window_start = start.saturating_sub(self.settings.context_chars);
-        let window_end = (end + self.settings.context_chars).min(self.bytes.len());
+        let mut window_start = start.saturating_sub(self.settings.context_chars);
+        let mut window_end = (end + self.settings.context_chars).min(self.bytes.len());
+        if self.field_index.is_some() {
+            // In a table, other rows (the header above another column, say) are no context; the
+            // cell's own row is (a key/value table: `geboortedatum,12-03-1980`), and so is its
+            // column header, below.
+            window_start = window_start.max(self.line_start);
+            if let Some(line_length) = self.bytes[end..window_end]
+                .iter()
+                .position(|&byte| byte == b'\n')
+            {
+                window_end = end + line_length;
+            }
+        }
         if contains_context_word(self.bytes, window_start..window_end, words) {
             return true;
         }
