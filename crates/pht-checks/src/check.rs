@@ -15,14 +15,13 @@ use crate::config::CheckConfig;
 use crate::dataset_index::DatasetIndex;
 use crate::identifiers::{IdentifierScan, ScanSettings};
 use crate::input::{find_declaration, DeclaredOutput, EntryContent, OutputEntry, OutputKind};
-use crate::json_table::read_flat_records;
 use crate::png::{inspect_png, PNG_SIGNATURE};
 use crate::report::{
     plural, rule_result, CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult,
     OutputType, ReportVersion, Rule, RuleResult, Status,
 };
 use crate::tables::{
-    check_delimited_table, check_json_table, scan_text_identifiers, text_start, TableContext,
+    check_delimited_table, check_json_table, scan_text_identifiers, text_start, OutputContext,
     TableOutcome,
 };
 
@@ -430,7 +429,7 @@ fn check_regular_file(
         _ => {}
     }
 
-    let table_context = TableContext {
+    let output_context = OutputContext {
         file: label,
         declared: declaration,
         datasets,
@@ -438,15 +437,15 @@ fn check_regular_file(
     };
     match extension.as_str() {
         "csv" | "tsv" => {
-            let table_outcome = check_delimited_table(table_context, bytes, extension == "tsv");
+            let table_outcome = check_delimited_table(output_context, bytes, extension == "tsv");
             add_table_outcome(output_check, table_outcome, declared_type);
         }
-        "json" => check_json(output_check, table_context, bytes, declared_type),
+        "json" => check_json(output_check, output_context, bytes, declared_type),
         "txt" => {
             add_text_format(output_check, bytes);
             output_check
                 .checks
-                .extend(scan_text_identifiers(table_context, bytes));
+                .extend(scan_text_identifiers(output_context, bytes));
             output_check.output_type = declared_type.unwrap_or(OutputType::Text);
             output_check
                 .human_review_reasons
@@ -461,7 +460,7 @@ fn check_regular_file(
                 add_text_format(output_check, bytes);
                 output_check
                     .checks
-                    .extend(scan_text_identifiers(table_context, bytes));
+                    .extend(scan_text_identifiers(output_context, bytes));
             } else {
                 output_check.checks.push(rule_result(
                     Rule::Format,
@@ -510,7 +509,7 @@ fn add_table_outcome(
 
 fn check_json(
     output_check: &mut OutputCheck,
-    table_context: TableContext<'_>,
+    output_context: OutputContext<'_>,
     bytes: &[u8],
     declared_type: Option<OutputType>,
 ) {
@@ -524,17 +523,14 @@ fn check_json(
         ));
         output_check
             .checks
-            .extend(scan_text_identifiers(table_context, bytes));
+            .extend(scan_text_identifiers(output_context, bytes));
         output_check
             .human_review_reasons
             .push("invalid JSON cannot be checked as a table".to_string());
         return;
     }
-    match read_flat_records(bytes, start) {
-        Some(json_table) => {
-            let table_outcome = check_json_table(table_context, bytes, &json_table);
-            add_table_outcome(output_check, table_outcome, declared_type);
-        }
+    match check_json_table(output_context, bytes, start) {
+        Some(table_outcome) => add_table_outcome(output_check, table_outcome, declared_type),
         None => {
             output_check.checks.push(rule_result(
                 Rule::Format,
@@ -544,7 +540,7 @@ fn check_json(
             ));
             output_check
                 .checks
-                .extend(scan_text_identifiers(table_context, bytes));
+                .extend(scan_text_identifiers(output_context, bytes));
             output_check.human_review_reasons.push(
                 "JSON that is not an array of flat records cannot be checked as a table"
                     .to_string(),

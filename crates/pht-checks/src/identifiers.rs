@@ -29,6 +29,7 @@
 //! - obfuscated e-mail (`user at example dot com`) and version strings (`pkg@1.2.3`) are not
 //!   e-mail addresses: the domain needs a dot and an alphabetic top-level label.
 
+use crate::columns::ColumnCounter;
 use crate::delimited::Cell;
 use crate::report::{plural, Position, Rule, RuleAccumulator, RuleResult, Status};
 
@@ -188,6 +189,7 @@ pub(crate) struct IdentifierScan<'s> {
     settings: ScanSettings,
     table_columns: Option<TableColumns>,
     findings: IdentifierFindings,
+    column_counter: ColumnCounter,
 }
 
 impl<'s> IdentifierScan<'s> {
@@ -204,6 +206,7 @@ impl<'s> IdentifierScan<'s> {
             settings,
             table_columns: None,
             findings: IdentifierFindings::new(max_positions),
+            column_counter: ColumnCounter::default(),
         }
     }
 
@@ -249,6 +252,7 @@ impl<'s> IdentifierScan<'s> {
             settings: self.settings,
             table_columns: self.table_columns.as_ref(),
             findings: &mut self.findings,
+            column_counter: &mut self.column_counter,
             line,
             line_start,
             field_index,
@@ -302,6 +306,7 @@ struct Scanner<'s> {
     settings: ScanSettings,
     table_columns: Option<&'s TableColumns>,
     findings: &'s mut IdentifierFindings,
+    column_counter: &'s mut ColumnCounter,
     line: usize,
     line_start: usize,
     /// For table cells: the 0-based column.
@@ -510,6 +515,7 @@ impl Scanner<'_> {
     fn flag(&mut self, finding: Finding, offset: usize) {
         let (bytes, file, line, line_start) = (self.bytes, self.file, self.line, self.line_start);
         let field_index = self.field_index;
+        let column_counter = &mut *self.column_counter;
         let accumulator = match finding {
             Finding::Bsn => &mut self.findings.bsn,
             Finding::PossibleBsn => &mut self.findings.possible_bsn,
@@ -522,20 +528,10 @@ impl Scanner<'_> {
         accumulator.flag(|| Position {
             file: file.to_string(),
             line: line as u64,
-            column: char_column(bytes, line_start, offset),
+            column: column_counter.column_at(bytes, line_start, offset),
             field: field_index.map(|field_index| field_index as u64 + 1),
         });
     }
-}
-
-/// The 1-based character column of `offset` in the line starting at `line_start` (UTF-8
-/// continuation bytes do not count).
-pub(crate) fn char_column(bytes: &[u8], line_start: usize, offset: usize) -> u64 {
-    let n_chars = bytes[line_start..offset]
-        .iter()
-        .filter(|&&byte| byte & 0xC0 != 0x80)
-        .count();
-    n_chars as u64 + 1
 }
 
 /// Whether `bytes[window]` contains one of `words`, case-insensitively, starting at a word
@@ -551,9 +547,11 @@ fn contains_context_word(
         if index > 0 && is_word_byte(index - 1) {
             continue;
         }
+        let first_byte = bytes[index].to_ascii_lowercase();
         for &(word, needs_end_boundary) in words {
             let word_end = index + word.len();
-            if word_end <= window_end
+            if word[0] == first_byte
+                && word_end <= window_end
                 && bytes[index..word_end].eq_ignore_ascii_case(word)
                 && !(needs_end_boundary && is_word_byte(word_end))
             {

@@ -2,9 +2,10 @@
 //! "records")` and `jsonlite::toJSON` write) read as a table, with the line and column of every
 //! value.
 //!
-//! Owns recognising that shape and reading it. It does not validate JSON (the caller has done so
-//! with serde_json) and does not judge cells (the table rules do). Anything else (an object at
-//! the top, nested values) is "not a table" and left to review.
+//! Owns recognising that shape and reading it record by record, so a large table is never held
+//! in memory twice. It does not validate JSON (the caller has done so with serde_json) and does
+//! not judge cells (the table rules do). Anything else (an object at the top, nested values) is
+//! "not a table" and left to review.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -27,36 +28,63 @@ pub(crate) struct JsonCell<'a> {
     pub(crate) value_type: JsonValueType,
 }
 
-/// A JSON table: the union of keys in first-seen order, and per record its values in the
-/// record's own order, each with the index of its key.
-#[derive(Debug)]
-pub(crate) struct JsonTable<'a> {
-    pub(crate) header: Vec<String>,
-    pub(crate) records: Vec<Vec<(usize, JsonCell<'a>)>>,
+/// Reads an array of flat records one record at a time, so memory does not grow with the file.
+/// Keys get column indexes in the order they first appear.
+pub(crate) struct JsonRecordReader<'a> {
+    cursor: JsonCursor<'a>,
+    header: Vec<String>,
+    column_by_key: HashMap<Cow<'a, [u8]>, usize>,
+    finished: bool,
 }
 
-/// Reads `bytes` (valid JSON, possibly after a byte-order mark at `start`) as an array of flat
-/// records; `None` when it has another shape.
-pub(crate) fn read_flat_records(bytes: &[u8], start: usize) -> Option<JsonTable<'_>> {
-    let mut cursor = JsonCursor {
-        bytes,
-        position: start,
-        line: 1,
-        line_start: 0,
-    };
-    let mut header = Vec::new();
-    let mut column_by_key: HashMap<Cow<'_, [u8]>, usize> = HashMap::new();
-    let mut records = Vec::new();
-    cursor.skip_whitespace();
-    cursor.expect(b'[')?;
-    cursor.skip_whitespace();
-    if cursor.peek() == Some(b']') {
-        return Some(JsonTable { header, records });
+impl std::fmt::Debug for JsonRecordReader<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("JsonRecordReader")
+            .field("position", &self.cursor.position)
+            .field("n_columns", &self.header.len())
+            .finish()
     }
-    loop {
+}
+
+impl<'a> JsonRecordReader<'a> {
+    /// A reader over `bytes` (valid JSON, possibly after a byte-order mark at `start`); `None`
+    /// unless it opens an array.
+    pub(crate) fn new(bytes: &'a [u8], start: usize) -> Option<JsonRecordReader<'a>> {
+        let mut cursor = JsonCursor {
+            bytes,
+            position: start,
+            line: 1,
+            line_start: start,
+        };
+        cursor.skip_whitespace();
+        cursor.expect(b'[')?;
+        cursor.skip_whitespace();
+        let finished = cursor.peek() == Some(b']');
+        Some(JsonRecordReader {
+            cursor,
+            header: Vec::new(),
+            column_by_key: HashMap::new(),
+            finished,
+        })
+    }
+
+    /// Every key seen so far, in first-seen order.
+    pub(crate) fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// Reads the next record (its values in its own order, each with its key's column index).
+    /// `Some(false)` after the last; `None` as soon as the array turns out not to be flat
+    /// records.
+    pub(crate) fn next_record(&mut self, record: &mut Vec<(usize, JsonCell<'a>)>) -> Option<bool> {
+        record.clear();
+        if self.finished {
+            return Some(false);
+        }
+        let cursor = &mut self.cursor;
         cursor.skip_whitespace();
         cursor.expect(b'{')?;
-        let mut record = Vec::new();
         cursor.skip_whitespace();
         if cursor.peek() == Some(b'}') {
             cursor.position += 1;
@@ -64,12 +92,12 @@ pub(crate) fn read_flat_records(bytes: &[u8], start: usize) -> Option<JsonTable<
             loop {
                 cursor.skip_whitespace();
                 let key = cursor.read_string()?.cell.text;
-                let column_index = match column_by_key.get(&key) {
+                let column_index = match self.column_by_key.get(&key) {
                     Some(&column_index) => column_index,
                     None => {
-                        let column_index = header.len();
-                        header.push(String::from_utf8_lossy(&key).into_owned());
-                        column_by_key.insert(key, column_index);
+                        let column_index = self.header.len();
+                        self.header.push(String::from_utf8_lossy(&key).into_owned());
+                        self.column_by_key.insert(key, column_index);
                         column_index
                     }
                 };
@@ -85,15 +113,14 @@ pub(crate) fn read_flat_records(bytes: &[u8], start: usize) -> Option<JsonTable<
                 }
             }
         }
-        records.push(record);
         cursor.skip_whitespace();
         match cursor.next_byte()? {
-            b',' => continue,
-            b']' => break,
+            b',' => {}
+            b']' => self.finished = true,
             _ => return None,
         }
+        Some(true)
     }
-    Some(JsonTable { header, records })
 }
 
 struct JsonCursor<'a> {
@@ -203,11 +230,11 @@ mod tests {
     use expect_test::{expect, Expect};
 
     fn check(json: &str, expected: Expect) {
-        let rendered = match read_flat_records(json.as_bytes(), 0) {
+        let rendered = match read_all_records(json) {
             None => "not a table".to_string(),
-            Some(json_table) => {
-                let mut rendered = format!("header: {}\n", json_table.header.join(", "));
-                for record in &json_table.records {
+            Some((header, records)) => {
+                let mut rendered = format!("header: {}\n", header.join(", "));
+                for record in &records {
                     let cells: Vec<String> = record
                         .iter()
                         .map(|(column_index, json_cell)| {
@@ -227,6 +254,18 @@ mod tests {
             }
         };
         expected.assert_eq(&rendered);
+    }
+
+    type Record<'a> = Vec<(usize, JsonCell<'a>)>;
+
+    fn read_all_records(json: &str) -> Option<(Vec<String>, Vec<Record<'_>>)> {
+        let mut json_record_reader = JsonRecordReader::new(json.as_bytes(), 0)?;
+        let mut records = Vec::new();
+        let mut record = Vec::new();
+        while json_record_reader.next_record(&mut record)? {
+            records.push(record.clone());
+        }
+        Some((json_record_reader.header().to_vec(), records))
     }
 
     #[test]

@@ -20,11 +20,13 @@
 //! - `identifiers`: BSN, e-mail, phone, postcode, date of birth, digit runs;
 //! - `png`: figure structure;
 //! - `dataset_index` and `row_hash`: the leakage index and its row normalisation;
-//! - `report`: the versioned JSON report (`pht.checks.v1`) and its text rendering;
+//! - `report`: the versioned JSON report (`pht.checks.v1`) and its text rendering, with
+//!   `columns` for the character columns of positions;
 //! - `bench`: the generated benchmark table.
 
 mod bench;
 mod check;
+mod columns;
 mod config;
 mod dataset_index;
 mod delimited;

@@ -1,10 +1,10 @@
 //! The table rules: small and zero count cells, non-integer and negative counts, tables as long
-//! as a dataset, and rows copied from a dataset. Drives the CSV/TSV reader and the JSON record
-//! reader, then the identifier scan, for one table output.
+//! as a dataset, and rows copied from a dataset. Drives the CSV/TSV reader (with the identifier
+//! scan in the same pass) and the streaming JSON record reader for one table output.
 //!
-//! Owns what a count column is and how its cells are judged. It does not read files or decide
-//! the file's type (the orchestrator in `check` does), and it never copies a cell into the
-//! report: a finding is counted and located, nothing more.
+//! Owns what a count column is and how its cells are judged. It does not decide the file's type
+//! (the orchestrator in `check` does), and it never copies a cell into the report: a finding is
+//! counted and located, nothing more.
 //!
 //! Count columns are those declared in `train.yaml` for this output plus those named in the
 //! policy's `count_column_names`, compared case-insensitively after trimming. Empty cells and
@@ -14,14 +14,13 @@
 
 use std::collections::BTreeSet;
 
+use crate::columns::ColumnCounter;
 use crate::config::CheckConfig;
 use crate::dataset_index::DatasetIndex;
 use crate::delimited::{is_blank_record, sniff_delimiter, Cell, DelimitedReader};
-use crate::identifiers::{
-    char_column, IdentifierScan, ScanSettings, ShortestPatterns, TableColumns,
-};
+use crate::identifiers::{IdentifierScan, ScanSettings, ShortestPatterns, TableColumns};
 use crate::input::DeclaredOutput;
-use crate::json_table::{JsonTable, JsonValueType};
+use crate::json_table::{JsonCell, JsonRecordReader, JsonValueType};
 use crate::report::{plural, rule_result, Position, Rule, RuleAccumulator, RuleResult, Status};
 use crate::row_hash::{is_missing_marker, RowHasher};
 
@@ -42,9 +41,10 @@ pub(crate) struct TableOutcome {
     pub(crate) facts: TableFacts,
 }
 
-/// The shared inputs of the table checks on one output.
+/// The shared inputs of the content checks on one output.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TableContext<'c> {
+pub(crate) struct OutputContext<'c> {
+    /// The name positions carry: the path, or its withheld label.
     pub(crate) file: &'c str,
     pub(crate) declared: Option<&'c DeclaredOutput>,
     pub(crate) datasets: &'c [DatasetIndex],
@@ -65,7 +65,7 @@ pub(crate) fn text_start(bytes: &[u8]) -> usize {
 /// Checks a CSV or TSV table. `tab_separated` is set for `.tsv`; a `.csv` has its delimiter
 /// sniffed (comma, semicolon or tab).
 pub(crate) fn check_delimited_table(
-    context: TableContext<'_>,
+    context: OutputContext<'_>,
     bytes: &[u8],
     tab_separated: bool,
 ) -> TableOutcome {
@@ -78,7 +78,8 @@ pub(crate) fn check_delimited_table(
     let comma_is_decimal = delimiter != b',';
     let mut reader = DelimitedReader::starting_at(bytes, delimiter, start);
     let mut cells: Vec<Cell<'_>> = Vec::new();
-    let mut table_checker: Option<TableChecker<'_>> = None;
+    let mut table_checker = TableChecker::new(context, bytes, comma_is_decimal);
+    let mut seen_header = false;
     let mut identifier_scan = IdentifierScan::new(
         bytes,
         context.file,
@@ -90,22 +91,16 @@ pub(crate) fn check_delimited_table(
         if is_blank_record(&cells) {
             continue;
         }
-        match table_checker.as_mut() {
-            Some(table_checker) => table_checker.delimited_record(&cells),
-            None => {
-                let header_names: Vec<Vec<u8>> =
-                    cells.iter().map(|cell| cell.text.to_vec()).collect();
-                identifier_scan.set_table_columns(TableColumns::from_header(
-                    header_names.iter().map(|name| name.as_slice()),
-                ));
-                let mut new_checker =
-                    TableChecker::new(context, bytes, &header_names, comma_is_decimal);
-                // A header is not data, but a file without one starts with a data row.
-                new_checker.check_row_leakage(&cells_text(&cells), || {
-                    cell_position(context.file, bytes, &cells[0], 0)
-                });
-                table_checker = Some(new_checker);
-            }
+        if seen_header {
+            table_checker.delimited_record(&cells);
+        } else {
+            seen_header = true;
+            identifier_scan.set_table_columns(TableColumns::from_header(
+                cells.iter().map(|cell| &*cell.text),
+            ));
+            table_checker.add_columns(cells.iter().map(|cell| &*cell.text));
+            // A header is not data, but a file without one starts with a data row.
+            table_checker.check_row_leakage(&cells_text(&cells), &cells[0], 0);
         }
         for (field_index, cell) in cells.iter().enumerate() {
             if cell.may_hold_identifier(shortest_patterns) {
@@ -141,9 +136,10 @@ pub(crate) fn check_delimited_table(
             format!("read as a table separated by {delimiter_name}"),
         )
     };
-    let (table_rules, facts) = match table_checker {
-        Some(table_checker) => table_checker.finish(),
-        None => (empty_table_rules(), TableFacts::default()),
+    let (table_rules, facts) = if seen_header {
+        table_checker.finish()
+    } else {
+        (empty_table_rules(), TableFacts::default())
     };
     let identifier_rules = identifier_scan.into_results();
     TableOutcome {
@@ -154,20 +150,23 @@ pub(crate) fn check_delimited_table(
     }
 }
 
-/// Checks a JSON array of flat records already read by the JSON table reader.
+/// Checks JSON (already validated) as an array of flat records, streaming them so a large file
+/// is never held twice. `None` when the JSON has another shape.
 pub(crate) fn check_json_table(
-    context: TableContext<'_>,
+    context: OutputContext<'_>,
     bytes: &[u8],
-    json_table: &JsonTable<'_>,
-) -> TableOutcome {
-    let header_names: Vec<Vec<u8>> = json_table
-        .header
-        .iter()
-        .map(|name| name.as_bytes().to_vec())
-        .collect();
-    let mut table_checker = TableChecker::new(context, bytes, &header_names, false);
-    for record in &json_table.records {
-        table_checker.json_record(record);
+    start: usize,
+) -> Option<TableOutcome> {
+    let mut json_record_reader = JsonRecordReader::new(bytes, start)?;
+    let mut table_checker = TableChecker::new(context, bytes, false);
+    let mut record = Vec::new();
+    while json_record_reader.next_record(&mut record)? {
+        table_checker.add_columns(
+            json_record_reader.header()[table_checker.n_columns()..]
+                .iter()
+                .map(|name| name.as_bytes()),
+        );
+        table_checker.json_record(&record);
     }
     let (table_rules, facts) = table_checker.finish();
     let format = rule_result(
@@ -179,16 +178,16 @@ pub(crate) fn check_json_table(
     // Keys sit next to their values in JSON, so the context window finds `"bsn": ...` without
     // column bookkeeping.
     let identifier_rules = scan_text_identifiers(context, bytes);
-    TableOutcome {
+    Some(TableOutcome {
         format,
         table_rules,
         identifier_rules,
         facts,
-    }
+    })
 }
 
 /// Runs the identifier scan over a whole text output (free text, JSON).
-pub(crate) fn scan_text_identifiers(context: TableContext<'_>, bytes: &[u8]) -> Vec<RuleResult> {
+pub(crate) fn scan_text_identifiers(context: OutputContext<'_>, bytes: &[u8]) -> Vec<RuleResult> {
     let config = context.config;
     let mut identifier_scan = IdentifierScan::new(
         bytes,
@@ -224,15 +223,6 @@ fn empty_table_rules() -> Vec<RuleResult> {
 
 fn cells_text<'x>(cells: &'x [Cell<'_>]) -> Vec<&'x [u8]> {
     cells.iter().map(|cell| &*cell.text).collect()
-}
-
-fn cell_position(file: &str, bytes: &[u8], cell: &Cell<'_>, column_index: usize) -> Position {
-    Position {
-        file: file.to_string(),
-        line: cell.line as u64,
-        column: char_column(bytes, cell.line_start, cell.offset),
-        field: Some(column_index as u64 + 1),
-    }
 }
 
 /// How a count cell reads.
@@ -291,19 +281,24 @@ fn parse_saturating(digits: &[u8]) -> u64 {
     })
 }
 
-fn normalise_column_name(name: &str) -> String {
-    name.trim_start_matches('\u{feff}').trim().to_lowercase()
+fn normalise_column_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .trim_start_matches('\u{feff}')
+        .trim()
+        .to_lowercase()
 }
 
+/// The table rules over one table, fed record by record.
 struct TableChecker<'c> {
-    context: TableContext<'c>,
+    context: OutputContext<'c>,
     bytes: &'c [u8],
     comma_is_decimal: bool,
-    n_columns: u64,
+    declared_count_columns: Vec<String>,
+    policy_count_columns: Vec<String>,
+    n_columns: usize,
     count_column_indices: Vec<usize>,
     is_count_column: Vec<bool>,
     count_column_names: Vec<String>,
-    missing_declared_count_columns: Vec<String>,
     n_count_cells: u64,
     threshold: RuleAccumulator,
     zero: RuleAccumulator,
@@ -313,62 +308,58 @@ struct TableChecker<'c> {
     leaked_dataset_names: BTreeSet<String>,
     n_rows: u64,
     row_hasher: RowHasher,
+    column_counter: ColumnCounter,
+}
+
+/// Where a cell is, for the report.
+fn cell_position(
+    file: &str,
+    bytes: &[u8],
+    column_counter: &mut ColumnCounter,
+    cell: &Cell<'_>,
+    column_index: usize,
+) -> Position {
+    Position {
+        file: file.to_string(),
+        line: cell.line as u64,
+        column: column_counter.column_at(bytes, cell.line_start, cell.offset),
+        field: Some(column_index as u64 + 1),
+    }
 }
 
 impl<'c> TableChecker<'c> {
     fn new(
-        context: TableContext<'c>,
+        context: OutputContext<'c>,
         bytes: &'c [u8],
-        header_names: &[Vec<u8>],
         comma_is_decimal: bool,
     ) -> TableChecker<'c> {
         let config = context.config;
-        let declared_count_columns: Vec<String> = context
+        let declared_count_columns = context
             .declared
             .map(|declared_output| {
                 declared_output
                     .count_columns
                     .iter()
-                    .map(|name| normalise_column_name(name))
+                    .map(|name| normalise_column_name(name.as_bytes()))
                     .collect()
             })
             .unwrap_or_default();
-        let policy_count_columns: Vec<String> = config
+        let policy_count_columns = config
             .count_column_names
             .iter()
-            .map(|name| normalise_column_name(name))
-            .collect();
-        let mut count_column_indices = Vec::new();
-        let mut is_count_column = vec![false; header_names.len()];
-        let mut count_column_names = Vec::new();
-        for (column_index, header_name) in header_names.iter().enumerate() {
-            let header_name = normalise_column_name(&String::from_utf8_lossy(header_name));
-            // The name put in the report is the declared or policy spelling, never file text.
-            let known_name = declared_count_columns
-                .iter()
-                .chain(&policy_count_columns)
-                .find(|count_column_name| **count_column_name == header_name);
-            if let Some(known_name) = known_name {
-                count_column_indices.push(column_index);
-                is_count_column[column_index] = true;
-                count_column_names.push(known_name.clone());
-            }
-        }
-        let missing_declared_count_columns = declared_count_columns
-            .iter()
-            .filter(|declared_name| !count_column_names.contains(declared_name))
-            .cloned()
+            .map(|name| normalise_column_name(name.as_bytes()))
             .collect();
         let max_positions = config.max_reported_positions;
         TableChecker {
             context,
             bytes,
             comma_is_decimal,
-            n_columns: header_names.len() as u64,
-            count_column_indices,
-            is_count_column,
-            count_column_names,
-            missing_declared_count_columns,
+            declared_count_columns,
+            policy_count_columns,
+            n_columns: 0,
+            count_column_indices: Vec::new(),
+            is_count_column: Vec::new(),
+            count_column_names: Vec::new(),
             n_count_cells: 0,
             threshold: RuleAccumulator::new(Rule::Threshold, max_positions),
             zero: RuleAccumulator::new(Rule::Zero, max_positions),
@@ -378,6 +369,33 @@ impl<'c> TableChecker<'c> {
             leaked_dataset_names: BTreeSet::new(),
             n_rows: 0,
             row_hasher: RowHasher::default(),
+            column_counter: ColumnCounter::default(),
+        }
+    }
+
+    fn n_columns(&self) -> usize {
+        self.n_columns
+    }
+
+    /// Adds columns (a CSV header, or JSON keys as they first appear) and finds the count
+    /// columns among them.
+    fn add_columns<'h>(&mut self, header_names: impl Iterator<Item = &'h [u8]>) {
+        for header_name in header_names {
+            let column_index = self.n_columns;
+            self.n_columns += 1;
+            let header_name = normalise_column_name(header_name);
+            // The name put in the report is the declared or policy spelling, never file text.
+            let known_name = self
+                .declared_count_columns
+                .iter()
+                .chain(&self.policy_count_columns)
+                .find(|count_column_name| **count_column_name == header_name)
+                .cloned();
+            self.is_count_column.push(known_name.is_some());
+            if let Some(known_name) = known_name {
+                self.count_column_indices.push(column_index);
+                self.count_column_names.push(known_name);
+            }
         }
     }
 
@@ -391,14 +409,11 @@ impl<'c> TableChecker<'c> {
             }
         }
         if !self.context.datasets.is_empty() {
-            let (file, bytes) = (self.context.file, self.bytes);
-            self.check_row_leakage(&cells_text(cells), || {
-                cell_position(file, bytes, &cells[0], 0)
-            });
+            self.check_row_leakage(&cells_text(cells), &cells[0], 0);
         }
     }
 
-    fn json_record(&mut self, record: &[(usize, crate::json_table::JsonCell<'_>)]) {
+    fn json_record(&mut self, record: &[(usize, JsonCell<'_>)]) {
         self.n_rows += 1;
         for (column_index, json_cell) in record {
             if !self.is_count_column[*column_index] {
@@ -415,50 +430,44 @@ impl<'c> TableChecker<'c> {
         }
         if let Some((first_column_index, first_cell)) = record.first() {
             if !self.context.datasets.is_empty() {
-                let (file, bytes) = (self.context.file, self.bytes);
                 let texts: Vec<&[u8]> = record
                     .iter()
                     .map(|(_, json_cell)| &*json_cell.cell.text)
                     .collect();
-                self.check_row_leakage(&texts, || {
-                    cell_position(file, bytes, &first_cell.cell, *first_column_index)
-                });
+                self.check_row_leakage(&texts, &first_cell.cell, *first_column_index);
             }
         }
     }
 
     fn judge_count_cell(&mut self, count_cell: CountCell, cell: &Cell<'_>, column_index: usize) {
+        let config = self.context.config;
         let (file, bytes) = (self.context.file, self.bytes);
-        let position = || cell_position(file, bytes, cell, column_index);
-        match count_cell {
-            CountCell::Missing => {}
-            CountCell::Value(0) => {
-                self.n_count_cells += 1;
-                if self.context.config.flag_zero_cells {
-                    self.zero.flag(position);
-                }
-            }
-            CountCell::Value(value) => {
-                self.n_count_cells += 1;
-                if value < self.context.config.min_cell_count {
-                    self.threshold.flag(position);
-                }
-            }
-            CountCell::Negative => {
-                self.n_count_cells += 1;
-                self.negative.flag(position);
-            }
-            CountCell::NonInteger => {
-                self.n_count_cells += 1;
-                self.non_integer.flag(position);
-            }
+        let column_counter = &mut self.column_counter;
+        let position = || cell_position(file, bytes, column_counter, cell, column_index);
+        let accumulator = match count_cell {
+            CountCell::Missing => return,
+            CountCell::Value(0) if !config.flag_zero_cells => None,
+            CountCell::Value(0) => Some(&mut self.zero),
+            CountCell::Value(value) if value < config.min_cell_count => Some(&mut self.threshold),
+            CountCell::Value(_) => None,
+            CountCell::Negative => Some(&mut self.negative),
+            CountCell::NonInteger => Some(&mut self.non_integer),
+        };
+        self.n_count_cells += 1;
+        if let Some(accumulator) = accumulator {
+            accumulator.flag(position);
         }
     }
 
     /// Flags the row if it, or the row without its first cell (an index column pandas writes by
     /// default), equals a row of a mounted dataset. Rows are hashed only when some dataset has
     /// rows with that many cells, so a narrow counts table never pays for hashing.
-    fn check_row_leakage(&mut self, cell_texts: &[&[u8]], position: impl FnOnce() -> Position) {
+    fn check_row_leakage(
+        &mut self,
+        cell_texts: &[&[u8]],
+        first_cell: &Cell<'_>,
+        first_column_index: usize,
+    ) {
         let datasets = self.context.datasets;
         let n_cells = cell_texts.len() as u64;
         let check_whole_row = datasets
@@ -486,7 +495,11 @@ impl<'c> TableChecker<'c> {
                 .find(|dataset_index| dataset_index.contains_hash(&row_hash));
         }
         if let Some(dataset_index) = leaked_from {
-            self.leakage.flag(position);
+            let (file, bytes) = (self.context.file, self.bytes);
+            let column_counter = &mut self.column_counter;
+            self.leakage.flag(|| {
+                cell_position(file, bytes, column_counter, first_cell, first_column_index)
+            });
             self.leaked_dataset_names
                 .insert(dataset_index.name().to_string());
         }
@@ -514,13 +527,15 @@ impl<'c> TableChecker<'c> {
                     .to_string(),
             );
         }
-        if !self.missing_declared_count_columns.is_empty() {
+        let missing_declared_count_columns: Vec<String> = self
+            .declared_count_columns
+            .iter()
+            .filter(|declared_name| !self.count_column_names.contains(declared_name))
+            .map(|declared_name| format!("`{declared_name}`"))
+            .collect();
+        if !missing_declared_count_columns.is_empty() {
             threshold_status = threshold_status.max(Status::Review);
-            let names: Vec<String> = self
-                .missing_declared_count_columns
-                .iter()
-                .map(|name| format!("`{name}`"))
-                .collect();
+            let names = missing_declared_count_columns;
             threshold_notes.push(format!(
                 "declared count columns not found in the table: {}",
                 names.join(", ")
@@ -588,7 +603,7 @@ impl<'c> TableChecker<'c> {
 
         let facts = TableFacts {
             n_rows: self.n_rows,
-            n_columns: self.n_columns,
+            n_columns: self.n_columns as u64,
             count_columns: self.count_column_names,
         };
         (
