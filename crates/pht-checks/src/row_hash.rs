@@ -25,11 +25,10 @@ pub(crate) const ROW_HASH_BYTES: usize = 16;
 /// A truncated SHA-256 of a normalised row.
 pub(crate) type RowHash = [u8; ROW_HASH_BYTES];
 
-/// Reusable buffers for hashing rows without allocating per row.
+/// A reusable buffer for hashing rows without allocating per row.
 #[derive(Debug, Default)]
 pub(crate) struct RowHasher {
     encoded_row: Vec<u8>,
-    normalised_cell: Vec<u8>,
 }
 
 impl RowHasher {
@@ -43,11 +42,12 @@ impl RowHasher {
         self.encoded_row
             .extend_from_slice(&(cells.len() as u32).to_le_bytes());
         for cell in cells {
-            self.normalised_cell.clear();
-            normalise_cell(cell, comma_is_decimal, &mut self.normalised_cell);
-            self.encoded_row
-                .extend_from_slice(&(self.normalised_cell.len() as u32).to_le_bytes());
-            self.encoded_row.extend_from_slice(&self.normalised_cell);
+            // Each cell is normalised in place after room for its length, filled in after.
+            let length_at = self.encoded_row.len();
+            self.encoded_row.extend_from_slice(&[0; 4]);
+            normalise_cell(cell, comma_is_decimal, &mut self.encoded_row);
+            let cell_length = (self.encoded_row.len() - length_at - 4) as u32;
+            self.encoded_row[length_at..length_at + 4].copy_from_slice(&cell_length.to_le_bytes());
         }
         let digest = Sha256::digest(&self.encoded_row);
         let mut row_hash = [0u8; ROW_HASH_BYTES];
@@ -59,19 +59,35 @@ impl RowHasher {
 /// Appends the normalised form of `cell` to `normalised`.
 pub(crate) fn normalise_cell(cell: &[u8], comma_is_decimal: bool, normalised: &mut Vec<u8>) {
     let cell = cell.trim_ascii();
+    // One pass classifies the cell; most cells are plain counts or plain ASCII words.
+    let (mut is_ascii, mut is_all_digits) = (true, true);
+    for &byte in cell {
+        is_ascii &= byte.is_ascii();
+        is_all_digits &= byte.is_ascii_digit();
+    }
+    let is_canonical_integer =
+        !cell.is_empty() && is_all_digits && (cell.len() == 1 || cell[0] != b'0');
+    if is_canonical_integer {
+        normalised.extend_from_slice(cell);
+        return;
+    }
     let start = normalised.len();
-    if cell.is_ascii() {
-        normalised.extend(cell.iter().map(u8::to_ascii_lowercase));
+    if is_ascii {
+        normalised.extend_from_slice(cell);
+        normalised[start..].make_ascii_lowercase();
     } else if let Ok(text) = std::str::from_utf8(cell) {
         normalised.extend_from_slice(text.to_lowercase().as_bytes());
     } else {
-        normalised.extend(cell.iter().map(u8::to_ascii_lowercase));
+        normalised.extend_from_slice(cell);
+        normalised[start..].make_ascii_lowercase();
     }
-    if is_missing_marker(&normalised[start..]) {
+    if normalised.len() - start <= 4 && is_missing_marker(&normalised[start..]) {
         normalised.truncate(start);
         return;
     }
-    canonicalise_number(normalised, start, comma_is_decimal);
+    if matches!(normalised.get(start), Some(b'0'..=b'9' | b'-' | b'+')) {
+        canonicalise_number(normalised, start, comma_is_decimal);
+    }
 }
 
 /// Whether an already lower-cased cell spells a missing value.
@@ -86,12 +102,6 @@ pub(crate) fn is_missing_marker(lowercase_cell: &[u8]) -> bool {
 /// (`[+-]?digits([.,]digits)?`); leaves anything else alone.
 fn canonicalise_number(buffer: &mut Vec<u8>, start: usize, comma_is_decimal: bool) {
     let text = &buffer[start..];
-    // The common case, a plain count like `42`, is already canonical.
-    let is_canonical_integer = text.iter().all(u8::is_ascii_digit)
-        && (text.len() == 1 || text.first().is_some_and(|&digit| digit != b'0'));
-    if is_canonical_integer {
-        return;
-    }
     let (negative, unsigned) = match text.first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),

@@ -100,7 +100,7 @@ pub(crate) fn check_delimited_table(
             ));
             table_checker.add_columns(cells.iter().map(|cell| &*cell.text));
             // A header is not data, but a file without one starts with a data row.
-            table_checker.check_row_leakage(&cells_text(&cells), &cells[0], 0);
+            table_checker.check_row_leakage(cells.iter().map(|cell| &*cell.text), &cells[0], 0);
         }
         for (field_index, cell) in cells.iter().enumerate() {
             if cell.may_hold_identifier(shortest_patterns) {
@@ -219,10 +219,6 @@ fn empty_table_rules() -> Vec<RuleResult> {
     .into_iter()
     .map(|rule| rule_result(rule, Status::Pass, 0, "the table is empty".to_string()))
     .collect()
-}
-
-fn cells_text<'x>(cells: &'x [Cell<'_>]) -> Vec<&'x [u8]> {
-    cells.iter().map(|cell| &*cell.text).collect()
 }
 
 /// How a count cell reads.
@@ -409,7 +405,7 @@ impl<'c> TableChecker<'c> {
             }
         }
         if !self.context.datasets.is_empty() {
-            self.check_row_leakage(&cells_text(cells), &cells[0], 0);
+            self.check_row_leakage(cells.iter().map(|cell| &*cell.text), &cells[0], 0);
         }
     }
 
@@ -430,11 +426,8 @@ impl<'c> TableChecker<'c> {
         }
         if let Some((first_column_index, first_cell)) = record.first() {
             if !self.context.datasets.is_empty() {
-                let texts: Vec<&[u8]> = record
-                    .iter()
-                    .map(|(_, json_cell)| &*json_cell.cell.text)
-                    .collect();
-                self.check_row_leakage(&texts, &first_cell.cell, *first_column_index);
+                let texts = record.iter().map(|(_, json_cell)| &*json_cell.cell.text);
+                self.check_row_leakage(texts, &first_cell.cell, *first_column_index);
             }
         }
     }
@@ -462,9 +455,9 @@ impl<'c> TableChecker<'c> {
     /// Flags the row if it, or the row without its first cell (an index column pandas writes by
     /// default), equals a row of a mounted dataset. Rows are hashed only when some dataset has
     /// rows with that many cells, so a narrow counts table never pays for hashing.
-    fn check_row_leakage(
+    fn check_row_leakage<'t>(
         &mut self,
-        cell_texts: &[&[u8]],
+        cell_texts: impl ExactSizeIterator<Item = &'t [u8]> + Clone,
         first_cell: &Cell<'_>,
         first_column_index: usize,
     ) {
@@ -481,7 +474,7 @@ impl<'c> TableChecker<'c> {
         if check_whole_row {
             let row_hash = self
                 .row_hasher
-                .hash_row(cell_texts.iter().copied(), self.comma_is_decimal);
+                .hash_row(cell_texts.clone(), self.comma_is_decimal);
             leaked_from = datasets
                 .iter()
                 .find(|dataset_index| dataset_index.contains_hash(&row_hash));
@@ -489,7 +482,7 @@ impl<'c> TableChecker<'c> {
         if leaked_from.is_none() && check_without_first_cell {
             let row_hash = self
                 .row_hasher
-                .hash_row(cell_texts[1..].iter().copied(), self.comma_is_decimal);
+                .hash_row(cell_texts.skip(1), self.comma_is_decimal);
             leaked_from = datasets
                 .iter()
                 .find(|dataset_index| dataset_index.contains_hash(&row_hash));
