@@ -83,11 +83,6 @@ pub struct HubClient {
 impl HubClient {
     /// A client for the hub at `base_url` (e.g. `https://hub.example.org`).
     pub fn new(base_url: &str, credentials: Credentials) -> Result<HubClient, HubClientError> {
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(HubClientError::BaseUrl {
-                url: base_url.to_string(),
-            });
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -96,6 +91,21 @@ impl HubClient {
                 url: base_url.to_string(),
                 source,
             })?;
+        HubClient::with_http_client(base_url, credentials, http)
+    }
+
+    /// A client that shares `http` (its connection pool) with other clients, e.g. one per
+    /// principal in a process that acts for many.
+    pub fn with_http_client(
+        base_url: &str,
+        credentials: Credentials,
+        http: reqwest::Client,
+    ) -> Result<HubClient, HubClientError> {
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(HubClientError::BaseUrl {
+                url: base_url.to_string(),
+            });
+        }
         Ok(HubClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),

@@ -24,7 +24,11 @@ fn command_seconds(program: &str, args: &[&str], runs: usize) -> Option<f64> {
     let mut times = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
-        let status = Command::new(program).args(args).stdout(std::process::Stdio::null()).status().ok()?;
+        let status = Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .ok()?;
         if !status.success() {
             return None;
         }
@@ -41,7 +45,8 @@ fn signature_verification() {
         let public_key = key.public_key();
         let signed = cosign::sign_image(&key, "127.0.0.1:5000/trains/bench", &digest);
         let per_second = rate(Duration::from_secs(2), || {
-            cosign::verify_image_signature(&public_key, &signed, &digest).expect("bench signature verifies");
+            cosign::verify_image_signature(&public_key, &signed, &digest)
+                .expect("bench signature verifies");
         });
         println!("signature verification ({algorithm}): {per_second:.0} verifications/s (cosign simple-signing payload, one core)");
     }
@@ -72,20 +77,34 @@ fn digest_hashing() -> anyhow::Result<()> {
     times.sort_by(f64::total_cmp);
     let ours = times[1];
     let mb = SIZE as f64 / 1e6;
-    let mut line = format!("manifest-digest hashing: {:.0} MB/s (pht-core, file read + SHA-256 of {mb:.0} MB)", mb / ours);
+    let mut line = format!(
+        "manifest-digest hashing: {:.0} MB/s (pht-core, file read + SHA-256 of {mb:.0} MB)",
+        mb / ours
+    );
     match command_seconds("sha256sum", &[path], 3) {
-        Some(baseline) => line.push_str(&format!("; sha256sum {:.0} MB/s; ratio {:.2}x sha256sum", mb / baseline, baseline / ours)),
+        Some(baseline) => line.push_str(&format!(
+            "; sha256sum {:.0} MB/s; ratio {:.2}x sha256sum",
+            mb / baseline,
+            baseline / ours
+        )),
         None => line.push_str("; sha256sum not available"),
     }
     if let Some(openssl) = command_seconds("openssl", &["dgst", "-sha256", path], 3) {
-        line.push_str(&format!("; openssl {:.0} MB/s; ratio {:.2}x openssl", mb / openssl, openssl / ours));
+        line.push_str(&format!(
+            "; openssl {:.0} MB/s; ratio {:.2}x openssl",
+            mb / openssl,
+            openssl / ours
+        ));
     }
     println!("{line}");
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
-    println!("pht bench — {} (release build, one process; figures vary with machine load)", env!("CARGO_PKG_VERSION"));
+    println!(
+        "pht bench — {} (release build, one process; figures vary with machine load)",
+        env!("CARGO_PKG_VERSION")
+    );
     signature_verification();
     digest_hashing()?;
     Ok(())

@@ -89,6 +89,9 @@ enum Commands {
     /// Build, push, sign, verify and inspect trains.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Open, decrypt and verify sealed results.
+    #[command(subcommand)]
+    Results(ResultsCommand),
     /// Sign a file as `cosign sign-blob --key` does (base64 signature on stdout).
     SignBlob {
         /// The private key (PKCS#8 PEM; encrypted keys read PHT_KEY_PASSWORD or ask).
@@ -110,6 +113,28 @@ enum Commands {
         signature: PathBuf,
         /// The file that was signed.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ResultsCommand {
+    /// Decrypt a sealed result bundle, verify the station's signature and every file's hash,
+    /// and write report.json, provenance.json and outputs/ into a new or empty directory.
+    ///
+    /// Nothing is written unless everything verifies; a changed byte, a missing or extra file,
+    /// or a signature by a key not given with --station-key is refused (exit 1).
+    Open {
+        /// The sealed bundle (age-encrypted), e.g. result.age.
+        bundle: PathBuf,
+        /// Your age identity file (from `pht key generate`: NAME.age).
+        #[arg(long)]
+        identity: PathBuf,
+        /// A station's public key (PEM); repeatable. The bundle must be signed by one of them.
+        #[arg(long = "station-key", required = true)]
+        station_key: Vec<PathBuf>,
+        /// Directory to write into (created; must be empty if it exists).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -259,6 +284,12 @@ async fn run(cli: Cli) -> CommandResult {
                 registry,
             } => commands::train::inspect(output, &registry.client(), &reference, &key).await,
         },
+        Commands::Results(ResultsCommand::Open {
+            bundle,
+            identity,
+            station_key,
+            out,
+        }) => commands::results::open(output, &bundle, &identity, &station_key, &out),
         Commands::SignBlob {
             key,
             output_signature,

@@ -177,6 +177,10 @@ pub struct Release {
     pub by: String,
     pub at: DateTime<Utc>,
     pub reason: String,
+    /// An operator released files the checks failed, taking responsibility in `reason`. Signed
+    /// with the rest of the provenance, so the researcher (and any later reader) sees it.
+    #[serde(default)]
+    pub overrides_failed_checks: bool,
 }
 
 /// The provenance of a released result (`https://pht.dev/provenance/result/v1`): which train
@@ -294,6 +298,7 @@ mod tests {
                 by: "operator:jansen".into(),
                 at: "2026-11-23T12:05:00Z".parse().unwrap(),
                 reason: "notes reviewed".into(),
+                overrides_failed_checks: false,
             },
         }
     }
@@ -341,6 +346,7 @@ mod tests {
                 "released": {
                   "at": "2026-11-23T12:05:00Z",
                   "by": "operator:jansen",
+                  "overrides_failed_checks": false,
                   "reason": "notes reviewed"
                 },
                 "run_id": "run-1",

@@ -368,6 +368,7 @@ pub fn seal_bundle(
     for (path, _) in files {
         match verdict_by_path.get(path.as_str()) {
             Some(CheckVerdict::Pass | CheckVerdict::Review) => {}
+            Some(CheckVerdict::Fail) if predicate.released.overrides_failed_checks => {}
             Some(CheckVerdict::Fail) => {
                 return Err(SealError::FailedFileReleased { path: path.clone() })
             }
@@ -1164,6 +1165,7 @@ mod tests {
                 by: "operator:jansen".into(),
                 at: "2026-11-23T12:05:00Z".parse().unwrap(),
                 reason: "figure reviewed".into(),
+                overrides_failed_checks: false,
             },
         }
     }
@@ -1178,6 +1180,35 @@ mod tests {
             stop_index: 0,
             finished_at: "2026-11-23T12:01:00Z".parse().unwrap(),
         }
+    }
+
+    #[test]
+    fn failed_file_is_sealed_only_under_a_signed_override() {
+        let parties = Parties::new();
+        let failed = vec![("rows.csv".to_string(), b"id\n1\n".to_vec())];
+        let plain = seal_bundle(
+            &failed,
+            REPORT,
+            predicate(),
+            &parties.station_key,
+            &[parties.recipient()],
+        );
+        assert!(
+            matches!(plain, Err(SealError::FailedFileReleased { .. })),
+            "{plain:?}"
+        );
+        let mut overridden = predicate();
+        overridden.released.overrides_failed_checks = true;
+        let sealed = seal_bundle(
+            &failed,
+            REPORT,
+            overridden,
+            &parties.station_key,
+            &[parties.recipient()],
+        )
+        .unwrap();
+        let opened = parties.open(&sealed).unwrap();
+        assert!(opened.predicate().released.overrides_failed_checks);
     }
 
     #[test]

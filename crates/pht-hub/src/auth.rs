@@ -100,10 +100,8 @@ pub async fn require_signature(
     next: Next,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let limit = state.settings.max_upload_bytes;
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large(limit))?;
+    // The cheap checks (headers parse, the key id is registered) come before reading a body of
+    // up to `max_upload_bytes`, so that strangers cannot make the hub buffer large bodies.
     let received = ReceivedSignatureHeaders {
         signature_input: header(&parts, httpsig::SIGNATURE_INPUT_HEADER),
         signature: header(&parts, httpsig::SIGNATURE_HEADER),
@@ -118,6 +116,11 @@ pub async fn require_signature(
         ))
     })?;
     let key = registered_key(&state, &principal).await?;
+    let content_digest = received.content_digest.map(str::to_string);
+    let limit = state.settings.max_upload_bytes;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?;
     let description = RequestDescription {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -128,7 +131,7 @@ pub async fn require_signature(
     let verified = parsed
         .verify(
             &description,
-            received.content_digest,
+            content_digest.as_deref(),
             &key,
             now,
             httpsig::ALLOWED_CLOCK_SKEW,

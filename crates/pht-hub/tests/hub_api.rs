@@ -777,3 +777,36 @@ async fn job_status_response_snapshot() {
         }"#]]
     .assert_eq(&pretty);
 }
+
+#[tokio::test]
+async fn internal_failure_answers_500_with_a_request_id_and_no_internals() {
+    let hub = TestHub::start().await;
+    let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
+    let (alice, alice_key) = hub.add_researcher("alice").await;
+    let job_id = Uuid::new_v4();
+    let envelope = job(job_id, RouteMode::Parallel, &["a"], hub.clock.now()).sign(&alice_key);
+    hub.call(&requests::submit_job(&envelope), &alice)
+        .await
+        .expect_status(StatusCode::CREATED);
+    hub.upload(&station, job_id, b"bundle", None)
+        .await
+        .expect_status(StatusCode::OK);
+    let blob_path = hub
+        .dir
+        .path()
+        .join("blobs/sha256")
+        .join(Digest::of(b"bundle").hex());
+    std::fs::write(&blob_path, b"damaged on disk").unwrap();
+    let answer = hub
+        .call(&requests::download_result(job_id, "a"), &alice)
+        .await
+        .expect_status(StatusCode::INTERNAL_SERVER_ERROR);
+    let error = answer.error();
+    assert_eq!(error.code, "internal");
+    assert_eq!(
+        answer.headers["x-request-id"].to_str().unwrap(),
+        error.request_id
+    );
+    assert!(!error.message.contains("sha256"), "{}", error.message);
+    assert!(!error.message.contains(hub.dir.path().to_str().unwrap()));
+}

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod config;
 pub mod engine;
+pub mod keys;
 pub mod outputs;
 pub mod params;
 pub mod station;

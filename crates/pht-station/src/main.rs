@@ -88,6 +88,17 @@ enum Command {
     Outputs(OutputsCommand),
     /// Check the configuration, the policy and the keys it names, and report what is wrong.
     CheckConfig,
+    /// The station's own keys (provenance signing, and the age identity for handed-over state).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create station.key, station.pub, station.age and station.age.pub in the key directory.
+    /// Give station.pub to researchers: it verifies the provenance of your results. The key is
+    /// encrypted when PHT_STATION_KEY_PASSWORD is set.
+    Init,
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,6 +475,22 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
+            });
+            Ok(0)
+        }
+        Command::Keys(KeysCommand::Init) => {
+            let config = load_config(&cli.config)?;
+            let files = pht_station::keys::init(&config.key_dir)
+                .map_err(|message| Failure { code: 3, message })?;
+            print(json, &files, || {
+                format!(
+                    "created the keys of station {}\n  signing key  {}\n  public key   {}  (give this to researchers)\n  age identity {}\n  age recipient {}",
+                    config.station_id,
+                    files.signing_key.display(),
+                    files.public_key.display(),
+                    files.age_identity.display(),
+                    files.age_recipient.display()
+                )
             });
             Ok(0)
         }

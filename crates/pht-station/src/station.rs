@@ -27,7 +27,7 @@ use crate::outputs::{self, OutputDecision};
 use crate::params;
 use crate::store::{
     DatasetVersion, JobRef, OperatorDecision, OutcomeSummary, OutputDecisionRecord, OutputSummary,
-    RunRecord, RunStatus, RunStore, TrainRef,
+    RunRecord, RunStatus, RunStore, SealedBundle, TrainRef,
 };
 
 /// Largest image config read (configs are a few KiB).
@@ -94,6 +94,8 @@ pub struct Station<E> {
     engine: E,
     audit: AuditLog,
     store: RunStore,
+    /// Signs provenance of released results; a station without one cannot release.
+    station_key: Option<pht_core::SigningKey>,
 }
 
 impl<E> std::fmt::Debug for Station<E> {
@@ -180,6 +182,8 @@ impl<E: Engine> Station<E> {
                 })
                 .collect(),
         });
+        let station_key =
+            crate::keys::read_signing_key(&config.key_dir).map_err(StationError::Config)?;
         let station = Station {
             config,
             policy,
@@ -189,6 +193,7 @@ impl<E: Engine> Station<E> {
             engine,
             audit,
             store,
+            station_key,
         };
         station.recover_interrupted_runs()?;
         Ok(station)
@@ -282,6 +287,7 @@ impl<E: Engine> Station<E> {
             sealed: None,
             started_at: None,
             finished_at: None,
+            policy_sha256: None,
         };
         let mut received = AuditEvent::new(actor, "received").run(&record.run_id);
         received.train_digest = digest.as_ref().map(Digest::to_string);
@@ -334,6 +340,7 @@ impl<E: Engine> Station<E> {
         train: &InspectedTrain,
     ) -> Result<RunRecord, StationError> {
         let decision = self.policy.evaluate(&self.run_request(train, &record));
+        record.policy_sha256 = Some(self.policy.content_hash().to_string());
         record.decision =
             Some(serde_json::to_value(&decision).expect("decisions always serialise"));
         let mut decided =
@@ -928,6 +935,132 @@ impl<E: Engine> Station<E> {
         }
         self.audit.append(audited)?;
         self.store.save(record)?;
+        if decision == OutputDecision::Released {
+            self.seal(record)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the released outputs for the researcher: the files that are not state, the check
+    /// report, and provenance signed by the station key, encrypted with age to the recipient.
+    fn seal(&self, record: &mut RunRecord) -> Result<(), StationError> {
+        use pht_core::intoto::{CheckVerdict, DatasetUse, FileVerdict, Release, ResultPredicateV1};
+        let station_key = self.station_key.as_ref().ok_or_else(|| {
+            StationError::Config(format!(
+                "station {} has no signing key in {}: create one with `pht-station keys init`",
+                self.config.station_id,
+                self.config.key_dir.display()
+            ))
+        })?;
+        let recipient = record.recipient.clone().ok_or_else(|| {
+            StationError::Config(format!(
+                "run {} names no recipient to seal for (exec with --recipient age1…)",
+                record.run_id
+            ))
+        })?;
+        let run_dir = self.store.run_dir(&record.run_id);
+        let report_path = run_dir.join("report.json");
+        let report_json = std::fs::read(&report_path).map_err(|e| {
+            StationError::Config(format!("cannot read {}: {e}", report_path.display()))
+        })?;
+        let report: pht_checks::CheckReport = serde_json::from_slice(&report_json)
+            .map_err(|e| StationError::Config(format!("{}: {e}", report_path.display())))?;
+        let verdict_of = |status: pht_checks::Status| match status {
+            pht_checks::Status::Pass => CheckVerdict::Pass,
+            pht_checks::Status::Review => CheckVerdict::Review,
+            pht_checks::Status::Fail => CheckVerdict::Fail,
+        };
+        let mut files = Vec::new();
+        let mut verdicts = Vec::new();
+        for output in record.outputs.iter().filter(|o| o.kind == "file") {
+            // Only what the checks looked at leaves: declared state never does.
+            let Some(result) = report.output(&output.path) else {
+                continue;
+            };
+            let path = run_dir.join("outputs").join(&output.path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                StationError::Config(format!("cannot read {}: {e}", path.display()))
+            })?;
+            files.push((output.path.clone(), bytes));
+            verdicts.push(FileVerdict {
+                path: output.path.clone(),
+                verdict: verdict_of(result.status),
+            });
+        }
+        let decision = record
+            .output_decision
+            .clone()
+            .expect("sealing follows a release decision");
+        let hex_digest =
+            |hex: &str| Digest::from_hex(hex).map_err(|e| StationError::Config(e.to_string()));
+        let predicate = ResultPredicateV1 {
+            job_id: record.job.as_ref().and_then(|j| j.job_id.parse().ok()),
+            run_id: record.run_id.clone(),
+            train: pht_core::job::TrainPin {
+                repository: format!("{}/{}", record.train.registry, record.train.repository),
+                digest: hex_digest(record.train.digest.trim_start_matches("sha256:"))?,
+            },
+            station: self.config.station_id.clone(),
+            policy_sha256: hex_digest(
+                record
+                    .policy_sha256
+                    .as_deref()
+                    .unwrap_or(self.policy.content_hash()),
+            )?,
+            datasets: record
+                .datasets
+                .iter()
+                .map(|d| {
+                    Ok(DatasetUse {
+                        name: d.name.clone(),
+                        sha256: hex_digest(&d.sha256)?,
+                    })
+                })
+                .collect::<Result<_, StationError>>()?,
+            started_at: record.started_at.unwrap_or(record.created_at),
+            finished_at: record.finished_at.unwrap_or(record.updated_at),
+            verdict: verdict_of(report.status()),
+            files: verdicts,
+            released: Release {
+                by: decision.by.clone(),
+                at: decision.at,
+                reason: decision.reason.clone().unwrap_or_default(),
+                overrides_failed_checks: decision.overridden,
+            },
+        };
+        let sealed =
+            pht_core::seal::seal_bundle(&files, &report_json, predicate, station_key, &[recipient])
+                .map_err(|e| {
+                    StationError::Config(format!("cannot seal run {}: {e}", record.run_id))
+                })?;
+        let bundle_path = run_dir.join("result.age");
+        crate::store::write_atomic(&bundle_path, &sealed).map_err(|e| {
+            StationError::Config(format!("cannot write {}: {e}", bundle_path.display()))
+        })?;
+        let bundle_sha256 = hex::encode(sha2::Sha256::digest(&sealed));
+        record.sealed = Some(SealedBundle {
+            path: bundle_path.display().to_string(),
+            sha256: bundle_sha256.clone(),
+            size: sealed.len() as u64,
+        });
+        record.updated_at = Utc::now();
+        self.store.save(record)?;
+        let mut sealed_event = AuditEvent::new(&self.station_actor(), "sealed").run(&record.run_id);
+        sealed_event.train_digest = Some(record.train.digest.clone());
+        sealed_event.outputs = record
+            .outputs
+            .iter()
+            .filter(|o| files.iter().any(|(path, _)| *path == o.path))
+            .map(|o| OutputHash {
+                path: o.path.clone(),
+                sha256: o.sha256.clone(),
+                size: o.size,
+            })
+            .collect();
+        sealed_event
+            .details
+            .insert("bundle_sha256".into(), bundle_sha256.into());
+        self.audit.append(sealed_event)?;
         Ok(())
     }
 

@@ -138,6 +138,9 @@ pub struct RunRecord {
     /// The sealed result bundle, once released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<SealedBundle>,
+    /// The SHA-256 of the policy file that decided the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
     /// When the container started and finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,

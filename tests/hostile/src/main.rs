@@ -8,7 +8,8 @@
 //!
 //! Modes that attack: `net-tcp`, `net-loopback`, `dns`, `forkbomb`, `memhog`, `spin`,
 //! `write-data`, `write-root`, `big-output`, `symlink-passwd`, `symlink-data`, `docker-socket`,
-//! `whoami`, `log-flood`. Modes that help the tests: `ok` (a well-behaved train), `exit` (exit with
+//! `whoami`, `log-flood`, `copy-data` (copies a dataset file to `/output`). Modes that help the
+//! tests: `ok` (a well-behaved train), `exit` (exit with
 //! a chosen code) and `listen` (a TCP listener that logs every connection it accepts).
 //! `big-output` writes to `/output/big.bin`, or to the `path` its params name.
 
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         "symlink-passwd" => mode_symlink_passwd(&mut report),
         "symlink-data" => mode_symlink_data(&params, &mut report),
         "docker-socket" => mode_docker_socket(&mut report),
+        "copy-data" => mode_copy_data(&params, &mut report),
         "whoami" => mode_whoami(&mut report),
         "log-flood" => mode_log_flood(&params, &mut report),
         unknown => {
@@ -409,6 +411,20 @@ fn mode_symlink_data(params: &BTreeMap<String, String>, report: &mut Report) -> 
         "hardlink_data",
         &describe(fs::hard_link(&target, "/output/hard")),
     );
+    0
+}
+
+/// Copies a dataset file to `/output` unchanged: the leak the output checks must block.
+fn mode_copy_data(params: &BTreeMap<String, String>, report: &mut Report) -> u8 {
+    let (dataset, file) = match (required(params, "dataset"), required(params, "file")) {
+        (Ok(dataset), Ok(file)) => (dataset, file),
+        (Err(message), _) | (_, Err(message)) => {
+            report.record("error", &message);
+            return 2;
+        }
+    };
+    let copied = fs::copy(format!("/data/{dataset}/{file}"), format!("/output/{file}"));
+    report.record("copy_data", &describe(copied));
     0
 }
 

@@ -2,4 +2,5 @@
 
 pub mod blob;
 pub mod key;
+pub mod results;
 pub mod train;

@@ -390,6 +390,7 @@ mod tests {
                     by: "operator:jansen".into(),
                     at: "2026-11-23T12:05:00Z".parse().unwrap(),
                     reason: "rows.csv withheld".into(),
+                    overrides_failed_checks: false,
                 },
             };
             let sealed = seal::seal_bundle(

@@ -1,0 +1,350 @@
+//! End to end, real Docker and registry: outputs that fail the disclosure checks are not
+//! released until an operator overrides with a reason; outputs an operator must release wait;
+//! released results are sealed so that Debian's `age` decrypts them and `pht results open`
+//! verifies them, refusing a changed byte or another station's key; and a train that copies its
+//! dataset to /output is blocked.
+
+use std::process::Command;
+
+use pht_e2e::{
+    hostile_train_dir, pht, publish_train, require_docker, run, workspace_root, PolicySigner,
+    Registry, Researcher, StationFixture,
+};
+
+struct World {
+    registry: Registry,
+    keys: tempfile::TempDir,
+    alice: Researcher,
+    cohort_stats: String,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        require_docker();
+        let registry = Registry::start();
+        let keys = tempfile::tempdir().unwrap();
+        let alice = Researcher::generate(keys.path(), "alice");
+        let reference = format!("{}/trains/cohort-stats:{tag}", registry.address());
+        let cohort_stats = publish_train(
+            &workspace_root().join("trains/cohort-stats"),
+            &reference,
+            &[],
+        );
+        alice.sign(&cohort_stats);
+        World {
+            registry,
+            keys,
+            alice,
+            cohort_stats,
+        }
+    }
+
+    fn station(&self, release: &str) -> StationFixture {
+        let signer = PolicySigner {
+            name: "alice",
+            public_key: &self.alice.public_key,
+            datasets: "[cohort]",
+            approval: "automatic",
+        };
+        let station = StationFixture::new(
+            "station-a",
+            "station-a",
+            self.registry.address(),
+            &[signer],
+            &format!("outputs:\n  release: {release}\n"),
+        );
+        station.station(&["keys", "init"]).success();
+        station
+    }
+}
+
+fn station_public_key(station: &StationFixture) -> String {
+    station
+        .dir
+        .path()
+        .join("keys/station.pub")
+        .display()
+        .to_string()
+}
+
+fn bundle_path(record: &serde_json::Value) -> String {
+    record["sealed"]["path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("run is not sealed: {record:#}"))
+        .to_string()
+}
+
+#[test]
+fn small_counts_are_blocked_until_an_operator_overrides_and_the_sealed_bundle_verifies() {
+    let world = World::new("sealed");
+    let station = world.station("automatic");
+    let recipient = world.alice.age_recipient.clone();
+
+    // The rare diagnosis has fewer than 10 patients: the checks fail, nothing is sealed.
+    let record = station
+        .station(&[
+            "--json",
+            "exec",
+            &world.cohort_stats,
+            "--param",
+            "group_by=diagnosis",
+            "--recipient",
+            &recipient,
+        ])
+        .success()
+        .json();
+    let run_id = record["run_id"].as_str().unwrap().to_string();
+    assert_eq!(record["checks"], "fail", "{record:#}");
+    assert_eq!(record["output_decision"]["decision"], "blocked");
+    assert!(record["sealed"].is_null());
+    let report = station.station(&["outputs", "show", &run_id]).success();
+    assert!(report.stdout.contains("fail"), "{}", report.stdout);
+    assert!(
+        !report.stdout.contains("rare-disease"),
+        "the report must not show values: {}",
+        report.stdout
+    );
+
+    // An override needs a reason; then the bundle is sealed and the override is on record.
+    station
+        .station(&["outputs", "release", &run_id, "--reason", ""])
+        .code(3);
+    let released = station
+        .station(&[
+            "--json",
+            "outputs",
+            "release",
+            &run_id,
+            "--reason",
+            "suppressed by agreement with the data owner",
+        ])
+        .success()
+        .json();
+    assert_eq!(released["output_decision"]["overridden"], true);
+    let bundle = bundle_path(&released);
+    let events: Vec<String> = station
+        .audit_of(&run_id)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    for event in [
+        "outputs_checked",
+        "outputs_blocked",
+        "outputs_released",
+        "sealed",
+    ] {
+        assert!(
+            events.contains(&event.to_string()),
+            "no {event} in {events:?}"
+        );
+    }
+
+    // Debian's age decrypts it with the researcher's identity: a tar of report, provenance, outputs.
+    let scratch = tempfile::tempdir().unwrap();
+    let tar_path = scratch.path().join("bundle.tar");
+    run(Command::new("age")
+        .args(["-d", "-i"])
+        .arg(&world.alice.age_identity)
+        .arg("-o")
+        .arg(&tar_path)
+        .arg(&bundle))
+    .success();
+    let listing = run(Command::new("tar").arg("-tf").arg(&tar_path)).success();
+    for member in ["report.json", "outputs/counts.csv", "provenance.dsse.json"] {
+        assert!(
+            listing.stdout.lines().any(|l| l == member),
+            "{member} not in {}",
+            listing.stdout
+        );
+    }
+    assert!(
+        !listing.stdout.contains("state.csv"),
+        "state is never released as a result"
+    );
+
+    // pht results open verifies and extracts.
+    let out = scratch.path().join("opened");
+    let identity = world.alice.age_identity.display().to_string();
+    let opened = pht(
+        scratch.path(),
+        &[
+            "--json",
+            "results",
+            "open",
+            &bundle,
+            "--identity",
+            &identity,
+            "--station-key",
+            &station_public_key(&station),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .success()
+    .json();
+    assert!(opened.to_string().contains(&run_id), "{opened:#}");
+    let counts = std::fs::read_to_string(out.join("outputs/counts.csv")).unwrap();
+    assert!(
+        counts.starts_with("diagnosis,n\n") && counts.contains("rare-disease,"),
+        "{counts}"
+    );
+
+    // One changed byte anywhere is refused.
+    let mut tampered = std::fs::read(&bundle).unwrap();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    let tampered_path = scratch.path().join("tampered.age");
+    std::fs::write(&tampered_path, tampered).unwrap();
+    let tampered_path = tampered_path.display().to_string();
+    let refused = pht(
+        scratch.path(),
+        &[
+            "results",
+            "open",
+            &tampered_path,
+            "--identity",
+            &identity,
+            "--station-key",
+            &station_public_key(&station),
+            "--out",
+            scratch.path().join("t").to_str().unwrap(),
+        ],
+    );
+    assert_ne!(refused.code, 0, "a tampered bundle opened");
+
+    // Signed by another station's key: refused.
+    let other = world.station("automatic");
+    let refused = pht(
+        scratch.path(),
+        &[
+            "results",
+            "open",
+            &bundle,
+            "--identity",
+            &identity,
+            "--station-key",
+            &station_public_key(&other),
+            "--out",
+            scratch.path().join("o").to_str().unwrap(),
+        ],
+    )
+    .code(1);
+    assert!(refused.stderr.contains("key"), "{}", refused.stderr);
+    station.station(&["audit", "verify"]).success();
+    let _ = &world.keys;
+}
+
+#[test]
+fn passing_outputs_wait_for_a_manual_release_and_can_be_blocked() {
+    let world = World::new("manual");
+    let station = world.station("manual");
+    let recipient = world.alice.age_recipient.clone();
+    let first = station
+        .station(&[
+            "--json",
+            "exec",
+            &world.cohort_stats,
+            "--recipient",
+            &recipient,
+        ])
+        .success()
+        .json();
+    assert_eq!(first["checks"], "pass", "{first:#}");
+    assert_eq!(first["output_decision"]["decision"], "withheld");
+    let run_id = first["run_id"].as_str().unwrap();
+    let released = station
+        .station(&[
+            "--json",
+            "outputs",
+            "release",
+            run_id,
+            "--reason",
+            "looked at the table",
+        ])
+        .success()
+        .json();
+    assert_eq!(released["output_decision"]["overridden"], false);
+    assert!(std::path::Path::new(&bundle_path(&released)).exists());
+
+    let second = station
+        .station(&[
+            "--json",
+            "exec",
+            &world.cohort_stats,
+            "--recipient",
+            &recipient,
+        ])
+        .success()
+        .json();
+    let second_id = second["run_id"].as_str().unwrap();
+    let blocked = station
+        .station(&[
+            "--json",
+            "outputs",
+            "block",
+            second_id,
+            "--reason",
+            "not needed",
+        ])
+        .success()
+        .json();
+    assert_eq!(blocked["output_decision"]["decision"], "blocked");
+    assert!(blocked["sealed"].is_null());
+    // Blocked by an operator is final for `block`, and a release must override with a reason.
+    station
+        .station(&["outputs", "block", second_id, "--reason", "again"])
+        .code(3);
+}
+
+#[test]
+fn train_copying_its_dataset_to_output_is_blocked() {
+    let world = World::new("leak");
+    let scratch = tempfile::tempdir().unwrap();
+    let hostile = publish_train(
+        &hostile_train_dir(scratch.path()),
+        &format!("{}/trains/hostile:leak", world.registry.address()),
+        &["--no-compile"],
+    );
+    world.alice.sign(&hostile);
+    let station = world.station("automatic");
+    let record = station
+        .station(&[
+            "--json",
+            "exec",
+            &hostile,
+            "--param",
+            "mode=copy-data",
+            "--param",
+            "dataset=cohort",
+            "--param",
+            "file=cohort.csv",
+            "--recipient",
+            &world.alice.age_recipient,
+        ])
+        .success()
+        .json();
+    assert!(
+        record["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["path"] == "cohort.csv"),
+        "{record:#}"
+    );
+    assert_eq!(record["checks"], "fail", "{record:#}");
+    assert_eq!(record["output_decision"]["decision"], "blocked");
+    assert!(record["sealed"].is_null());
+    let report = station
+        .station(&[
+            "--json",
+            "outputs",
+            "show",
+            record["run_id"].as_str().unwrap(),
+        ])
+        .success()
+        .json();
+    assert!(
+        report.to_string().contains("leak"),
+        "the report names the leakage rule: {report}"
+    );
+}
