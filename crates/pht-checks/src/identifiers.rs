@@ -73,30 +73,35 @@ impl TableColumns {
 }
 
 /// A context word, and whether it must also end at a word boundary (`dob`, not `dobbelsteen`).
-/// Every word must start at a word boundary.
+/// Every word starts at a word boundary (after a non-alphanumeric byte, or at a camel-case
+/// hump: `patientBSN`). A space in a word matches up to two separators (space, `_`, `-`, `.`)
+/// or none, so `date of birth` also matches `date_of_birth` and `DateOfBirth`.
 type ContextWord = (&'static [u8], bool);
 
 const BSN_WORDS: &[ContextWord] = &[
     (b"bsn", false),
-    (b"burgerservicenummer", false),
-    (b"burgerservicenr", false),
     (b"burger service nummer", false),
-    (b"sofinummer", false),
-    (b"sofi-nummer", false),
+    (b"burger service nr", false),
     (b"sofi nummer", false),
-    (b"sofinr", false),
+    (b"sofi nr", false),
     (b"citizen service number", false),
 ];
 
+/// Words that name a date of birth, not merely birth: `birth_weight`, `birth_year` and
+/// `geboortegewicht` are common perinatal columns whose neighbours are not birth dates.
 const DATE_OF_BIRTH_WORDS: &[ContextWord] = &[
     (b"dob", true),
     (b"d.o.b", false),
-    (b"birth", false),
+    (b"date of birth", false),
+    (b"birth date", false),
+    (b"birth dt", false),
+    (b"birthday", false),
     (b"born", true),
-    (b"geboren", false),
-    (b"geboorte", false),
+    (b"geboorte datum", false),
+    (b"geboren", true),
+    (b"geb datum", false),
+    (b"geb dat", true),
     (b"geb", true),
-    (b"gebdat", false),
 ];
 
 /// Per-rule findings of the identifier scan of one output.
@@ -534,8 +539,7 @@ impl Scanner<'_> {
     }
 }
 
-/// Whether `bytes[window]` contains one of `words`, case-insensitively, starting at a word
-/// boundary (and ending at one where the word asks for it).
+/// Whether `bytes[window]` contains one of `words` (see [`ContextWord`]), case-insensitively.
 fn contains_context_word(
     bytes: &[u8],
     window: std::ops::Range<usize>,
@@ -544,22 +548,53 @@ fn contains_context_word(
     let window_end = window.end;
     let is_word_byte = |index: usize| bytes.get(index).is_some_and(u8::is_ascii_alphanumeric);
     for index in window {
-        if index > 0 && is_word_byte(index - 1) {
+        let starts_word = index == 0
+            || !is_word_byte(index - 1)
+            || (bytes[index].is_ascii_uppercase() && bytes[index - 1].is_ascii_lowercase());
+        if !starts_word {
             continue;
         }
         let first_byte = bytes[index].to_ascii_lowercase();
         for &(word, needs_end_boundary) in words {
-            let word_end = index + word.len();
-            if word[0] == first_byte
-                && word_end <= window_end
-                && bytes[index..word_end].eq_ignore_ascii_case(word)
-                && !(needs_end_boundary && is_word_byte(word_end))
-            {
+            if word[0] != first_byte {
+                continue;
+            }
+            let Some(word_end) = match_context_word(bytes, index, window_end, word) else {
+                continue;
+            };
+            let ends_word = !is_word_byte(word_end)
+                || (bytes[word_end].is_ascii_uppercase()
+                    && bytes[word_end - 1].is_ascii_lowercase());
+            if !needs_end_boundary || ends_word {
                 return true;
             }
         }
     }
     false
+}
+
+/// Matches `word` at `bytes[start..window_end]`; returns the end of the match.
+fn match_context_word(bytes: &[u8], start: usize, window_end: usize, word: &[u8]) -> Option<usize> {
+    const MAX_SEPARATORS: usize = 2;
+    let mut position = start;
+    for &word_byte in word {
+        if word_byte == b' ' {
+            let mut n_separators = 0;
+            while n_separators < MAX_SEPARATORS
+                && position < window_end
+                && matches!(bytes[position], b' ' | b'_' | b'-' | b'.')
+            {
+                position += 1;
+                n_separators += 1;
+            }
+            continue;
+        }
+        if position >= window_end || bytes[position].to_ascii_lowercase() != word_byte {
+            return None;
+        }
+        position += 1;
+    }
+    Some(position)
 }
 
 fn digits_end(bytes: &[u8], start: usize) -> usize {
@@ -1035,6 +1070,24 @@ mod tests {
             "a,b,mail\nx1,y2,jan@example.nl\nx3,y4,z\n",
             Some(table_columns),
             expect!["email fail 1 [2:7#3]"],
+        );
+    }
+
+    #[test]
+    fn context_words_match_separators_and_camel_case_but_not_mere_birth() {
+        check(
+            "date_of_birth 12-03-1980\nDateOfBirth 12-03-1980\npatientDOB 12-03-1980\n\
+             geb. 12-03-1980\nBirth-Date: 12-03-1980",
+            expect!["date-of-birth fail 5 [1:15 2:13 3:12 4:6 5:13]"],
+        );
+        check(
+            "birth_weight 3200 visit 12-03-2020\ngeboortegewicht 12-03-2020\n\
+             birth_year 1980 12-03-2020",
+            expect![""],
+        );
+        check(
+            "patientBSN 111222333\nburger_service_nummer 111222333",
+            expect!["bsn fail 2 [1:12 2:23]"],
         );
     }
 
