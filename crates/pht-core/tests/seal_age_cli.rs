@@ -81,6 +81,7 @@ fn predicate(released: &[(String, Vec<u8>)]) -> ResultPredicate {
             by: "policy".into(),
             at: "2026-11-23T12:01:00Z".parse().unwrap(),
             reason: "all checks passed".into(),
+            overrides_failed_checks: false,
         },
     }
 }
