@@ -3,12 +3,17 @@
 //!
 //! Owns the patterns, their context words and what each finding means (fail or review). It does
 //! not know file types: callers hand it a whole text, or the cells of a table one by one with
-//! which columns are named like a BSN or a date of birth. It records rule, count and position only, never the
-//! matched text.
+//! which columns are named like a BSN or a date of birth. It records rule, count and position
+//! only, never the matched text.
 //!
-//! Why a scanner and not regular expressions: the scan runs over every byte of every text output
-//! (100 MB tables included) and almost every byte is boring; a byte-class table skips those and
-//! the digit patterns share one look at each run of digits.
+//! Why a scanner and not regular expressions: the scan runs over every text output (100 MB
+//! tables included) and almost every byte is boring; a lookup table skips those, the digit
+//! patterns share one look at each run of digits, and in tables only cells that can hold a
+//! pattern are visited at all.
+//!
+//! What it cannot do: it catches identifiers written plainly, by mistake. A train that encodes
+//! data on purpose (JSON `\u` escapes, base64, digits spelled out) gets past it; signatures,
+//! policy and the human review of flagged outputs are the defences against that.
 //!
 //! Decisions that keep false positives sane:
 //! - fractional digits (`0.123456789`) and integer parts of decimals (`1234567890.5`) are numbers,

@@ -780,7 +780,10 @@ fn declared_state_goes_to_review() {
             "state.json",
             br#"[{"site": "a", "n": 120}]"#.to_vec(),
         )],
-        &[DeclaredOutput::table("state.json", ["n"]).with_kind_for_test(OutputKind::State)],
+        &[DeclaredOutput {
+            kind: OutputKind::State,
+            ..DeclaredOutput::table("state.json", ["n"])
+        }],
         &[],
         &CheckConfig::default(),
         expect![[r#"
@@ -789,17 +792,6 @@ fn declared_state_goes_to_review() {
               human-review review 1 [] declared as state for the next station, which can carry rows of the data
         "#]],
     );
-}
-
-/// Test-only convenience: a table declaration with its count columns but another kind.
-trait WithKind {
-    fn with_kind_for_test(self, kind: OutputKind) -> DeclaredOutput;
-}
-
-impl WithKind for DeclaredOutput {
-    fn with_kind_for_test(self, kind: OutputKind) -> DeclaredOutput {
-        DeclaredOutput { kind, ..self }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
