@@ -5,6 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod station;
+
 use pht_core::cosign;
 use pht_core::{Digest, KeyAlgorithm, SigningKey};
 
@@ -100,6 +102,114 @@ fn digest_hashing() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn output_checks() {
+    use pht_checks::{
+        check_outputs, generate_benchmark_csv, CheckConfig, DeclaredOutput, OutputEntry,
+    };
+    let csv = generate_benchmark_csv(100_000_000);
+    let megabytes = csv.len() as f64 / 1e6;
+    let entries = [OutputEntry::regular("counts.csv", csv)];
+    let declared = [DeclaredOutput::table("counts.csv", ["n", "n_events"])];
+    let config = CheckConfig::default();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::hint::black_box(check_outputs(&entries, &declared, &[], &config));
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    println!("output checks: {:.0} MB/s on a generated {megabytes:.0} MB counts CSV (one core, median of 3; goal >= 100 MB/s)", megabytes / times[1]);
+}
+
+fn seal_throughput() -> anyhow::Result<()> {
+    use pht_core::intoto::{CheckVerdict, FileVerdict, Release, ResultPredicateV1};
+    const FILE_BYTES: usize = 4 << 20;
+    const N_FILES: usize = 16;
+    let files: Vec<(String, Vec<u8>)> = (0..N_FILES)
+        .map(|i| {
+            (
+                format!("part{i:02}.csv"),
+                vec![b'0' + (i as u8 % 10); FILE_BYTES],
+            )
+        })
+        .collect();
+    let total_mb = (FILE_BYTES * N_FILES) as f64 / 1e6;
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let station_key = SigningKey::generate(KeyAlgorithm::Ed25519);
+    let now = chrono::Utc::now();
+    let predicate = ResultPredicateV1 {
+        job_id: None,
+        run_id: "run-bench".into(),
+        train: pht_core::job::TrainPin {
+            repository: "127.0.0.1:5000/trains/bench".into(),
+            digest: Digest::of(b"bench"),
+        },
+        station: "bench".into(),
+        policy_sha256: Digest::of(b"policy"),
+        datasets: Vec::new(),
+        started_at: now,
+        finished_at: now,
+        verdict: CheckVerdict::Pass,
+        files: files
+            .iter()
+            .map(|(path, _)| FileVerdict {
+                path: path.clone(),
+                verdict: CheckVerdict::Pass,
+            })
+            .collect(),
+        released: Release {
+            by: "bench".into(),
+            at: now,
+            reason: "bench".into(),
+            overrides_failed_checks: false,
+        },
+    };
+    let mut seal_times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::hint::black_box(pht_core::seal::seal_bundle(
+            &files,
+            b"{}",
+            predicate.clone(),
+            &station_key,
+            std::slice::from_ref(&recipient),
+        )?);
+        seal_times.push(start.elapsed().as_secs_f64());
+    }
+    seal_times.sort_by(f64::total_cmp);
+    let ours = seal_times[1];
+    let mut line = format!(
+        "seal (hash + sign + encrypt): {:.0} MB/s on {total_mb:.0} MB of outputs",
+        total_mb / ours
+    );
+    let plain = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        plain.path(),
+        files
+            .iter()
+            .flat_map(|(_, bytes)| bytes.iter().copied())
+            .collect::<Vec<u8>>(),
+    )?;
+    let encrypted = tempfile::NamedTempFile::new()?;
+    let plain_path = plain.path().to_str().expect("UTF-8 temp path");
+    let encrypted_path = encrypted.path().to_str().expect("UTF-8 temp path");
+    match command_seconds(
+        "age",
+        &["-r", &recipient, "-o", encrypted_path, plain_path],
+        3,
+    ) {
+        Some(age_seconds) => line.push_str(&format!(
+            "; raw `age` CLI {:.0} MB/s; seal runs at {:.2}x raw age",
+            total_mb / age_seconds,
+            age_seconds / ours
+        )),
+        None => line.push_str("; `age` CLI not available for the baseline"),
+    }
+    println!("{line}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     println!(
         "pht bench — {} (release build, one process; figures vary with machine load)",
@@ -107,5 +217,8 @@ fn main() -> anyhow::Result<()> {
     );
     signature_verification();
     digest_hashing()?;
+    output_checks();
+    seal_throughput()?;
+    station::overhead()?;
     Ok(())
 }

@@ -1,0 +1,191 @@
+//! Station overhead: `pht-station exec` of the example train (signed, image already local)
+//! against a plain `docker run --rm --network none` of the same image with the same dataset
+//! mount, medians of repeated runs in the same bench run. Runs the release binaries against a
+//! local `docker-registry`, as an operator would.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 10;
+
+struct Registry(Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_registry(dir: &Path) -> anyhow::Result<(Registry, String)> {
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {address}}}\n",
+            dir.join("registry").display()
+        ),
+    )?;
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let registry = Registry(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+            let mut response = String::new();
+            if stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && response.contains(" 200 ")
+            {
+                return Ok((registry, address));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("docker-registry did not start on {address}")
+}
+
+fn run_ok(command: &mut Command) -> anyhow::Result<String> {
+    let output = command.stdin(Stdio::null()).output()?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn median_seconds(mut run_once: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut times = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        run_once()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[RUNS / 2])
+}
+
+pub fn overhead() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = root.join("target/release");
+    let pht = bin.join("pht");
+    let pht_station = bin.join("pht-station");
+    if !pht.exists() || !pht_station.exists() {
+        println!(
+            "station overhead: not measured — build the release binaries first (`make bench` does)"
+        );
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let (_registry, address) = start_registry(dir.path())?;
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys)?;
+    run_ok(
+        Command::new(&pht)
+            .args(["key", "generate", "--name", "bench", "--dir"])
+            .arg(&keys)
+            .env("PHT_KEY_PASSWORD", ""),
+    )?;
+    let reference = format!("{address}/trains/cohort-stats:bench");
+    let built = run_ok(Command::new(&pht).current_dir(&root).args([
+        "--json",
+        "train",
+        "build",
+        "trains/cohort-stats",
+        "--tag",
+        &reference,
+    ]))?;
+    let image_id = serde_json::from_str::<serde_json::Value>(&built)?["image_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pushed = run_ok(Command::new(&pht).args(["--json", "train", "push", &reference]))?;
+    let pinned = serde_json::from_str::<serde_json::Value>(&pushed)?["pinned"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    run_ok(
+        Command::new(&pht)
+            .args(["train", "sign", &pinned, "--key"])
+            .arg(keys.join("bench.key"))
+            .env("PHT_KEY_PASSWORD", ""),
+    )?;
+    let recipient = std::fs::read_to_string(keys.join("bench.age.pub"))?
+        .trim()
+        .to_string();
+
+    let dataset = root.join("examples/data/station-a/cohort").canonicalize()?;
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        format!(
+            "version: 1\ntrusted_signers:\n  - name: bench\n    public_key: {}\n    purposes: [\"aggregate statistics\"]\n    datasets: [cohort]\n    approval: automatic\nregistries:\n  - registry: \"{address}\"\n    repositories: [\"trains/*\"]\noutputs:\n  release: automatic\n",
+            keys.join("bench.pub").display()
+        ),
+    )?;
+    let config = dir.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nstation_id: bench\nkey_dir: station-keys\ndatasets:\n  cohort:\n    path: {}\nregistries:\n  - registry: \"{address}\"\npolicy: policy.yaml\nstate_dir: state\n",
+            dataset.display()
+        ),
+    )?;
+    run_ok(
+        Command::new(&pht_station)
+            .arg("--config")
+            .arg(&config)
+            .args(["keys", "init"]),
+    )?;
+    let exec = || {
+        run_ok(
+            Command::new(&pht_station)
+                .arg("--config")
+                .arg(&config)
+                .args(["exec", &pinned, "--recipient", &recipient]),
+        )
+        .map(|_| ())
+    };
+    exec()?; // warm: dataset index cached, output-holder image present
+
+    let station_seconds = median_seconds(exec)?;
+    let outputs = dir.path().join("raw-output");
+    let docker_seconds = median_seconds(|| {
+        let _ = std::fs::remove_dir_all(&outputs);
+        std::fs::create_dir_all(&outputs)?;
+        std::fs::set_permissions(
+            &outputs,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )?;
+        run_ok(
+            Command::new("docker")
+                .args(["run", "--rm", "--network", "none", "-v"])
+                .arg(format!("{}:/data/cohort:ro", dataset.display()))
+                .arg("-v")
+                .arg(format!("{}:/output", outputs.display()))
+                .arg(&image_id),
+        )
+        .map(|_| ())
+    })?;
+    println!(
+        "station overhead: `pht-station exec` {:.0} ms vs `docker run --rm --network none` {:.0} ms (medians of {RUNS}); ratio {:.2}x (goal <= 1.25x); exec includes signature and policy checks, sandbox set-up, output checks, sealing and fsynced audit entries",
+        station_seconds * 1e3,
+        docker_seconds * 1e3,
+        station_seconds / docker_seconds
+    );
+    Ok(())
+}
