@@ -119,12 +119,22 @@ impl HubConfig {
     ) -> Result<HubConfig, ConfigError> {
         let raw: RawHubConfig =
             serde_yaml_ng::from_str(text).map_err(|error| match error.location() {
-                Some(location) => ConfigError::Syntax {
-                    path: path.to_path_buf(),
-                    line: location.line(),
-                    column: location.column(),
-                    message: error.to_string(),
-                },
+                Some(location) => {
+                    // serde_yaml_ng repeats the location at the end of its message; the error
+                    // already leads with `file:line:column`.
+                    let message = error.to_string();
+                    let suffix =
+                        format!(" at line {} column {}", location.line(), location.column());
+                    ConfigError::Syntax {
+                        path: path.to_path_buf(),
+                        line: location.line(),
+                        column: location.column(),
+                        message: message
+                            .strip_suffix(&suffix)
+                            .unwrap_or(&message)
+                            .to_string(),
+                    }
+                }
                 None => ConfigError::SyntaxWithoutLocation {
                     path: path.to_path_buf(),
                     message: error.to_string(),
