@@ -36,6 +36,8 @@ pub const ROLE_OUTPUT_VOLUME: &str = "output";
 /// Where the train finds its inputs and leaves its outputs.
 pub const DATA_MOUNT_ROOT: &str = "/data";
 pub const PARAMS_MOUNT_PATH: &str = "/input/params.json";
+/// Where the previous stop's state is mounted, read-only.
+const STATE_MOUNT_PATH: &str = "/input/state";
 pub const OUTPUT_MOUNT_PATH: &str = "/output";
 pub const TMP_MOUNT_PATH: &str = "/tmp";
 
@@ -225,6 +227,7 @@ pub struct RunSpec {
     user: ContainerUser,
     datasets: Vec<DatasetMount>,
     params_file: Option<String>,
+    state_dir: Option<String>,
     limits: RunLimits,
     runtime: Option<String>,
     gpu: bool,
@@ -246,6 +249,7 @@ impl RunSpec {
             user: DEFAULT_USER,
             datasets: Vec::new(),
             params_file: None,
+            state_dir: None,
             limits,
             runtime: None,
             gpu: false,
@@ -342,6 +346,17 @@ impl RunSpec {
         &self.datasets
     }
 
+    /// Mounts the host directory `host_path` read-only at `/input/state`: the state the
+    /// previous stop of a sequential route handed over.
+    pub fn with_state_dir(mut self, host_path: impl Into<PathBuf>) -> Result<Self, SpecError> {
+        self.state_dir = Some(validate_host_path(host_path.into())?);
+        Ok(self)
+    }
+
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref().map(Path::new)
+    }
+
     pub fn params_file(&self) -> Option<&Path> {
         self.params_file.as_deref().map(Path::new)
     }
@@ -396,6 +411,9 @@ pub fn container_body(spec: &RunSpec, output_volume: &str) -> ContainerCreateBod
         .iter()
         .map(|dataset| read_only_bind_mount(&dataset.host_path, &dataset.container_path()))
         .collect();
+    if let Some(state_dir) = &spec.state_dir {
+        mounts.push(read_only_bind_mount(state_dir, STATE_MOUNT_PATH));
+    }
     if let Some(params_file) = &spec.params_file {
         mounts.push(read_only_bind_mount(params_file, PARAMS_MOUNT_PATH));
     }

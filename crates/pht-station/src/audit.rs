@@ -249,9 +249,20 @@ impl AuditLog {
         &self.path
     }
 
-    /// Appends an event durably and returns the entry written.
+    /// Appends an event durably and returns the entry written. Safe across processes: the
+    /// daemon and operator commands append to the same log, so each append holds an exclusive
+    /// lock on `audit.lock` and continues from the head file another process may have moved.
     pub fn append(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
         let mut tail = self.tail.lock().expect("audit log lock");
+        let write_error = |source| AuditError::Write { path: self.path.clone(), source };
+        let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(self.path.with_extension("lock")).map_err(write_error)?;
+        lock_file.lock().map_err(write_error)?;
+        if let Some((head_seq, head_hash)) = read_head(&self.head_path) {
+            if head_seq + 1 != tail.next_seq || head_hash != tail.last_hash {
+                tail.next_seq = head_seq + 1;
+                tail.last_hash = head_hash;
+            }
+        }
         let mut entry = AuditEntry {
             version: "pht.audit.v1".into(),
             seq: tail.next_seq,
@@ -272,18 +283,14 @@ impl AuditLog {
         entry.hash = entry_hash(&entry);
         let mut line = serde_json::to_vec(&entry).expect("audit entries always serialise");
         line.push(b'\n');
-        let write_error = |source| AuditError::Write {
-            path: self.path.clone(),
-            source,
-        };
         tail.file.write_all(&line).map_err(write_error)?;
         tail.file.sync_data().map_err(write_error)?;
         let head_tmp = self.head_path.with_extension("head.tmp");
-        std::fs::write(&head_tmp, format!("{} {}\n", entry.seq, entry.hash))
-            .map_err(write_error)?;
+        std::fs::write(&head_tmp, format!("{} {}\n", entry.seq, entry.hash)).map_err(write_error)?;
         std::fs::rename(&head_tmp, &self.head_path).map_err(write_error)?;
         tail.next_seq += 1;
         tail.last_hash = entry.hash.clone();
+        drop(lock_file);
         Ok(entry)
     }
 
@@ -431,6 +438,20 @@ mod tests {
             .collect();
         write_lines(&path, &forged);
         assert!(AuditLog::verify_file(&path).unwrap().problem.is_some());
+    }
+
+    #[test]
+    fn two_writers_on_one_log_keep_one_chain() {
+        // The daemon and an operator command each hold the log open; their entries interleave.
+        let (_dir, path) = log_with_entries(1);
+        let daemon = AuditLog::open(&path).unwrap();
+        let operator = AuditLog::open(&path).unwrap();
+        for idx in 0..3 {
+            daemon.append(AuditEvent::new("station", "daemon").detail("n", idx)).unwrap();
+            operator.append(AuditEvent::new("operator:x", "release").detail("n", idx)).unwrap();
+        }
+        let verification = AuditLog::verify_file(&path).unwrap();
+        assert_eq!((verification.entries, verification.problem), (7, None));
     }
 
     #[test]

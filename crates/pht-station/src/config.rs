@@ -47,6 +47,15 @@ struct RawConfig {
     hub: Option<RawHub>,
     #[serde(default)]
     docker: Option<RawDocker>,
+    #[serde(default)]
+    peers: BTreeMap<String, RawPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    public_key: PathBuf,
+    age_recipient: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +128,15 @@ pub struct RegistryAccess {
     pub endpoint: Option<String>,
 }
 
+/// Another station of a sequential route: state from it must be signed by `public_key`, state
+/// for it is encrypted to `age_recipient`. Configured locally, never taken from the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub station_id: String,
+    pub public_key: PathBuf,
+    pub age_recipient: String,
+}
+
 /// How the daemon reaches the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubAccess {
@@ -139,6 +157,7 @@ pub struct StationConfig {
     pub state_dir: PathBuf,
     pub hub: Option<HubAccess>,
     pub docker_socket: Option<PathBuf>,
+    pub peers: BTreeMap<String, Peer>,
 }
 
 fn valid_id(value: &str) -> bool {
@@ -256,6 +275,14 @@ impl StationConfig {
             state_dir: resolve(&raw.state_dir),
             hub,
             docker_socket: raw.docker.and_then(|d| d.socket),
+            peers: raw
+                .peers
+                .into_iter()
+                .map(|(station_id, peer)| {
+                    let peer = Peer { station_id: station_id.clone(), public_key: resolve(&peer.public_key), age_recipient: peer.age_recipient };
+                    (station_id, peer)
+                })
+                .collect(),
         })
     }
 }

@@ -16,5 +16,5 @@ pub mod store;
 
 pub use config::StationConfig;
 pub use engine::{DockerEngine, Engine, EngineError};
-pub use station::{GivenParameters, Station, StationError};
+pub use station::{GivenParameters, Station, StationError, Submission};
 pub use store::{RunRecord, RunStatus};

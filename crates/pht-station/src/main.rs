@@ -11,6 +11,7 @@ use pht_core::ImageReference;
 use pht_station::audit::AuditLog;
 use pht_station::{
     DockerEngine, GivenParameters, RunRecord, RunStatus, Station, StationConfig, StationError,
+    Submission,
 };
 use serde::Serialize;
 
@@ -321,13 +322,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     })?;
             let station = open_station(load_config(&cli.config)?).await?;
             let record = station
-                .submit(
-                    &reference,
-                    GivenParameters::CommandLine(params),
-                    None,
+                .submit(Submission {
+                    reference,
+                    parameters: GivenParameters::CommandLine(params),
+                    job: None,
                     recipient,
-                    &format!("operator:{operator}"),
-                )
+                    input_state: Vec::new(),
+                    actor: format!("operator:{operator}"),
+                })
                 .await?;
             print(json, &record, || render_record(&record));
             Ok(exit_code_of(&record))

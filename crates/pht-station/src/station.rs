@@ -69,6 +69,20 @@ pub enum GivenParameters {
     CommandLine(Vec<String>),
 }
 
+/// One request to run a train: from an operator's `exec`, or a stop of a job from the hub.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub reference: ImageReference,
+    pub parameters: GivenParameters,
+    pub job: Option<JobRef>,
+    /// The age recipient released results are sealed for.
+    pub recipient: Option<String>,
+    /// Files the previous stop handed over, mounted read-only at `/input/state`.
+    pub input_state: Vec<(String, Vec<u8>)>,
+    /// Who asked (recorded in the audit log).
+    pub actor: String,
+}
+
 /// A train fetched and checked: its manifest parsed from the image label and, if a trusted key
 /// verified one of its signatures, the name of that signer.
 #[derive(Debug, Clone)]
@@ -247,14 +261,10 @@ impl<E: Engine> Station<E> {
     /// Runs the whole pipeline for a train reference (which must carry a digest) on behalf of
     /// `actor`, optionally as a stop of a verified job. Returns the run record: refused, awaiting
     /// approval, succeeded or failed. `Err` only when the station itself could not proceed.
-    pub async fn submit(
-        &self,
-        reference: &ImageReference,
-        given: GivenParameters,
-        job: Option<JobRef>,
-        recipient: Option<String>,
-        actor: &str,
-    ) -> Result<RunRecord, StationError> {
+    pub async fn submit(&self, submission: Submission) -> Result<RunRecord, StationError> {
+        let Submission { reference, parameters: given, job, recipient, input_state, actor } = submission;
+        let reference = &reference;
+        let actor = actor.as_str();
         let now = Utc::now();
         let digest = reference.digest().cloned();
         let mut record = RunRecord {
@@ -288,7 +298,21 @@ impl<E: Engine> Station<E> {
             started_at: None,
             finished_at: None,
             policy_sha256: None,
+            state_paths: Vec::new(),
+            reported: None,
+            delivered_at: None,
         };
+        if !input_state.is_empty() {
+            let state_dir = self.store.run_dir(&record.run_id).join("input").join("state");
+            for (path, bytes) in &input_state {
+                // Paths were checked when the state bundle was opened.
+                let target = state_dir.join(path);
+                let written = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&target, bytes));
+                if let Err(e) = written {
+                    return Err(StationError::Config(format!("cannot write {}: {e}", target.display())));
+                }
+            }
+        }
         let mut received = AuditEvent::new(actor, "received").run(&record.run_id);
         received.train_digest = digest.as_ref().map(Digest::to_string);
         received.job_id = job.as_ref().map(|j| j.job_id.clone());
@@ -742,6 +766,10 @@ impl<E: Engine> Station<E> {
             let held = &self.config.datasets[dataset.as_str()];
             spec = spec.with_dataset(dataset, &held.path).map_err(spec_error)?;
         }
+        let state_dir = input_dir.join("state");
+        if state_dir.is_dir() {
+            spec = spec.with_state_dir(&state_dir).map_err(spec_error)?;
+        }
         if let Some(entrypoint) = &train.manifest.entrypoint {
             spec = spec.with_entrypoint(entrypoint.clone());
         }
@@ -863,6 +891,7 @@ impl<E: Engine> Station<E> {
         indexes: &[pht_checks::DatasetIndex],
     ) -> Result<(), StationError> {
         let state = outputs::state_paths(&train.manifest);
+        record.state_paths = state.clone();
         let entries = outputs::check_entries(&outcome.outputs, &state);
         let report = outputs::check(
             &entries,

@@ -138,6 +138,14 @@ pub struct RunRecord {
     /// The sealed result bundle, once released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<SealedBundle>,
+    /// Paths the train declared as `state` (handed to the next stop, never released).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_paths: Vec<String>,
+    /// The last stop status reported to the hub, and whether the sealed result was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
     /// The SHA-256 of the policy file that decided the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_sha256: Option<String>,
