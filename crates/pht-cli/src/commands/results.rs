@@ -4,7 +4,8 @@
 //! Glue only: decryption, the archive rules, the signature and the subject check are all
 //! `pht_core::seal::open_bundle`. This module reads the key files, refuses to overwrite
 //! anything, writes what was verified and prints what it found. It does not fetch bundles from
-//! the hub and it does not interpret the check report.
+//! the hub (`commands::jobs` does, and reuses the reading and writing here) and it does not
+//! interpret the check report.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,14 +28,14 @@ const PROVENANCE_FILE: &str = "provenance.json";
 
 /// A file written out of the bundle, with the hash the signed statement vouched for.
 #[derive(Debug, Serialize)]
-struct WrittenFile {
+pub(crate) struct WrittenFile {
     path: String,
     sha256: Digest,
     n_bytes: usize,
 }
 
 #[derive(Debug, Serialize)]
-struct OpenedResult {
+pub(crate) struct OpenedResult {
     /// The name of the station key that verified (the key file's stem).
     station_key: String,
     station_key_id: String,
@@ -70,19 +71,31 @@ pub fn open(
     let opened = open_with_any_identity(&sealed, &identities, &named_station_keys)
         .map_err(|error| classify_open_error(error, bundle, identity))?;
 
-    let written = write_bundle(&opened, out_dir)?;
+    let station_key_id = named_station_keys
+        .iter()
+        .find(|(name, _)| name == opened.station())
+        .map(|(_, key)| key.key_id())
+        .unwrap_or_default();
+    let result = write_opened_bundle(&opened, station_key_id, out_dir)?;
+    output.print(&result, || render_human(&result));
+    Ok(())
+}
+
+/// Writes a verified bundle into `out_dir` (see [`write_bundle`]) and describes what was
+/// written; `station_key_id` is the id of the key that verified it.
+pub(crate) fn write_opened_bundle(
+    opened: &OpenedBundle,
+    station_key_id: String,
+    out_dir: &Path,
+) -> CommandResult<OpenedResult> {
+    let written = write_bundle(opened, out_dir)?;
     let predicate = opened.predicate();
     let released_paths: BTreeSet<&str> = opened
         .files()
         .iter()
         .map(|(path, _)| path.as_str())
         .collect();
-    let station_key_id = named_station_keys
-        .iter()
-        .find(|(name, _)| name == opened.station())
-        .map(|(_, key)| key.key_id())
-        .unwrap_or_default();
-    let result = OpenedResult {
+    Ok(OpenedResult {
         station_key: opened.station().to_string(),
         station_key_id,
         station: predicate.station.clone(),
@@ -100,12 +113,10 @@ pub fn open(
             .filter(|file| !released_paths.contains(file.path.as_str()))
             .cloned()
             .collect(),
-    };
-    output.print(&result, || render_human(&result));
-    Ok(())
+    })
 }
 
-fn render_human(result: &OpenedResult) -> String {
+pub(crate) fn render_human(result: &OpenedResult) -> String {
     let mut text = format!(
         "verified: signed by station key `{}` (key id {})\n",
         result.station_key, result.station_key_id
@@ -149,7 +160,7 @@ fn render_human(result: &OpenedResult) -> String {
 }
 
 /// Reads an age identity file: one `AGE-SECRET-KEY-1…` per line, `#` lines are comments.
-fn read_identities(path: &Path) -> CommandResult<Vec<x25519::Identity>> {
+pub(crate) fn read_identities(path: &Path) -> CommandResult<Vec<x25519::Identity>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read age identity {}", path.display()))
         .input()?;
@@ -205,7 +216,7 @@ fn read_station_keys(paths: &[PathBuf]) -> CommandResult<Vec<(String, PublicKey)
 }
 
 /// The output directory may be new or empty: nothing that is already there is overwritten.
-fn check_out_dir_is_usable(out_dir: &Path) -> CommandResult {
+pub(crate) fn check_out_dir_is_usable(out_dir: &Path) -> CommandResult {
     match std::fs::read_dir(out_dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -227,7 +238,7 @@ fn check_out_dir_is_usable(out_dir: &Path) -> CommandResult {
 }
 
 /// Tries each identity in turn; a file may hold several, as age identity files do.
-fn open_with_any_identity(
+pub(crate) fn open_with_any_identity(
     sealed: &[u8],
     identities: &[x25519::Identity],
     station_keys: &[(String, PublicKey)],
