@@ -424,3 +424,172 @@ pub fn count_by(csv: &str, column: &str) -> std::collections::BTreeMap<String, u
     }
     counts
 }
+
+/// A `pht-hub` process on a free loopback port, with its state in a temporary directory.
+/// Stopped when dropped.
+#[derive(Debug)]
+pub struct Hub {
+    child: Option<Child>,
+    pub url: String,
+    pub admin_token: String,
+    pub dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Hub {
+    pub fn start() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let admin_token = "test-admin-token-0123456789".to_string();
+        let config = dir.path().join("hub.yaml");
+        std::fs::write(
+            &config,
+            format!("listen: 127.0.0.1:{port}\nstate_dir: state\nadmin_token: {admin_token}\nlong_poll_max_wait_secs: 5\npickup_lease_secs: 20\n"),
+        )
+        .unwrap();
+        let mut hub = Hub {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            admin_token,
+            dir,
+            config,
+        };
+        hub.spawn();
+        hub
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("hub.log")).unwrap();
+        let child = Command::new(binary("pht-hub"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let address = self.url.trim_start_matches("http://").to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(&address) {
+                let mut response = String::new();
+                if stream.write_all(b"GET /v1/health HTTP/1.0\r\n\r\n").is_ok()
+                    && stream.read_to_string(&mut response).is_ok()
+                    && response.contains(" 200 ")
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "pht-hub did not become ready: {}",
+            std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops the hub process and starts it again on the same state.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn admin(&self) -> pht_api::HubClient {
+        pht_api::HubClient::new(
+            &self.url,
+            pht_api::Credentials::Admin {
+                token: self.admin_token.clone(),
+            },
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `pht-station run` daemon. Stopped with SIGTERM (graceful) when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let mut daemon = Daemon {
+            child: None,
+            config: config.to_path_buf(),
+            log: config.with_extension("daemon.log"),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(binary("pht-station"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("PHT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Kills the daemon at once (no graceful shutdown), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -254,8 +254,16 @@ impl AuditLog {
     /// lock on `audit.lock` and continues from the head file another process may have moved.
     pub fn append(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
         let mut tail = self.tail.lock().expect("audit log lock");
-        let write_error = |source| AuditError::Write { path: self.path.clone(), source };
-        let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(self.path.with_extension("lock")).map_err(write_error)?;
+        let write_error = |source| AuditError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.with_extension("lock"))
+            .map_err(write_error)?;
         lock_file.lock().map_err(write_error)?;
         if let Some((head_seq, head_hash)) = read_head(&self.head_path) {
             if head_seq + 1 != tail.next_seq || head_hash != tail.last_hash {
@@ -286,7 +294,8 @@ impl AuditLog {
         tail.file.write_all(&line).map_err(write_error)?;
         tail.file.sync_data().map_err(write_error)?;
         let head_tmp = self.head_path.with_extension("head.tmp");
-        std::fs::write(&head_tmp, format!("{} {}\n", entry.seq, entry.hash)).map_err(write_error)?;
+        std::fs::write(&head_tmp, format!("{} {}\n", entry.seq, entry.hash))
+            .map_err(write_error)?;
         std::fs::rename(&head_tmp, &self.head_path).map_err(write_error)?;
         tail.next_seq += 1;
         tail.last_hash = entry.hash.clone();
@@ -447,8 +456,12 @@ mod tests {
         let daemon = AuditLog::open(&path).unwrap();
         let operator = AuditLog::open(&path).unwrap();
         for idx in 0..3 {
-            daemon.append(AuditEvent::new("station", "daemon").detail("n", idx)).unwrap();
-            operator.append(AuditEvent::new("operator:x", "release").detail("n", idx)).unwrap();
+            daemon
+                .append(AuditEvent::new("station", "daemon").detail("n", idx))
+                .unwrap();
+            operator
+                .append(AuditEvent::new("operator:x", "release").detail("n", idx))
+                .unwrap();
         }
         let verification = AuditLog::verify_file(&path).unwrap();
         assert_eq!((verification.entries, verification.problem), (7, None));

@@ -279,7 +279,11 @@ impl StationConfig {
                 .peers
                 .into_iter()
                 .map(|(station_id, peer)| {
-                    let peer = Peer { station_id: station_id.clone(), public_key: resolve(&peer.public_key), age_recipient: peer.age_recipient };
+                    let peer = Peer {
+                        station_id: station_id.clone(),
+                        public_key: resolve(&peer.public_key),
+                        age_recipient: peer.age_recipient,
+                    };
                     (station_id, peer)
                 })
                 .collect(),

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod keys;
 pub mod outputs;

@@ -52,6 +52,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The daemon: long-poll the hub (outbound only), run each job's stop through the pipeline,
+    /// and deliver sealed results. Stops cleanly on SIGTERM or Ctrl-C after runs in progress.
+    Run,
     /// Run the whole pipeline for one train now: verify → policy → approval → run → collect.
     Exec {
         /// The train, by digest: REGISTRY/REPOSITORY@sha256:…
@@ -478,6 +481,66 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     .collect::<Vec<_>>()
                     .join("\n")
             });
+            Ok(0)
+        }
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            let hub_access = config.hub.clone().ok_or_else(|| Failure {
+                code: 3,
+                message: format!(
+                    "{}: no `hub:` section; the daemon needs the hub's url",
+                    config.source.display()
+                ),
+            })?;
+            let hub_key = pht_station::keys::read_signing_key(&config.key_dir)
+                .map_err(|message| Failure { code: 3, message })?
+                .ok_or_else(|| Failure { code: 3, message: "the station has no key: run `pht-station keys init` and register station.pub with the hub".into() })?;
+            let credentials = pht_api::Credentials::Station {
+                station_id: config.station_id.clone(),
+                key: hub_key,
+            };
+            let hub =
+                pht_api::HubClient::new(&hub_access.url, credentials).map_err(|e| Failure {
+                    code: 3,
+                    message: e.to_string(),
+                })?;
+            let station = open_station(config).await?;
+            let cleaned = station
+                .engine()
+                .sandbox()
+                .cleanup_stale()
+                .await
+                .map_err(|e| Failure {
+                    code: 4,
+                    message: e.to_string(),
+                })?;
+            if !cleaned.removed_containers.is_empty() {
+                tracing::warn!(containers = ?cleaned.removed_containers, "removed containers left by an earlier stop");
+            }
+            eprintln!(
+                "pht-station {}: polling {} (up to {} run(s) at once)",
+                station.config().station_id,
+                hub_access.url,
+                hub_access.concurrency
+            );
+            let shutdown = async {
+                let mut terminate =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("a SIGTERM handler installs");
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                eprintln!("stopping: finishing runs in progress");
+            };
+            pht_station::daemon::run(
+                std::sync::Arc::new(station),
+                std::sync::Arc::new(hub),
+                hub_access.poll_wait,
+                hub_access.concurrency,
+                shutdown,
+            )
+            .await?;
             Ok(0)
         }
         Command::Keys(KeysCommand::Init) => {

@@ -213,6 +213,10 @@ impl<E: Engine> Station<E> {
         Ok(station)
     }
 
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
     pub fn config(&self) -> &StationConfig {
         &self.config
     }
@@ -229,12 +233,33 @@ impl<E: Engine> Station<E> {
         &self.audit
     }
 
+    /// The station's provenance signing key, if it has one.
+    pub fn station_key(&self) -> Option<&pht_core::SigningKey> {
+        self.station_key.as_ref()
+    }
+
+    /// The run of a job, if this station has one (the newest, when a run was interrupted and
+    /// started again).
+    pub fn run_for_job(&self, job_id: &str) -> Result<Option<RunRecord>, StationError> {
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .rfind(|r| r.job.as_ref().is_some_and(|j| j.job_id == job_id)))
+    }
+
+    /// Appends an event to the audit log.
+    pub fn record_event(&self, event: AuditEvent) -> Result<(), StationError> {
+        self.audit.append(event)?;
+        Ok(())
+    }
+
     /// The keys this station trusts to sign job envelopes.
     pub fn job_keys(&self) -> &[(String, PublicKey)] {
         &self.job_keys
     }
 
-    fn station_actor(&self) -> String {
+    pub fn station_actor(&self) -> String {
         format!("station:{}", self.config.station_id)
     }
 
@@ -262,7 +287,14 @@ impl<E: Engine> Station<E> {
     /// `actor`, optionally as a stop of a verified job. Returns the run record: refused, awaiting
     /// approval, succeeded or failed. `Err` only when the station itself could not proceed.
     pub async fn submit(&self, submission: Submission) -> Result<RunRecord, StationError> {
-        let Submission { reference, parameters: given, job, recipient, input_state, actor } = submission;
+        let Submission {
+            reference,
+            parameters: given,
+            job,
+            recipient,
+            input_state,
+            actor,
+        } = submission;
         let reference = &reference;
         let actor = actor.as_str();
         let now = Utc::now();
@@ -303,13 +335,23 @@ impl<E: Engine> Station<E> {
             delivered_at: None,
         };
         if !input_state.is_empty() {
-            let state_dir = self.store.run_dir(&record.run_id).join("input").join("state");
+            let state_dir = self
+                .store
+                .run_dir(&record.run_id)
+                .join("input")
+                .join("state");
             for (path, bytes) in &input_state {
                 // Paths were checked when the state bundle was opened.
                 let target = state_dir.join(path);
-                let written = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&target, bytes));
+                let written = target
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&target, bytes));
                 if let Err(e) = written {
-                    return Err(StationError::Config(format!("cannot write {}: {e}", target.display())));
+                    return Err(StationError::Config(format!(
+                        "cannot write {}: {e}",
+                        target.display()
+                    )));
                 }
             }
         }

@@ -1,0 +1,325 @@
+//! End to end through the hub, with real processes on loopback: `pht-hub`, three `pht-station
+//! run` daemons driving real Docker, a real registry. A parallel job returns three verified
+//! result bundles; a sequential job hands state from stop to stop and returns the running
+//! totals; a daemon killed mid-job and restarted still finishes it once; a hub restarted
+//! mid-job loses nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pht_api::v1::{JobState, RegisterResearcherRequest, RegisterStationRequest};
+use pht_api::{Credentials, HubClient};
+use pht_core::job::{JobV1, Route, RouteMode, TrainPin};
+use pht_core::{PublicKey, SigningKey};
+use pht_e2e::{
+    count_by, publish_train, require_docker, workspace_root, Daemon, Hub, PolicySigner, Registry,
+    Researcher, StationFixture,
+};
+
+/// The example datasets; each test names its stations `<tag>-station-a` … so that tests running
+/// at once on one Docker engine never share a station id (a daemon cleans up its own id's
+/// leftover containers when it starts).
+const STATIONS: [&str; 3] = ["station-a", "station-b", "station-c"];
+
+struct World {
+    runtime: tokio::runtime::Runtime,
+    _registry: Registry,
+    _keys: tempfile::TempDir,
+    alice: Researcher,
+    cohort_stats: String,
+    hub: Hub,
+    stations: Vec<StationFixture>,
+    ids: Vec<String>,
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        require_docker();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let registry = Registry::start();
+        let keys = tempfile::tempdir().unwrap();
+        let alice = Researcher::generate(keys.path(), "alice");
+        let reference = format!("{}/trains/cohort-stats:{tag}", registry.address());
+        let cohort_stats = publish_train(
+            &workspace_root().join("trains/cohort-stats"),
+            &reference,
+            &[],
+        );
+        alice.sign(&cohort_stats);
+        let hub = Hub::start();
+        let signer = PolicySigner {
+            name: "alice",
+            public_key: &alice.public_key,
+            datasets: "[cohort]",
+            approval: "automatic",
+        };
+        let ids: Vec<String> = STATIONS
+            .iter()
+            .map(|data| format!("{tag}-{data}"))
+            .collect();
+        let stations: Vec<StationFixture> = STATIONS
+            .iter()
+            .zip(&ids)
+            .map(|(data, id)| {
+                let station = StationFixture::new(
+                    id,
+                    data,
+                    registry.address(),
+                    std::slice::from_ref(&signer),
+                    "outputs:\n  release: automatic\n",
+                );
+                station.station(&["keys", "init"]).success();
+                station
+            })
+            .collect();
+        // Every station knows its peers' keys from its own configuration, never from the hub.
+        let mut peers = String::from("peers:\n");
+        for (id, station) in ids.iter().zip(&stations) {
+            let key_dir = station.dir.path().join("keys");
+            peers.push_str(&format!(
+                "  {id}:\n    public_key: {}\n    age_recipient: {}\n",
+                key_dir.join("station.pub").display(),
+                read(&key_dir.join("station.age.pub")).trim()
+            ));
+        }
+        let admin = hub.admin();
+        for (id, station) in ids.iter().zip(&stations) {
+            let mut config = read(&station.config);
+            config.push_str(&format!(
+                "hub:\n  url: {}\n  poll_wait: 2s\n  concurrency: 2\n{peers}",
+                hub.url
+            ));
+            std::fs::write(&station.config, config).unwrap();
+            let key_dir = station.dir.path().join("keys");
+            let request = RegisterStationRequest {
+                id: id.to_string(),
+                public_key_pem: read(&key_dir.join("station.pub")),
+                age_recipient: read(&key_dir.join("station.age.pub")).trim().to_string(),
+            };
+            runtime.block_on(admin.register_station(&request)).unwrap();
+        }
+        let request = RegisterResearcherRequest {
+            id: "alice".into(),
+            public_key_pem: read(&alice.public_key),
+        };
+        runtime
+            .block_on(admin.register_researcher(&request))
+            .unwrap();
+        World {
+            runtime,
+            _registry: registry,
+            _keys: keys,
+            alice,
+            cohort_stats,
+            hub,
+            stations,
+            ids,
+        }
+    }
+
+    fn researcher(&self) -> HubClient {
+        let key = SigningKey::from_pkcs8_pem(&read(&self.alice.private_key), None).unwrap();
+        HubClient::new(
+            &self.hub.url,
+            Credentials::Researcher {
+                researcher_id: "alice".into(),
+                key,
+            },
+        )
+        .unwrap()
+    }
+
+    fn submit(&self, mode: RouteMode) -> uuid::Uuid {
+        let stations = &self.ids;
+        let (repository, digest) = self.cohort_stats.split_once('@').unwrap();
+        let now = chrono::Utc::now();
+        let job = JobV1 {
+            job_id: uuid::Uuid::new_v4(),
+            issued_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            train: TrainPin {
+                repository: repository.to_string(),
+                digest: digest.parse().unwrap(),
+            },
+            route: Route {
+                mode,
+                stations: stations.iter().map(|s| s.to_string()).collect(),
+            },
+            parameters: BTreeMap::from([(
+                "*".to_string(),
+                BTreeMap::from([("group_by".to_string(), serde_json::json!("sex"))]),
+            )]),
+            recipient: self.alice.age_recipient.clone(),
+        };
+        let key = SigningKey::from_pkcs8_pem(&read(&self.alice.private_key), None).unwrap();
+        self.runtime
+            .block_on(self.researcher().submit_job(&job.sign(&key)))
+            .unwrap();
+        job.job_id
+    }
+
+    fn wait_for_end(&self, job_id: uuid::Uuid, daemons: &[Daemon]) -> pht_api::v1::JobStatus {
+        let researcher = self.researcher();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let status = self
+                .runtime
+                .block_on(researcher.job_status(job_id))
+                .unwrap();
+            if status.status != JobState::Active {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
+                panic!(
+                    "job {job_id} did not finish: {status:#?}\ndaemon logs:\n{}",
+                    logs.join("\n-----\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Downloads and verifies every station's bundle; returns `station → counts.csv`.
+    fn verified_results(&self, job_id: uuid::Uuid) -> BTreeMap<String, String> {
+        let researcher = self.researcher();
+        let identity: age::x25519::Identity = read(&self.alice.age_identity)
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let listed = self
+            .runtime
+            .block_on(researcher.list_results(job_id))
+            .unwrap();
+        let mut counts = BTreeMap::new();
+        for result in listed.results {
+            let station_index = self.ids.iter().position(|s| *s == result.station).unwrap();
+            let station_key = PublicKey::from_pem(&read(
+                &self.stations[station_index]
+                    .dir
+                    .path()
+                    .join("keys/station.pub"),
+            ))
+            .unwrap();
+            let bundle = self
+                .runtime
+                .block_on(researcher.download_result(job_id, &result.station))
+                .unwrap();
+            let opened = pht_core::seal::open_bundle(
+                &bundle,
+                &identity,
+                &[(result.station.clone(), station_key)],
+            )
+            .unwrap();
+            assert_eq!(opened.predicate().job_id, Some(job_id));
+            assert_eq!(opened.predicate().station, result.station);
+            let csv = opened
+                .files()
+                .iter()
+                .find(|(p, _)| p == "counts.csv")
+                .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
+                .unwrap();
+            counts.insert(STATIONS[station_index].to_string(), csv);
+        }
+        counts
+    }
+}
+
+fn expected_counts(stations: &[&str]) -> String {
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for station in stations {
+        let csv = std::fs::read_to_string(
+            workspace_root()
+                .join("examples/data")
+                .join(station)
+                .join("cohort/cohort.csv"),
+        )
+        .unwrap();
+        for (group, n) in count_by(&csv, "sex") {
+            *total.entry(group).or_default() += n;
+        }
+    }
+    std::iter::once("sex,n\n".to_string())
+        .chain(total.into_iter().map(|(g, n)| format!("{g},{n}\n")))
+        .collect()
+}
+
+#[test]
+fn parallel_job_returns_three_verified_results() {
+    let world = World::new("parallel");
+    let daemons: Vec<Daemon> = world
+        .stations
+        .iter()
+        .map(|s| Daemon::start(&s.config))
+        .collect();
+    let job_id = world.submit(RouteMode::Parallel);
+    let status = world.wait_for_end(job_id, &daemons);
+    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    let results = world.verified_results(job_id);
+    assert_eq!(results.len(), 3);
+    for station in STATIONS {
+        assert_eq!(results[station], expected_counts(&[station]), "{station}");
+    }
+    drop(daemons);
+    for station in &world.stations {
+        station.station(&["audit", "verify"]).success();
+    }
+}
+
+#[test]
+fn sequential_job_passes_state_from_stop_to_stop() {
+    let world = World::new("sequential");
+    let daemons: Vec<Daemon> = world
+        .stations
+        .iter()
+        .map(|s| Daemon::start(&s.config))
+        .collect();
+    let job_id = world.submit(RouteMode::Sequential);
+    let status = world.wait_for_end(job_id, &daemons);
+    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    let results = world.verified_results(job_id);
+    // Each stop's counts are cumulative: the last one holds the totals of all three cohorts.
+    assert_eq!(results["station-a"], expected_counts(&STATIONS[..1]));
+    assert_eq!(results["station-b"], expected_counts(&STATIONS[..2]));
+    assert_eq!(results["station-c"], expected_counts(&STATIONS));
+}
+
+#[test]
+fn station_killed_mid_job_and_hub_restarted_lose_nothing() {
+    let mut world = World::new("restarts");
+    let mut daemons: Vec<Daemon> = world
+        .stations
+        .iter()
+        .map(|s| Daemon::start(&s.config))
+        .collect();
+    // The hub goes down and comes back while the job is in flight; the daemons retry.
+    let job_id = world.submit(RouteMode::Sequential);
+    std::thread::sleep(Duration::from_millis(1500));
+    world.hub.restart();
+    // A station crashes (no graceful stop) and is started again.
+    daemons[1].kill();
+    std::thread::sleep(Duration::from_millis(500));
+    daemons[1].restart();
+    let status = world.wait_for_end(job_id, &daemons);
+    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    let results = world.verified_results(job_id);
+    assert_eq!(results["station-c"], expected_counts(&STATIONS));
+    // Every station delivered exactly one result for the job.
+    for station in &world.stations {
+        let runs = station.station(&["--json", "runs"]).success().json();
+        let delivered = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["delivered_at"].is_string())
+            .count();
+        assert_eq!(delivered, 1, "{runs:#}");
+    }
+}
