@@ -19,8 +19,9 @@ demo: build
 
 ## Print the performance figures the issues ask for (release build).
 bench: deps
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release --workspace --bins --examples
 	./target/release/pht-bench
+	./target/release/examples/bench_hub
 
 lint:
 	$(CARGO) fmt --all -- --check
