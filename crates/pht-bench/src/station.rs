@@ -187,5 +187,156 @@ pub fn overhead() -> anyhow::Result<()> {
         docker_seconds * 1e3,
         station_seconds / docker_seconds
     );
+    hub_job(&bin, dir.path(), &config, &keys, &pinned, docker_seconds)
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A trivial one-station job end to end: signed submission to the hub, the daemon's long-poll
+/// pickup, the full station pipeline, sealed delivery, until the hub reports the job completed.
+fn hub_job(
+    bin: &Path,
+    dir: &Path,
+    station_config: &Path,
+    keys: &Path,
+    pinned: &str,
+    docker_seconds: f64,
+) -> anyhow::Result<()> {
+    use pht_api::v1::{JobState, RegisterResearcherRequest, RegisterStationRequest};
+    use pht_api::{Credentials, HubClient};
+    let port = free_port()?;
+    let hub_url = format!("http://127.0.0.1:{port}");
+    let token = "bench-admin-token-0123456789";
+    let hub_config = dir.join("hub.yaml");
+    std::fs::write(&hub_config, format!("listen: 127.0.0.1:{port}\nstate_dir: hub-state\nadmin_token: {token}\nlong_poll_max_wait_secs: 30\n"))?;
+    let _hub = Process(
+        Command::new(bin.join("pht-hub"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&hub_config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let admin = HubClient::new(
+        &hub_url,
+        Credentials::Admin {
+            token: token.into(),
+        },
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runtime.block_on(admin.health()).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "pht-hub did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let station_keys = dir.join("station-keys");
+    runtime.block_on(
+        admin.register_station(&RegisterStationRequest {
+            id: "bench".into(),
+            public_key_pem: std::fs::read_to_string(station_keys.join("station.pub"))?,
+            age_recipient: std::fs::read_to_string(station_keys.join("station.age.pub"))?
+                .trim()
+                .to_string(),
+        }),
+    )?;
+    runtime.block_on(admin.register_researcher(&RegisterResearcherRequest {
+        id: "bench".into(),
+        public_key_pem: std::fs::read_to_string(keys.join("bench.pub"))?,
+    }))?;
+    let mut config_text = std::fs::read_to_string(station_config)?;
+    config_text.push_str(&format!("hub:\n  url: {hub_url}\n  poll_wait: 25s\n"));
+    std::fs::write(station_config, config_text)?;
+    let _daemon = Process(
+        Command::new(bin.join("pht-station"))
+            .arg("--config")
+            .arg(station_config)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let key = pht_core::SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(keys.join("bench.key"))?,
+        None,
+    )?;
+    let researcher_key = pht_core::SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(keys.join("bench.key"))?,
+        None,
+    )?;
+    let researcher = HubClient::new(
+        &hub_url,
+        Credentials::Researcher {
+            researcher_id: "bench".into(),
+            key: researcher_key,
+        },
+    )?;
+    let recipient = std::fs::read_to_string(keys.join("bench.age.pub"))?
+        .trim()
+        .to_string();
+    let (repository, digest) = pinned
+        .split_once('@')
+        .expect("pinned references carry a digest");
+    const JOBS: usize = 5;
+    let mut times = Vec::with_capacity(JOBS);
+    for _ in 0..JOBS {
+        let now = chrono::Utc::now();
+        let job = pht_core::job::JobV1 {
+            job_id: uuid::Uuid::new_v4(),
+            issued_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            train: pht_core::job::TrainPin {
+                repository: repository.to_string(),
+                digest: digest.parse()?,
+            },
+            route: pht_core::job::Route {
+                mode: pht_core::job::RouteMode::Parallel,
+                stations: vec!["bench".into()],
+            },
+            parameters: Default::default(),
+            recipient: recipient.clone(),
+        };
+        let start = Instant::now();
+        runtime.block_on(researcher.submit_job(&job.sign(&key)))?;
+        loop {
+            let status = runtime.block_on(researcher.job_status(job.job_id))?;
+            if status.status != JobState::Active {
+                anyhow::ensure!(
+                    status.status == JobState::Completed,
+                    "bench job ended {:?}",
+                    status.status
+                );
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(120),
+                "bench job did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[JOBS / 2];
+    println!(
+        "hub job end to end (one station, submit -> completed with a sealed, delivered result): {:.0} ms vs `docker run` {:.0} ms (medians of {JOBS}); ratio {:.2}x (goal <= 1.5x)",
+        median * 1e3,
+        docker_seconds * 1e3,
+        median / docker_seconds
+    );
     Ok(())
 }
