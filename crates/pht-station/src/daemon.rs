@@ -139,13 +139,15 @@ pub async fn handle_work<E: Engine, H: HubLink>(
         || item.station != station_id
     {
         return refuse(format!(
-            "job.work_item: the hub's work item (job {}, stop {}, {:?}) disagrees with the signed job (job {}, stop {}, {:?})",
+            "job.work_item: the hub's work item (job {}, stop {}, {:?}, for station `{}`) disagrees with the signed job (job {}, stop {}, {:?}, this station `{}`)",
             item.job_id,
             item.stop_index,
             item.mode,
+            item.station,
             job.job_id,
             verified.stop_index(),
-            job.route.mode
+            job.route.mode,
+            station_id
         ))
         .await;
     }

@@ -362,6 +362,9 @@ impl<E: Engine> Station<E> {
             .details
             .insert("reference".into(), reference.to_string().into());
         self.audit.append(received)?;
+        // Saved before any registry traffic: a stop the hub offers again while this run is still
+        // fetching must find it, not be taken for a replay.
+        self.store.save(&record)?;
 
         let Some(digest) = digest else {
             return self.refuse(record, vec!["reference.digest: a station runs trains by digest only; give REPOSITORY@sha256:…".into()]);
