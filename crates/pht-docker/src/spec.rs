@@ -60,7 +60,10 @@ const DOCKER_SOCKET_PATHS: [&str; 2] = ["/var/run/docker.sock", "/run/docker.soc
 
 /// The output holder only sleeps; these limits keep it from doing anything else.
 const OUTPUT_HOLDER_MEMORY_BYTES: i64 = 16 * 1024 * 1024;
-const OUTPUT_HOLDER_NANO_CPUS: i64 = 10_000_000;
+// The holder only sleeps, but runc starts it inside its cgroup: at 0.01 CPU the start itself was
+// throttled to about 2 s (measured), which doubled a trivial run. A quarter CPU starts it in
+// the same time as an unlimited container and still caps a holder that misbehaved.
+const OUTPUT_HOLDER_NANO_CPUS: i64 = 250_000_000;
 const OUTPUT_HOLDER_PIDS: i64 = 4;
 
 /// What can be wrong with a run specification. Every message names the offending input.
@@ -927,7 +930,7 @@ mod tests {
                     }
                   }
                 ],
-                "NanoCpus": 10000000,
+                "NanoCpus": 250000000,
                 "NetworkMode": "none",
                 "PidsLimit": 4,
                 "Privileged": false,
