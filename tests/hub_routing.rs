@@ -135,6 +135,10 @@ impl World {
     }
 
     fn submit(&self, mode: RouteMode) -> uuid::Uuid {
+        self.submit_with(mode, 0)
+    }
+
+    fn submit_with(&self, mode: RouteMode, delay_seconds: u64) -> uuid::Uuid {
         let stations = &self.ids;
         let (repository, digest) = self.cohort_stats.split_once('@').unwrap();
         let now = chrono::Utc::now();
@@ -152,7 +156,13 @@ impl World {
             },
             parameters: BTreeMap::from([(
                 "*".to_string(),
-                BTreeMap::from([("group_by".to_string(), serde_json::json!("sex"))]),
+                BTreeMap::from([
+                    ("group_by".to_string(), serde_json::json!("sex")),
+                    (
+                        "delay_seconds".to_string(),
+                        serde_json::json!(delay_seconds),
+                    ),
+                ]),
             )]),
             recipient: self.alice.age_recipient.clone(),
         };
@@ -292,26 +302,41 @@ fn sequential_job_passes_state_from_stop_to_stop() {
 }
 
 #[test]
-fn station_killed_mid_job_and_hub_restarted_lose_nothing() {
+fn station_killed_mid_run_and_hub_restarted_lose_nothing() {
     let mut world = World::new("restarts");
     let mut daemons: Vec<Daemon> = world
         .stations
         .iter()
         .map(|s| Daemon::start(&s.config))
         .collect();
-    // The hub goes down and comes back while the job is in flight; the daemons retry.
-    let job_id = world.submit(RouteMode::Sequential);
-    std::thread::sleep(Duration::from_millis(1500));
-    world.hub.restart();
-    // A station crashes (no graceful stop) and is started again.
+    // Each stop takes a few seconds, so the second station can be killed while its train runs.
+    let job_id = world.submit_with(RouteMode::Sequential, 3);
+    let researcher = world.researcher();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = world
+            .runtime
+            .block_on(researcher.job_status(job_id))
+            .unwrap();
+        if status.stops[1].status == pht_api::v1::StopState::Running {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stop 1 never started: {status:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    // The station crashes mid-run (SIGKILL, no graceful stop), and the hub restarts too.
     daemons[1].kill();
-    std::thread::sleep(Duration::from_millis(500));
+    world.hub.restart();
     daemons[1].restart();
     let status = world.wait_for_end(job_id, &daemons);
     assert_eq!(status.status, JobState::Completed, "{status:#?}");
     let results = world.verified_results(job_id);
     assert_eq!(results["station-c"], expected_counts(&STATIONS));
-    // Every station delivered exactly one result for the job.
+    // Every station delivered exactly one result for the job; station-b resumed its run.
     for station in &world.stations {
         let runs = station.station(&["--json", "runs"]).success().json();
         let delivered = runs
@@ -322,4 +347,23 @@ fn station_killed_mid_job_and_hub_restarted_lose_nothing() {
             .count();
         assert_eq!(delivered, 1, "{runs:#}");
     }
+    let resumed: Vec<_> = world.stations[1]
+        .station(&["--json", "audit", "show"])
+        .success()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "run_resumed")
+        .cloned()
+        .collect();
+    let audit = world.stations[1]
+        .station(&["audit", "show"])
+        .success()
+        .stdout;
+    assert_eq!(
+        resumed.len(),
+        1,
+        "station-b resumes its interrupted run once; its audit log:\n{audit}"
+    );
 }

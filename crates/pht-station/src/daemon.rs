@@ -210,6 +210,7 @@ pub async fn handle_work<E: Engine, H: HubLink>(
             job: Some(JobRef {
                 job_id: job_id.clone(),
                 signer: verified.signer().to_string(),
+                route: Some(job.route.clone()),
                 stop_index: verified.stop_index(),
             }),
             recipient: Some(job.recipient.clone()),
@@ -217,10 +218,6 @@ pub async fn handle_work<E: Engine, H: HubLink>(
             actor: format!("hub:job:{job_id}"),
         })
         .await?;
-    let route_path = station.store().run_dir(&record.run_id).join("route.json");
-    let route = serde_json::to_vec(&job.route).expect("routes always serialise");
-    crate::store::write_atomic(&route_path, &route)
-        .map_err(|e| StationError::Config(format!("cannot write {}: {e}", route_path.display())))?;
     sync_run(station, hub, record).await
 }
 
@@ -432,10 +429,65 @@ fn next_state<E: Engine>(
     Ok(Some(sealed))
 }
 
-/// The route of a run's job, as the verified envelope gave it (kept beside the run).
-fn route_of<E: Engine>(station: &Station<E>, record: &RunRecord) -> Option<pht_core::job::Route> {
-    let bytes = std::fs::read(station.store().run_dir(&record.run_id).join("route.json")).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// The route of a run's job, as the verified envelope gave it.
+fn route_of<E: Engine>(_station: &Station<E>, record: &RunRecord) -> Option<pht_core::job::Route> {
+    record.job.as_ref()?.route.clone()
+}
+
+/// Carries out again, once, every job run that a previous stop of this station interrupted.
+/// The hub does not offer a stop again once the station reported it running, so the station
+/// resumes from what it kept: the train by digest, the parameters, the recipient, the state
+/// handed over and the route. The interrupted container was removed; its outputs never left.
+pub async fn resume_interrupted<E: Engine, H: HubLink>(
+    station: &Station<E>,
+    hub: &H,
+) -> Result<(), StationError> {
+    let mut newest_by_job: std::collections::BTreeMap<String, RunRecord> =
+        std::collections::BTreeMap::new();
+    for record in station.store().list()? {
+        if let Some(job) = &record.job {
+            newest_by_job.insert(job.job_id.clone(), record);
+        }
+    }
+    for (job_id, record) in newest_by_job {
+        let interrupted = record.status == RunStatus::Error
+            && record
+                .reasons
+                .iter()
+                .any(|r| r.contains("stopped while this run was in progress"));
+        if !interrupted {
+            continue;
+        }
+        let Ok(reference) = record.train.reference.parse::<ImageReference>() else {
+            continue;
+        };
+        let old_dir = station.store().run_dir(&record.run_id);
+        let mut input_state = Vec::new();
+        let state_dir = old_dir.join("input").join("state");
+        if let Ok(entries) = std::fs::read_dir(&state_dir) {
+            for entry in entries.flatten() {
+                if let Ok(bytes) = std::fs::read(entry.path()) {
+                    input_state.push((entry.file_name().to_string_lossy().into_owned(), bytes));
+                }
+            }
+        }
+        let mut event =
+            AuditEvent::new(&station.station_actor(), "run_resumed").run(&record.run_id);
+        event.job_id = Some(job_id.clone());
+        station.record_event(event)?;
+        let resumed = station
+            .submit(Submission {
+                reference,
+                parameters: GivenParameters::Json(record.parameters.clone()),
+                job: record.job.clone(),
+                recipient: record.recipient.clone(),
+                input_state,
+                actor: format!("station:resume:{}", record.run_id),
+            })
+            .await?;
+        sync_run(station, hub, resumed).await?;
+    }
+    Ok(())
 }
 
 /// Runs the daemon until `shutdown` resolves: polls, handles work with at most `concurrency`
@@ -456,6 +508,10 @@ pub async fn run<E: Engine + 'static>(
         AuditEvent::new(&station.station_actor(), "daemon_started")
             .detail("hub", hub_url_of(&station)),
     )?;
+    // Only the daemon recovers: an operator command running beside it must not take the
+    // daemon's live runs for interrupted ones.
+    station.recover_interrupted_runs()?;
+    resume_interrupted(&station, hub.as_ref()).await?;
     loop {
         flush_outbox(&station, hub.as_ref()).await?;
         while in_flight.try_join_next().is_some() {}
@@ -515,11 +571,22 @@ pub async fn flush_outbox<E: Engine, H: HubLink>(
     station: &Station<E>,
     hub: &H,
 ) -> Result<(), StationError> {
+    // Only the newest run of a job speaks for it: an interrupted run that was resumed must not
+    // report its interruption as the stop's outcome.
+    let mut newest_by_job: std::collections::BTreeMap<String, RunRecord> =
+        std::collections::BTreeMap::new();
     for record in station.store().list()? {
-        if record.job.is_some()
-            && record.delivered_at.is_none()
-            && record.status != RunStatus::Running
-        {
+        if let Some(job) = &record.job {
+            newest_by_job.insert(job.job_id.clone(), record);
+        }
+    }
+    for record in newest_by_job.into_values() {
+        let interrupted = record.status == RunStatus::Error
+            && record
+                .reasons
+                .iter()
+                .any(|r| r.contains("stopped while this run was in progress"));
+        if record.delivered_at.is_none() && record.status != RunStatus::Running && !interrupted {
             sync_run(station, hub, record).await?;
         }
     }

@@ -209,7 +209,6 @@ impl<E: Engine> Station<E> {
             store,
             station_key,
         };
-        station.recover_interrupted_runs()?;
         Ok(station)
     }
 
@@ -263,7 +262,9 @@ impl<E: Engine> Station<E> {
         format!("station:{}", self.config.station_id)
     }
 
-    fn recover_interrupted_runs(&self) -> Result<(), StationError> {
+    /// Marks runs left `running` by a station process that stopped as interrupted. Only the
+    /// daemon calls this, at start: an operator command beside a running daemon must not.
+    pub fn recover_interrupted_runs(&self) -> Result<(), StationError> {
         for mut record in self.store.list()? {
             if record.status == RunStatus::Running {
                 record.status = RunStatus::Error;

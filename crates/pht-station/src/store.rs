@@ -58,6 +58,9 @@ pub struct JobRef {
     pub job_id: String,
     pub signer: String,
     pub stop_index: usize,
+    /// The route as the verified envelope gave it: where state goes next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<pht_core::job::Route>,
 }
 
 /// How the container ended.

@@ -19,6 +19,14 @@ fn parameter(params_json: &str, name: &str) -> Option<String> {
     Some(value[..value.find('"')?].to_string())
 }
 
+fn integer_parameter(params_json: &str, name: &str) -> Option<u64> {
+    let key = format!("\"{name}\"");
+    let after_key = &params_json[params_json.find(&key)? + key.len()..];
+    let after_colon = after_key.trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = after_colon.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 fn count_csv(text: &str, group_by: &str, counts: &mut BTreeMap<String, u64>) -> Result<(), String> {
     let mut lines = text.lines();
     let header = lines.next().ok_or("empty CSV file")?;
@@ -37,6 +45,10 @@ fn count_csv(text: &str, group_by: &str, counts: &mut BTreeMap<String, u64>) -> 
 fn run() -> Result<(), String> {
     let params = fs::read_to_string("/input/params.json").unwrap_or_else(|_| "{}".to_string());
     let group_by = parameter(&params, "group_by").unwrap_or_else(|| "sex".to_string());
+    // Stands in for a long analysis (demos and restart tests); 0 by default.
+    if let Some(seconds) = integer_parameter(&params, "delay_seconds").filter(|s| *s > 0) {
+        std::thread::sleep(std::time::Duration::from_secs(seconds.min(600)));
+    }
     let mut counts = BTreeMap::new();
     if let Ok(state) = fs::read_to_string("/input/state/state.csv") {
         for line in state.lines().skip(1) {
