@@ -370,13 +370,12 @@ impl<E: Engine> Station<E> {
         let Some(digest) = digest else {
             return self.refuse(record, vec!["reference.digest: a station runs trains by digest only; give REPOSITORY@sha256:…".into()]);
         };
-        if let Err(refusal) = self.check_registry_allowed(reference) {
-            return self.refuse(record, refusal);
-        }
-        let train = match self.inspect(reference, &digest).await {
-            Ok(Ok(train)) => train,
-            Ok(Err(refusal)) => return self.refuse(record, refusal),
-            Err(error) => return self.fail_with_error(record, error),
+        let train = match self.checked_train(record, reference, &digest).await? {
+            (record_back, Some(train)) => {
+                record = record_back;
+                train
+            }
+            (finished, None) => return Ok(finished),
         };
         record.train.name = Some(train.manifest.name.to_string());
         record.train.version = Some(train.manifest.version.to_string());
@@ -626,6 +625,42 @@ impl<E: Engine> Station<E> {
         }))
     }
 
+    /// The registry check, then fetching and verifying the train. Returns the record with the
+    /// train, or the record already finished as refused (or failed, when the station itself
+    /// could not proceed, which is also returned as `Err`).
+    async fn checked_train(
+        &self,
+        record: RunRecord,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<(RunRecord, Option<InspectedTrain>), StationError> {
+        if let Err(refusal) = self.check_registry_allowed(reference) {
+            return Ok((self.refuse(record, refusal)?, None));
+        }
+        match self.inspect(reference, digest).await {
+            Ok(Ok(train)) => Ok((record, Some(train))),
+            Ok(Err(refusal)) => Ok((self.refuse(record, refusal)?, None)),
+            Err(error) => self.fail_with_error(record, error).map(|r| (r, None)),
+        }
+    }
+
+    /// Loads a run that must be awaiting approval for `action`.
+    fn load_awaiting_approval(
+        &self,
+        run_id: &str,
+        action: &'static str,
+    ) -> Result<RunRecord, StationError> {
+        let record = self.store.load(run_id)?;
+        if record.status != RunStatus::AwaitingApproval {
+            return Err(StationError::NotAwaitingApproval {
+                run_id: run_id.to_string(),
+                status: record.status,
+                action,
+            });
+        }
+        Ok(record)
+    }
+
     fn refuse(&self, mut record: RunRecord, reasons: Refusal) -> Result<RunRecord, StationError> {
         record.status = RunStatus::Refused;
         record.reasons = reasons;
@@ -672,14 +707,7 @@ impl<E: Engine> Station<E> {
         operator: &str,
         reason: Option<String>,
     ) -> Result<RunRecord, StationError> {
-        let mut record = self.store.load(run_id)?;
-        if record.status != RunStatus::AwaitingApproval {
-            return Err(StationError::NotAwaitingApproval {
-                run_id: run_id.to_string(),
-                status: record.status,
-                action: "approved",
-            });
-        }
+        let mut record = self.load_awaiting_approval(run_id, "approved")?;
         record.approval = Some(OperatorDecision {
             by: operator.to_string(),
             at: Utc::now(),
@@ -698,15 +726,10 @@ impl<E: Engine> Station<E> {
             .digest()
             .cloned()
             .ok_or_else(|| StationError::Config(format!("run {run_id} has no digest")))?;
-        if let Err(refusal) = self.check_registry_allowed(&reference) {
-            return self.refuse(record, refusal);
+        match self.checked_train(record, &reference, &digest).await? {
+            (record, Some(train)) => self.decide_and_run(record, &train).await,
+            (finished, None) => Ok(finished),
         }
-        let train = match self.inspect(&reference, &digest).await {
-            Ok(Ok(train)) => train,
-            Ok(Err(refusal)) => return self.refuse(record, refusal),
-            Err(error) => return self.fail_with_error(record, error),
-        };
-        self.decide_and_run(record, &train).await
     }
 
     /// Rejects a run awaiting approval.
@@ -716,14 +739,7 @@ impl<E: Engine> Station<E> {
         operator: &str,
         reason: &str,
     ) -> Result<RunRecord, StationError> {
-        let mut record = self.store.load(run_id)?;
-        if record.status != RunStatus::AwaitingApproval {
-            return Err(StationError::NotAwaitingApproval {
-                run_id: run_id.to_string(),
-                status: record.status,
-                action: "rejected",
-            });
-        }
+        let mut record = self.load_awaiting_approval(run_id, "rejected")?;
         record.status = RunStatus::Rejected;
         record.approval = Some(OperatorDecision {
             by: operator.to_string(),
