@@ -8,6 +8,11 @@
 //! A station cut off the network (`docker network disconnect`) in the middle of a parallel job
 //! keeps its result and delivers it once it is connected again; the job completes with three
 //! verified bundles.
+//!
+//! A sequential job hands its state from station container to station container while the
+//! second station's container is killed mid-run (`docker kill`) and started again and the hub's
+//! container restarts: the job completes with the running totals, every station delivers once,
+//! and the killed station resumes its run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +25,7 @@ use pht_api::{Credentials, HubClient};
 use pht_core::job::{JobV1, Route, RouteMode, TrainPin};
 use pht_core::{PublicKey, SigningKey};
 use pht_e2e::containers::{
-    http_status, Container, ContainerSpec, DockerScope, HUB_PORT, REGISTRY_PORT,
+    docker_ok, http_status, Container, ContainerSpec, DockerScope, HUB_PORT, REGISTRY_PORT,
 };
 use pht_e2e::{count_by, pht_station, publish_train, require_docker, workspace_root, Researcher};
 
@@ -59,19 +64,23 @@ impl StationHost {
     }
 }
 
-fn expected_counts(dataset: &str) -> String {
-    let csv = read(
-        &workspace_root()
-            .join("examples/data")
-            .join(dataset)
-            .join("cohort/cohort.csv"),
-    );
+/// `counts.csv` by sex over the cohorts of `datasets` together (a sequential job's running
+/// totals; one dataset for a parallel job's stop).
+fn expected_counts(datasets: &[&str]) -> String {
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for dataset in datasets {
+        let csv = read(
+            &workspace_root()
+                .join("examples/data")
+                .join(dataset)
+                .join("cohort/cohort.csv"),
+        );
+        for (group, n) in count_by(&csv, "sex") {
+            *total.entry(group).or_default() += n;
+        }
+    }
     std::iter::once("sex,n\n".to_string())
-        .chain(
-            count_by(&csv, "sex")
-                .into_iter()
-                .map(|(group, n)| format!("{group},{n}\n")),
-        )
+        .chain(total.into_iter().map(|(group, n)| format!("{group},{n}\n")))
         .collect()
 }
 
@@ -83,20 +92,30 @@ fn stop_of<'a>(status: &'a JobStatus, station_id: &str) -> &'a pht_api::v1::Stop
         .unwrap_or_else(|| panic!("job has no stop at {station_id}: {status:#?}"))
 }
 
-#[test]
-fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
-    require_docker();
-    let started = Instant::now();
-    // The station directories outlive the scope (declared before it, dropped after it), so
-    // that no container still writes into them while they are removed.
-    let root = tempfile::tempdir().unwrap();
-    let root_path = root.path().to_path_buf();
-    // Made before the first Docker resource: whatever fails below, dropping the scope removes
-    // every container, the network and every image of this run.
-    let scope = DockerScope::new();
-    let run_id = scope.run_id().to_string();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// The hub, the registry and the three station containers of one test, up and registered, with
+/// the researcher's train published and signed.
+struct Cluster {
+    network: String,
+    hub: Container,
+    hub_url: String,
+    alice: Researcher,
+    cohort_stats: String,
+    stations: Vec<StationHost>,
+}
 
+/// Builds the images and starts the containers of [`Cluster`] in `scope`, with station
+/// directories under `root_path`. The station of `manual_release`'s dataset releases outputs
+/// only by its operator's hand; `with_peers` gives every station its peers' keys (which a
+/// sequential job needs).
+fn start_cluster(
+    scope: &DockerScope,
+    runtime: &tokio::runtime::Runtime,
+    root_path: &Path,
+    started: Instant,
+    manual_release: Option<&str>,
+    with_peers: bool,
+) -> Cluster {
+    let run_id = scope.run_id().to_string();
     let network = scope.create_network();
     let registry_image = scope.registry_image();
     let admin_token = format!("multi-host-admin-{run_id}");
@@ -182,9 +201,11 @@ fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
                 data_dir.join("cohort.csv"),
             )
             .unwrap();
-            // Station C's operator reviews outputs by hand: its result is sealed only when the
-            // operator releases it, which this test does while the station is cut off.
-            let release = if *dataset == "station-c" { "manual" } else { "automatic" };
+            let release = if Some(*dataset) == manual_release {
+                "manual"
+            } else {
+                "automatic"
+            };
             std::fs::write(
                 dir.join("policy.yaml"),
                 format!(
@@ -226,6 +247,28 @@ fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
             public_key_pem: read(&alice.public_key),
         }))
         .unwrap();
+    if with_peers {
+        // A sequential job hands its state from stop to stop, sealed for the next station: every
+        // station knows its peers' keys from its own configuration (copies in the read-only
+        // public directory), never from the hub.
+        let mut peers = String::from("peers:\n");
+        for station in &stations {
+            let key_dir = station.dir.join("keys");
+            let public_key = public_dir.join(format!("{}.pub", station.station_id));
+            std::fs::copy(key_dir.join("station.pub"), &public_key).unwrap();
+            peers.push_str(&format!(
+                "  {}:\n    public_key: {}\n    age_recipient: {}\n",
+                station.station_id,
+                public_key.display(),
+                read(&key_dir.join("station.age.pub")).trim()
+            ));
+        }
+        for station in &stations {
+            let mut config = read(&station.config());
+            config.push_str(&peers);
+            std::fs::write(station.config(), config).unwrap();
+        }
+    }
 
     for station in &mut stations {
         let container = scope.run_container(ContainerSpec {
@@ -253,40 +296,136 @@ fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
         "hub, registry and three stations up after {:.0?}",
         started.elapsed()
     );
+    Cluster {
+        network,
+        hub,
+        hub_url,
+        alice,
+        cohort_stats,
+        stations,
+    }
+}
 
-    let researcher = HubClient::new(
-        &hub_url,
-        Credentials::Researcher {
-            researcher_id: "alice".into(),
-            key: SigningKey::from_pkcs8_pem(&read(&alice.private_key), None).unwrap(),
-        },
-    )
-    .unwrap();
-    let (repository, digest) = cohort_stats.split_once('@').unwrap();
-    let now = chrono::Utc::now();
-    let job = JobV1 {
-        job_id: uuid::Uuid::new_v4(),
-        issued_at: now,
-        expires_at: now + chrono::Duration::hours(1),
-        train: TrainPin {
-            repository: repository.to_string(),
-            digest: digest.parse().unwrap(),
-        },
-        route: Route {
-            mode: RouteMode::Parallel,
-            stations: stations.iter().map(|s| s.station_id.clone()).collect(),
-        },
-        parameters: BTreeMap::from([(
-            "*".to_string(),
-            BTreeMap::from([("group_by".to_string(), serde_json::json!("sex"))]),
-        )]),
-        recipient: alice.age_recipient.clone(),
-    };
-    let job_id = job.job_id;
-    let signing_key = SigningKey::from_pkcs8_pem(&read(&alice.private_key), None).unwrap();
-    runtime
-        .block_on(researcher.submit_job(&job.sign(&signing_key)))
-        .unwrap();
+impl Cluster {
+    /// The researcher's client of the hub at its current address.
+    fn researcher(&self) -> HubClient {
+        HubClient::new(
+            &self.hub_url,
+            Credentials::Researcher {
+                researcher_id: "alice".into(),
+                key: SigningKey::from_pkcs8_pem(&read(&self.alice.private_key), None).unwrap(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// Signs and submits a job of the train through every station, with `group_by: sex` and
+    /// `extra` parameters for every stop.
+    fn submit(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        mode: RouteMode,
+        extra: &[(&str, serde_json::Value)],
+    ) -> uuid::Uuid {
+        let (repository, digest) = self.cohort_stats.split_once('@').unwrap();
+        let now = chrono::Utc::now();
+        let mut parameters = BTreeMap::from([("group_by".to_string(), serde_json::json!("sex"))]);
+        for (key, value) in extra {
+            parameters.insert(key.to_string(), value.clone());
+        }
+        let job = JobV1 {
+            job_id: uuid::Uuid::new_v4(),
+            issued_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            train: TrainPin {
+                repository: repository.to_string(),
+                digest: digest.parse().unwrap(),
+            },
+            route: Route {
+                mode,
+                stations: self.stations.iter().map(|s| s.station_id.clone()).collect(),
+            },
+            parameters: BTreeMap::from([("*".to_string(), parameters)]),
+            recipient: self.alice.age_recipient.clone(),
+        };
+        let signing_key = SigningKey::from_pkcs8_pem(&read(&self.alice.private_key), None).unwrap();
+        runtime
+            .block_on(self.researcher().submit_job(&job.sign(&signing_key)))
+            .unwrap();
+        job.job_id
+    }
+
+    /// Every station's bundle of `job_id`, opened with the researcher's age identity and
+    /// verified against the key of the station that sealed it: `station id → counts.csv`.
+    fn verified_counts(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        job_id: uuid::Uuid,
+    ) -> BTreeMap<String, String> {
+        let researcher = self.researcher();
+        let identity: age::x25519::Identity = read(&self.alice.age_identity)
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let listed = runtime.block_on(researcher.list_results(job_id)).unwrap();
+        assert_eq!(listed.results.len(), 3, "{listed:#?}");
+        let mut counts = BTreeMap::new();
+        for station in &self.stations {
+            let station_key =
+                PublicKey::from_pem(&read(&station.dir.join("keys/station.pub"))).unwrap();
+            let bundle = runtime
+                .block_on(researcher.download_result(job_id, &station.station_id))
+                .unwrap();
+            let opened = pht_core::seal::open_bundle(
+                &bundle,
+                &identity,
+                &[(station.station_id.clone(), station_key)],
+            )
+            .unwrap_or_else(|e| {
+                panic!("the bundle of {} does not verify: {e}", station.station_id)
+            });
+            assert_eq!(opened.predicate().job_id, Some(job_id));
+            assert_eq!(opened.predicate().station, station.station_id);
+            let csv = opened
+                .files()
+                .iter()
+                .find(|(path, _)| path == "counts.csv")
+                .map(|(_, bytes)| String::from_utf8(bytes.clone()).unwrap())
+                .unwrap_or_else(|| panic!("no counts.csv from {}", station.station_id));
+            counts.insert(station.station_id.clone(), csv);
+        }
+        counts
+    }
+}
+
+#[test]
+fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
+    require_docker();
+    let started = Instant::now();
+    // The station directories outlive the scope (declared before it, dropped after it), so
+    // that no container still writes into them while they are removed.
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().to_path_buf();
+    // Made before the first Docker resource: whatever fails below, dropping the scope removes
+    // every container, the network and every image of this run.
+    let scope = DockerScope::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let cluster = start_cluster(
+        &scope,
+        &runtime,
+        &root_path,
+        started,
+        // Station C's operator reviews outputs by hand: its result is sealed only when the
+        // operator releases it, which this test does while the station is cut off.
+        Some("station-c"),
+        false,
+    );
+    let (network, stations) = (&cluster.network, &cluster.stations);
+    let researcher = cluster.researcher();
+    let job_id = cluster.submit(&runtime, RouteMode::Parallel, &[]);
     let job_status = || runtime.block_on(researcher.job_status(job_id)).unwrap();
 
     // Stations A and B deliver; station C ran the train and withholds its outputs for review.
@@ -314,7 +453,7 @@ fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
 
     // Station C is cut off the network while the job is under way; its operator releases the
     // outputs meanwhile (on the station's machine, against the station's own files).
-    station_c.container().disconnect(&network);
+    station_c.container().disconnect(network);
     let runs = station_c.operator(&["--json", "runs"]).success().json();
     let run_of_job = |runs: &serde_json::Value| -> serde_json::Value {
         runs.as_array()
@@ -360,7 +499,7 @@ fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
     );
 
     let reconnected_at = chrono::Utc::now();
-    station_c.container().connect(&network);
+    station_c.container().connect(network);
     let finished = scope.wait_for("the job to end", WAIT, || {
         let status = job_status();
         if status.status == JobState::Active {
@@ -383,44 +522,140 @@ fn containerised_stations_deliver_a_parallel_job_across_a_network_cut() {
 
     // Three bundles, each opened with the researcher's age identity and verified against the
     // key of the station that sealed it.
-    let identity: age::x25519::Identity = read(&alice.age_identity)
-        .lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let listed = runtime.block_on(researcher.list_results(job_id)).unwrap();
-    assert_eq!(listed.results.len(), 3, "{listed:#?}");
-    for station in &stations {
-        let station_key =
-            PublicKey::from_pem(&read(&station.dir.join("keys/station.pub"))).unwrap();
-        let bundle = runtime
-            .block_on(researcher.download_result(job_id, &station.station_id))
-            .unwrap();
-        let opened = pht_core::seal::open_bundle(
-            &bundle,
-            &identity,
-            &[(station.station_id.clone(), station_key)],
-        )
-        .unwrap_or_else(|e| panic!("the bundle of {} does not verify: {e}", station.station_id));
-        assert_eq!(opened.predicate().job_id, Some(job_id));
-        assert_eq!(opened.predicate().station, station.station_id);
-        let counts = opened
-            .files()
-            .iter()
-            .find(|(path, _)| path == "counts.csv")
-            .map(|(_, bytes)| String::from_utf8(bytes.clone()).unwrap())
-            .unwrap_or_else(|| panic!("no counts.csv from {}", station.station_id));
+    let counts = cluster.verified_counts(&runtime, job_id);
+    for station in stations {
         assert_eq!(
-            counts,
-            expected_counts(station.dataset),
+            counts[&station.station_id],
+            expected_counts(&[station.dataset]),
             "{}",
             station.station_id
         );
     }
 
     // The daemons stop cleanly on SIGTERM, and each audit log still verifies on this machine.
-    for station in &stations {
+    for station in stations {
+        let exit_code = station.container().stop(Duration::from_secs(20));
+        assert_eq!(
+            exit_code,
+            0,
+            "{} did not stop cleanly:\n{}",
+            station.station_id,
+            station.container().logs()
+        );
+        station.operator(&["audit", "verify"]).success();
+    }
+    eprintln!("done after {:.0?}", started.elapsed());
+}
+
+#[test]
+fn containerised_sequential_job_survives_a_killed_station_and_a_restarted_hub() {
+    require_docker();
+    let started = Instant::now();
+    // As above: the station directories outlive the scope, the scope removes every container,
+    // the network and every image of this run (its own run id, so its own station ids).
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().to_path_buf();
+    let scope = DockerScope::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = start_cluster(&scope, &runtime, &root_path, started, None, true);
+
+    // Each stop takes a few seconds, so station B can be killed while its train runs.
+    let job_id = cluster.submit(
+        &runtime,
+        RouteMode::Sequential,
+        &[("delay_seconds", serde_json::json!(3))],
+    );
+    let station_b_id = cluster.stations[1].station_id.clone();
+    {
+        let researcher = cluster.researcher();
+        scope.wait_for("station b's stop to be running", WAIT, || {
+            let status = runtime.block_on(researcher.job_status(job_id)).unwrap();
+            match stop_of(&status, &station_b_id).status {
+                StopState::Running => Ok(()),
+                _ => Err(format!("{status:#?}")),
+            }
+        });
+    }
+    eprintln!("station b running its stop after {:.0?}", started.elapsed());
+    std::thread::sleep(Duration::from_millis(1000));
+
+    // Station B's container dies mid-run (SIGKILL, no graceful stop), the hub's container
+    // restarts, and station B's container starts again on the same files.
+    let station_b = cluster.stations[1].container().clone();
+    station_b.kill();
+    let killed_state = docker_ok(&["inspect", "--format", "{{.State.Running}}", &station_b.name]);
+    assert_eq!(killed_state, "false", "station b's container still runs");
+    cluster.hub.restart();
+    // The hub's loopback port may have moved with the restart.
+    cluster.hub_url = format!("http://{}", cluster.hub.published_address(HUB_PORT));
+    scope.wait_for(
+        "the restarted hub container to answer /v1/health",
+        WAIT,
+        || match http_status(cluster.hub_url.trim_start_matches("http://"), "/v1/health") {
+            Some(200) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    station_b.start();
+    eprintln!(
+        "station b killed and started, hub restarted after {:.0?}",
+        started.elapsed()
+    );
+
+    let researcher = cluster.researcher();
+    let finished = scope.wait_for("the job to end", WAIT, || {
+        let status = runtime.block_on(researcher.job_status(job_id)).unwrap();
+        if status.status == JobState::Active {
+            Err(format!("{status:#?}"))
+        } else {
+            Ok(status)
+        }
+    });
+    assert_eq!(finished.status, JobState::Completed, "{finished:#?}");
+    eprintln!("job completed after {:.0?}", started.elapsed());
+
+    // The state went from stop to stop: each stop's counts are cumulative, the last one holds
+    // the totals of all three cohorts.
+    let counts = cluster.verified_counts(&runtime, job_id);
+    for (index, station) in cluster.stations.iter().enumerate() {
+        assert_eq!(
+            counts[&station.station_id],
+            expected_counts(&DATASETS[..=index]),
+            "{}",
+            station.station_id
+        );
+    }
+
+    // Every station delivered exactly one result for the job (station B did not run its stop
+    // twice); station B resumed its interrupted run, once.
+    for station in &cluster.stations {
+        let runs = station.operator(&["--json", "runs"]).success().json();
+        let delivered = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["job"]["job_id"] == job_id.to_string() && r["delivered_at"].is_string())
+            .count();
+        assert_eq!(delivered, 1, "{}: {runs:#}", station.station_id);
+    }
+    let station_b_host = &cluster.stations[1];
+    let resumed = station_b_host
+        .operator(&["--json", "audit", "show"])
+        .success()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "run_resumed")
+        .count();
+    assert_eq!(
+        resumed,
+        1,
+        "station b resumes its interrupted run once; its audit log:\n{}",
+        station_b_host.operator(&["audit", "show"]).success().stdout
+    );
+
+    for station in &cluster.stations {
         let exit_code = station.container().stop(Duration::from_secs(20));
         assert_eq!(
             exit_code,

@@ -554,6 +554,22 @@ impl Container {
         docker_ok(&["network", "connect", network, &self.name]);
     }
 
+    /// Kills the container with SIGKILL (`docker kill`): no graceful stop.
+    pub fn kill(&self) {
+        docker_ok(&["kill", &self.name]);
+    }
+
+    /// Starts the stopped container again (`docker start`), with its filesystem and networks.
+    pub fn start(&self) {
+        docker_ok(&["start", &self.name]);
+    }
+
+    /// Restarts the container (`docker restart`: SIGTERM, then a start). A port published on
+    /// loopback may move to another host port; ask [`Container::published_address`] again.
+    pub fn restart(&self) {
+        docker_ok(&["restart", &self.name]);
+    }
+
     /// Stops the container with SIGTERM, SIGKILL after `grace`; returns its exit code.
     pub fn stop(&self, grace: Duration) -> i64 {
         docker_ok(&["stop", "--time", &grace.as_secs().to_string(), &self.name]);
