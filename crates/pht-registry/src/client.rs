@@ -146,6 +146,15 @@ impl RegistryClient {
         }
     }
 
+    /// `http(s)://registry/v2/<repository>/<path>`.
+    fn api_url(&self, reference: &ImageReference, path: &str) -> Result<String, RegistryError> {
+        Ok(format!(
+            "{}/v2/{}/{path}",
+            self.base_url(reference)?,
+            reference.repository()
+        ))
+    }
+
     fn unreachable(reference: &ImageReference, error: reqwest::Error) -> RegistryError {
         RegistryError::Unreachable {
             registry: reference.registry().to_string(),
@@ -217,11 +226,7 @@ impl RegistryClient {
         reference: &ImageReference,
         actions: &str,
     ) -> Result<(), RegistryError> {
-        let url = format!(
-            "{}/v2/{}/tags/list",
-            self.base_url(reference)?,
-            reference.repository()
-        );
+        let url = self.api_url(reference, "tags/list")?;
         let response = self
             .send(
                 reference,
@@ -353,11 +358,7 @@ impl RegistryClient {
         reference: &ImageReference,
         selector: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        let url = format!(
-            "{}/v2/{}/manifests/{selector}",
-            self.base_url(reference)?,
-            reference.repository()
-        );
+        let url = self.api_url(reference, &format!("manifests/{selector}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::ACCEPT,
@@ -427,11 +428,7 @@ impl RegistryClient {
         media_type: &str,
         bytes: Vec<u8>,
     ) -> Result<Digest, RegistryError> {
-        let url = format!(
-            "{}/v2/{}/manifests/{selector}",
-            self.base_url(reference)?,
-            reference.repository()
-        );
+        let url = self.api_url(reference, &format!("manifests/{selector}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
@@ -466,11 +463,7 @@ impl RegistryClient {
         reference: &ImageReference,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        let url = format!(
-            "{}/v2/{}/manifests/{digest}",
-            self.base_url(reference)?,
-            reference.repository()
-        );
+        let url = self.api_url(reference, &format!("manifests/{digest}"))?;
         let response = self
             .send(
                 reference,
@@ -495,11 +488,7 @@ impl RegistryClient {
         &self,
         reference: &ImageReference,
     ) -> Result<Vec<String>, RegistryError> {
-        let url = format!(
-            "{}/v2/{}/tags/list",
-            self.base_url(reference)?,
-            reference.repository()
-        );
+        let url = self.api_url(reference, "tags/list")?;
         let response = self
             .send(reference, "pull", Method::GET, &url, HeaderMap::new(), None)
             .await?;
@@ -525,11 +514,7 @@ impl RegistryClient {
         reference: &ImageReference,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let url = format!(
-            "{}/v2/{}/blobs/{digest}",
-            self.base_url(reference)?,
-            reference.repository()
-        );
+        let url = self.api_url(reference, &format!("blobs/{digest}"))?;
         let response = self
             .send(
                 reference,
@@ -558,11 +543,7 @@ impl RegistryClient {
         limit: u64,
         progress: Option<Progress<'_>>,
     ) -> Result<Vec<u8>, RegistryError> {
-        let url = format!(
-            "{}/v2/{}/blobs/{digest}",
-            self.base_url(reference)?,
-            reference.repository()
-        );
+        let url = self.api_url(reference, &format!("blobs/{digest}"))?;
         let response = self
             .send(reference, "pull", Method::GET, &url, HeaderMap::new(), None)
             .await?;
