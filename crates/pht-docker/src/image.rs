@@ -101,7 +101,8 @@ pub async fn build_image(
     Ok(inspect_image(docker, tag).await?.id)
 }
 
-/// A tar of the build context, leaving out `target/` and `.git/` at any depth.
+/// A tar of the build context, leaving out `target/`, `.git/` and `.…tmp` staging files at any
+/// depth.
 fn build_context(context_dir: &Path) -> Result<Vec<u8>, ImageError> {
     let context_error = |source| ImageError::Context {
         path: context_dir.display().to_string(),
@@ -119,7 +120,11 @@ fn build_context(context_dir: &Path) -> Result<Vec<u8>, ImageError> {
         for entry in entries {
             let path = entry.path();
             let name = entry.file_name();
-            if name == "target" || name == ".git" {
+            // `.…tmp` files are binaries another build is still copying in (see `pht train build`).
+            let is_staging = name
+                .to_str()
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+            if name == "target" || name == ".git" || is_staging {
                 continue;
             }
             let relative = path

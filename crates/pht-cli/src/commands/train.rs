@@ -202,8 +202,16 @@ fn compile_static_binary(output: Output, dir: &Path, name: &str) -> CommandResul
         .join(name);
     let destination = dir.join("bin").join(name);
     std::fs::create_dir_all(dir.join("bin")).input()?;
-    std::fs::copy(&binary, &destination)
+    // Copy beside the destination, then rename: a build of the same train running at the same
+    // time must never put a half-written binary into its image.
+    let staging = dir
+        .join("bin")
+        .join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::copy(&binary, &staging)
         .with_context(|| format!("the build made no binary {} (the Cargo package must be named `{name}`, like the train)", binary.display()))
+        .input()?;
+    std::fs::rename(&staging, &destination)
+        .with_context(|| format!("cannot move the binary into {}", destination.display()))
         .input()?;
     Ok(())
 }
