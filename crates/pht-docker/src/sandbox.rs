@@ -822,9 +822,12 @@ impl SandboxEngine for BollardEngine {
         &self,
         name: &str,
     ) -> Result<BoxStream<'static, Result<LogOutput, DockerError>>, DockerError> {
+        // Attached before the start, so the live stream holds everything. `logs(true)` would
+        // also replay the log file, and when that replay races the start it duplicates and
+        // reorders the first lines (seen: lines from the end of a flood arrived first).
         let options = AttachContainerOptionsBuilder::new()
             .stream(true)
-            .logs(true)
+            .logs(false)
             .stdout(true)
             .stderr(true)
             .stdin(false)
