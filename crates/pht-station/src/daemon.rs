@@ -155,11 +155,7 @@ pub async fn handle_work<E: Engine, H: HubLink>(
 
     // A stop offered again: after a lease ran out, a restart, or a replay by the hub.
     if let Some(existing) = station.run_for_job(&job_id)? {
-        let interrupted = existing.status == RunStatus::Error
-            && existing
-                .reasons
-                .iter()
-                .any(|r| r.contains("stopped while this run was in progress"));
+        let interrupted = existing.was_interrupted();
         if !interrupted {
             if existing.delivered_at.is_some()
                 || existing.status.is_final() && existing.status != RunStatus::Succeeded
@@ -442,19 +438,9 @@ pub async fn resume_interrupted<E: Engine, H: HubLink>(
     station: &Station<E>,
     hub: &H,
 ) -> Result<(), StationError> {
-    let mut newest_by_job: std::collections::BTreeMap<String, RunRecord> =
-        std::collections::BTreeMap::new();
-    for record in station.store().list()? {
-        if let Some(job) = &record.job {
-            newest_by_job.insert(job.job_id.clone(), record);
-        }
-    }
+    let newest_by_job = station.store().newest_run_per_job()?;
     for (job_id, record) in newest_by_job {
-        let interrupted = record.status == RunStatus::Error
-            && record
-                .reasons
-                .iter()
-                .any(|r| r.contains("stopped while this run was in progress"));
+        let interrupted = record.was_interrupted();
         if !interrupted {
             continue;
         }
@@ -573,19 +559,9 @@ pub async fn flush_outbox<E: Engine, H: HubLink>(
 ) -> Result<(), StationError> {
     // Only the newest run of a job speaks for it: an interrupted run that was resumed must not
     // report its interruption as the stop's outcome.
-    let mut newest_by_job: std::collections::BTreeMap<String, RunRecord> =
-        std::collections::BTreeMap::new();
-    for record in station.store().list()? {
-        if let Some(job) = &record.job {
-            newest_by_job.insert(job.job_id.clone(), record);
-        }
-    }
+    let newest_by_job = station.store().newest_run_per_job()?;
     for record in newest_by_job.into_values() {
-        let interrupted = record.status == RunStatus::Error
-            && record
-                .reasons
-                .iter()
-                .any(|r| r.contains("stopped while this run was in progress"));
+        let interrupted = record.was_interrupted();
         if record.delivered_at.is_none() && record.status != RunStatus::Running && !interrupted {
             sync_run(station, hub, record).await?;
         }

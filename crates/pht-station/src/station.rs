@@ -268,10 +268,7 @@ impl<E: Engine> Station<E> {
         for mut record in self.store.list()? {
             if record.status == RunStatus::Running {
                 record.status = RunStatus::Error;
-                record.reasons.push(
-                    "the station stopped while this run was in progress; its container was removed"
-                        .into(),
-                );
+                record.reasons.push(crate::store::INTERRUPTED_REASON.into());
                 record.updated_at = Utc::now();
                 self.store.save(&record)?;
                 self.audit.append(

@@ -188,6 +188,22 @@ pub struct SealedBundle {
     pub size: u64,
 }
 
+/// The reason a daemon records on a run it finds `running` at start: the station stopped
+/// mid-run. Such a run is carried out again once (see `daemon::resume_interrupted`).
+pub const INTERRUPTED_REASON: &str =
+    "the station stopped while this run was in progress; its container was removed";
+
+impl RunRecord {
+    /// Whether a station stop interrupted this run (rather than the run failing on its own).
+    pub fn was_interrupted(&self) -> bool {
+        self.status == RunStatus::Error
+            && self
+                .reasons
+                .iter()
+                .any(|reason| reason == INTERRUPTED_REASON)
+    }
+}
+
 /// Why state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -291,6 +307,18 @@ impl RunStore {
                 .then(a.run_id.cmp(&b.run_id))
         });
         Ok(records)
+    }
+
+    /// The newest run of every job this station ran: the one that speaks for the job (an
+    /// interrupted run is superseded by its resumption).
+    pub fn newest_run_per_job(&self) -> Result<BTreeMap<String, RunRecord>, StoreError> {
+        let mut newest = BTreeMap::new();
+        for record in self.list()? {
+            if let Some(job) = &record.job {
+                newest.insert(job.job_id.clone(), record);
+            }
+        }
+        Ok(newest)
     }
 
     /// Records a job id as seen; returns false when it had been seen before (a replay).
