@@ -215,10 +215,19 @@ fn main() -> anyhow::Result<()> {
         "pht bench — {} (release build, one process; figures vary with machine load)",
         env!("CARGO_PKG_VERSION")
     );
-    signature_verification();
-    digest_hashing()?;
-    output_checks();
-    seal_throughput()?;
-    station::overhead()?;
+    // `pht-bench station` runs only the station and hub figures, and so on.
+    let only = std::env::args().nth(1);
+    let wanted = |section: &str| only.as_deref().is_none_or(|only| only == section);
+    if wanted("crypto") {
+        signature_verification();
+        digest_hashing()?;
+    }
+    if wanted("checks") {
+        output_checks();
+        seal_throughput()?;
+    }
+    if wanted("station") {
+        station::overhead()?;
+    }
     Ok(())
 }

@@ -8,6 +8,15 @@
 //! and the caller dropping the run. [`DockerSandbox::cleanup_stale`] removes what a crashed
 //! station left behind.
 //!
+//! Warm output slots: creating and starting the holder costs about as much as starting the train
+//! itself, so a sandbox with [`DockerSandbox::with_warm_output_slots`] keeps spare slots (an empty
+//! tmpfs volume and a started holder that has never been given to a train) ready. A run claims a
+//! spare by renaming its holder to the run's holder name (atomic in Docker, so two station
+//! processes never share one), and the sandbox prepares the next spare in the background while
+//! the train runs. A spare is claimed only when its [`OutputSlotSpec::key`] matches the run's:
+//! same size and file caps, same user, same holder image. Spares outlive the process that made
+//! them, so the next `pht-station exec` finds one; [`DockerSandbox::remove_spares`] removes them.
+//!
 //! Does not decide anything: the container specification comes from [`crate::spec`], built from a
 //! [`RunSpec`] the station resolved from its policy, and the outputs are judged by the output
 //! checks, not here. The Docker calls sit behind [`SandboxEngine`], a small trait with a fake in
@@ -33,11 +42,13 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OnceCell};
+use tokio::task::JoinHandle;
 
 use crate::collect::{self, CollectError, CollectLimits, CollectedKind, CollectedOutputs};
 use crate::spec::{
-    self, RunLimits, RunResourceNames, RunSpec, LABEL_MANAGED, OUTPUT_MOUNT_PATH,
-    PARAMS_MOUNT_PATH, TMP_MOUNT_PATH,
+    self, OutputSlotSpec, RunLimits, RunResourceNames, RunSpec, LABEL_MANAGED, LABEL_OUTPUT_SLOT,
+    LABEL_OUTPUT_VOLUME, LABEL_ROLE, OUTPUT_MOUNT_PATH, PARAMS_MOUNT_PATH, ROLE_OUTPUT_HOLDER,
+    ROLE_OUTPUT_VOLUME, TMP_MOUNT_PATH,
 };
 
 /// Label naming the station (sandbox owner) of a resource, so that stations sharing one engine,
@@ -63,6 +74,9 @@ const VOLUME_REMOVAL_ATTEMPTS: u32 = 10;
 const VOLUME_REMOVAL_BACKOFF: Duration = Duration::from_millis(200);
 /// How often starting the output holder is tried before the run fails.
 const HOLDER_START_ATTEMPTS: u32 = 3;
+/// Name prefix of a spare output slot's holder and volume. A claimed spare holder is renamed to
+/// its run's holder name, so a holder with this prefix has never been given to a train.
+const SPARE_NAME_PREFIX: &str = "pht-spare-";
 
 /// What happened to a run. Refusals and limits reached are data here, not errors: a train that
 /// was OOM-killed or timed out ran in a working sandbox.
@@ -121,6 +135,7 @@ pub enum RunStep {
     WaitForTrain,
     KillTrain,
     InspectTrain,
+    CheckOutputHolder,
     DownloadOutputs,
 }
 
@@ -138,6 +153,7 @@ impl fmt::Display for RunStep {
             RunStep::WaitForTrain => "wait for the train to exit",
             RunStep::KillTrain => "kill the train at its wall-clock limit",
             RunStep::InspectTrain => "inspect how the train exited",
+            RunStep::CheckOutputHolder => "check that the output holder still runs",
             RunStep::DownloadOutputs => "download /output",
         };
         formatter.write_str(description)
@@ -152,6 +168,8 @@ pub enum SandboxError {
         step: RunStep,
         source: DockerError,
     },
+    #[error("the output holder of run {run_id} stopped while the train ran, so /output was unmounted and the outputs are lost; was it removed by hand or by another station process's start-up cleanup?")]
+    OutputHolderStopped { run_id: String },
     #[error("could not collect the outputs of run {run_id}: {source}")]
     Collect {
         run_id: String,
@@ -176,17 +194,25 @@ pub enum SandboxError {
     },
 }
 
-/// What [`DockerSandbox::cleanup_stale`] removed.
+/// What [`DockerSandbox::cleanup_stale`] or [`DockerSandbox::remove_spares`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StaleCleanup {
     pub removed_containers: Vec<String>,
     pub removed_volumes: Vec<String>,
+    /// Spare output slots (holders) left in place: empty, never given to a train, reusable.
+    pub kept_spares: Vec<String>,
 }
 
 /// Runs trains in Docker with the sandbox defaults of `DESIGN.md`.
 #[derive(Debug, Clone)]
 pub struct DockerSandbox {
     engine: BollardEngine,
+    /// How many spare output slots to keep ready; 0 creates every slot on the run's own path.
+    warm_output_slots: usize,
+    /// Spare slots being prepared in the background; [`DockerSandbox::settle`] waits for them.
+    background: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// One preparation at a time per sandbox, so concurrent runs do not overshoot the target.
+    replenish_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerSandbox {
@@ -204,7 +230,65 @@ impl DockerSandbox {
                 station_id: station_id.to_string(),
                 output_holder_image_id: Arc::new(OnceCell::new()),
             },
+            warm_output_slots: 0,
+            background: Arc::new(Mutex::new(Vec::new())),
+            replenish_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Keeps `count` spare output slots ready for the next runs (see the module documentation).
+    /// Each is an empty tmpfs volume and a paused 129-byte holder container; they outlive this
+    /// process until [`remove_spares`](Self::remove_spares).
+    pub fn with_warm_output_slots(mut self, count: usize) -> Self {
+        self.warm_output_slots = count;
+        self
+    }
+
+    /// Waits until the spare slots being prepared in the background are ready (or failed; a
+    /// failure is logged and the next run creates its slot itself). Call it before the process
+    /// exits, so no spare is left half made.
+    pub async fn settle(&self) {
+        loop {
+            let pending = std::mem::take(
+                &mut *self
+                    .background
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            if pending.is_empty() {
+                return;
+            }
+            for task in pending {
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// Removes this station's spare output slots (after [`settle`](Self::settle)).
+    pub async fn remove_spares(&self) -> Result<StaleCleanup, SandboxError> {
+        self.settle().await;
+        remove_spare_slots(&self.engine).await
+    }
+
+    fn spawn_replenish(&self, template: SpareTemplate) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let engine = self.engine.clone();
+        let target = self.warm_output_slots;
+        let lock = Arc::clone(&self.replenish_lock);
+        let task = runtime.spawn(async move {
+            let _one_at_a_time = lock.lock().await;
+            if let Err(error) = replenish_spares(&engine, &template, target).await {
+                tracing::warn!(%error, "could not prepare a spare output slot; the next run creates its own");
+            }
+        });
+        let mut background = self
+            .background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        background.retain(|task| !task.is_finished());
+        background.push(task);
     }
 
     pub fn station_id(&self) -> &str {
@@ -216,12 +300,17 @@ impl DockerSandbox {
     /// If the returned future is dropped before it completes, the removal is spawned onto the
     /// current tokio runtime instead.
     pub async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, SandboxError> {
-        run_in_sandbox(&self.engine, spec).await
+        let slots = WarmSlots {
+            target: self.warm_output_slots,
+            on_claimed: &|template| self.spawn_replenish(template),
+        };
+        run_in_sandbox(&self.engine, spec, &slots).await
     }
 
     /// Removes every container and volume of this station that a previous station process left
-    /// behind (after a crash). Call it when the station starts, before it runs anything: it also
-    /// removes the resources of runs in progress.
+    /// behind (after a crash), except spare output slots that are still ready for use. Call it
+    /// when the station starts, before it runs anything: it also removes the resources of runs
+    /// in progress.
     pub async fn cleanup_stale(&self) -> Result<StaleCleanup, SandboxError> {
         cleanup_stale_resources(&self.engine).await
     }
@@ -248,6 +337,14 @@ pub(crate) trait SandboxEngine: Send + Sync {
         name: &str,
         body: ContainerCreateBody,
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Renames a container; fails with 404 when it is gone and 409 when the new name is taken.
+    fn rename_container(
+        &self,
+        name: &str,
+        new_name: &str,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Whether the container exists and is running.
+    fn is_running(&self, name: &str) -> impl Future<Output = Result<bool, DockerError>> + Send;
     /// The container's stdout and stderr from its start to its exit.
     fn attach_output(
         &self,
@@ -273,11 +370,11 @@ pub(crate) trait SandboxEngine: Send + Sync {
     fn remove_container(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// A volume that does not exist is not an error.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
-    /// Names of the containers (all states) carrying every label in `labels` (`key=value`).
+    /// The containers (all states) carrying every label in `labels` (`key=value`).
     fn list_containers(
         &self,
         labels: &[String],
-    ) -> impl Future<Output = Result<Vec<String>, DockerError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ListedContainer>, DockerError>> + Send;
     /// Names of the volumes carrying every label in `labels` (`key=value`).
     fn list_volumes(
         &self,
@@ -285,6 +382,56 @@ pub(crate) trait SandboxEngine: Send + Sync {
     ) -> impl Future<Output = Result<Vec<String>, DockerError>> + Send;
     /// Removes a run's resources in the background: the run was dropped before it could.
     fn spawn_cleanup(&self, names: RunResourceNames);
+}
+
+/// A container as listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ListedContainer {
+    pub name: String,
+    pub running: bool,
+    pub labels: HashMap<String, String>,
+}
+
+impl ListedContainer {
+    /// The volume this container holds if it is a spare output slot that is ready for use:
+    /// running, never renamed to a run, and labelled with its slot and volume.
+    fn ready_spare_volume(&self) -> Option<&str> {
+        let is_spare = self.running
+            && self.name.starts_with(SPARE_NAME_PREFIX)
+            && self.labels.contains_key(LABEL_OUTPUT_SLOT);
+        is_spare
+            .then(|| self.labels.get(LABEL_OUTPUT_VOLUME).map(String::as_str))
+            .flatten()
+    }
+}
+
+/// What a run needs to know about spare output slots.
+pub(crate) struct WarmSlots<'a> {
+    /// Spares to keep ready; 0 disables them.
+    pub target: usize,
+    /// Called once the run has its slot, with what the next spare must be made of.
+    pub on_claimed: &'a (dyn Fn(SpareTemplate) + Send + Sync),
+}
+
+impl WarmSlots<'_> {
+    #[cfg(test)]
+    const NONE: WarmSlots<'static> = WarmSlots {
+        target: 0,
+        on_claimed: &|_| {},
+    };
+}
+
+/// What a spare output slot is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpareTemplate {
+    pub slot: OutputSlotSpec,
+    pub holder_image_id: String,
+}
+
+impl SpareTemplate {
+    fn key(&self) -> String {
+        self.slot.key(&self.holder_image_id)
+    }
 }
 
 /// How a container ended.
@@ -297,15 +444,19 @@ pub(crate) struct ExitState {
 async fn run_in_sandbox<E: SandboxEngine>(
     engine: &E,
     spec: &RunSpec,
+    slots: &WarmSlots<'_>,
 ) -> Result<RunOutcome, SandboxError> {
-    let names = spec.resource_names();
     let mut cleanup_guard = CleanupOnDrop {
         engine,
-        names: Some(names.clone()),
+        names: Some(spec.resource_names()),
     };
-    let run_result = run_steps(engine, spec, &names).await;
+    let names = cleanup_guard
+        .names
+        .as_mut()
+        .expect("the guard is armed until the run ends");
+    let run_result = run_steps(engine, spec, names, slots).await;
+    let names = cleanup_guard.disarm();
     let cleanup_result = remove_run_resources(engine, &names).await;
-    cleanup_guard.disarm();
     match (run_result, cleanup_result) {
         (Ok(outcome), Ok(())) => Ok(outcome),
         (Ok(_), Err(failures)) => Err(SandboxError::Cleanup {
@@ -326,10 +477,13 @@ async fn run_in_sandbox<E: SandboxEngine>(
     }
 }
 
+/// The run's steps. `names` is what the cleanup removes; claiming a spare slot changes the
+/// volume in it.
 async fn run_steps<E: SandboxEngine>(
     engine: &E,
     spec: &RunSpec,
-    names: &RunResourceNames,
+    names: &mut RunResourceNames,
+    slots: &WarmSlots<'_>,
 ) -> Result<RunOutcome, SandboxError> {
     let limits = spec.limits();
     let docker_error = |step: RunStep| {
@@ -350,33 +504,35 @@ async fn run_steps<E: SandboxEngine>(
         .await
         .map_err(docker_error(RunStep::InspectTrainImage))?;
 
-    let mut volume_request = spec::output_volume_request(spec, &names.output_volume);
-    add_station_label(&mut volume_request.labels, engine.station_id());
-    engine
-        .create_volume(volume_request)
-        .await
-        .map_err(docker_error(RunStep::CreateOutputVolume))?;
-
-    let mut holder_body = spec::output_holder_body(spec, &holder_image_id, &names.output_volume);
-    add_station_label(&mut holder_body.labels, engine.station_id());
-    engine
-        .create_container(&names.output_holder_container, holder_body)
-        .await
-        .map_err(docker_error(RunStep::CreateOutputHolder))?;
-    // Docker 20.10 occasionally answers "cannot start a stopped process" when many containers
-    // start at once on a loaded host; the holder does nothing but wait, so starting it again is
-    // safe. The train itself is never retried.
-    let mut holder_attempt = 1;
-    loop {
-        match engine.start_container(&names.output_holder_container).await {
-            Ok(()) => break,
-            Err(error) if holder_attempt < HOLDER_START_ATTEMPTS => {
-                tracing::warn!(run_id = spec.run_id(), attempt = holder_attempt, %error, "starting the output holder failed; trying again");
-                tokio::time::sleep(VOLUME_REMOVAL_BACKOFF * holder_attempt).await;
-                holder_attempt += 1;
-            }
-            Err(error) => return Err(docker_error(RunStep::StartOutputHolder)(error)),
+    let template = SpareTemplate {
+        slot: spec.output_slot(),
+        holder_image_id,
+    };
+    let claimed_volume = if slots.target > 0 {
+        claim_spare(engine, &template, &names.output_holder_container).await
+    } else {
+        None
+    };
+    match claimed_volume {
+        Some(volume) => names.output_volume = volume,
+        None => {
+            create_output_slot(
+                engine,
+                &template,
+                &names.output_holder_container,
+                &names.output_volume,
+                |role| {
+                    let mut labels = spec.labels();
+                    labels.insert(LABEL_ROLE.to_string(), role.to_string());
+                    labels.into_iter().collect()
+                },
+            )
+            .await
+            .map_err(|(step, source)| docker_error(step)(source))?;
         }
+    }
+    if slots.target > 0 {
+        (slots.on_claimed)(template);
     }
 
     let mut train_body = spec::container_body(spec, &names.output_volume);
@@ -436,6 +592,18 @@ async fn run_steps<E: SandboxEngine>(
         .inspect_exit(&names.train_container)
         .await
         .map_err(docker_error(RunStep::InspectTrain))?;
+    // The holder was started before the train and nothing restarts it: running now means the
+    // volume stayed mounted all along. Stopped, Docker would remount an empty tmpfs for the
+    // download, and the run would look like it wrote nothing.
+    let holder_running = engine
+        .is_running(&names.output_holder_container)
+        .await
+        .map_err(docker_error(RunStep::CheckOutputHolder))?;
+    if !holder_running {
+        return Err(SandboxError::OutputHolderStopped {
+            run_id: spec.run_id().to_string(),
+        });
+    }
 
     let log_drain = tokio::time::timeout(LOG_DRAIN_GRACE, &mut log_capture.0).await;
     drop(log_capture);
@@ -470,6 +638,137 @@ async fn run_steps<E: SandboxEngine>(
         outputs,
         output_limit_reached,
     })
+}
+
+/// Creates an output slot: the tmpfs volume, then the holder that keeps it mounted, started.
+/// `labels` gives the labels for a role ([`ROLE_OUTPUT_VOLUME`] or [`ROLE_OUTPUT_HOLDER`]); the
+/// station label is added here. On failure, says at which step; the caller removes what was made.
+async fn create_output_slot<E: SandboxEngine>(
+    engine: &E,
+    template: &SpareTemplate,
+    holder: &str,
+    volume: &str,
+    labels: impl Fn(&str) -> HashMap<String, String>,
+) -> Result<(), (RunStep, DockerError)> {
+    let mut volume_request =
+        spec::output_slot_volume_request(&template.slot, volume, labels(ROLE_OUTPUT_VOLUME));
+    add_station_label(&mut volume_request.labels, engine.station_id());
+    engine
+        .create_volume(volume_request)
+        .await
+        .map_err(|error| (RunStep::CreateOutputVolume, error))?;
+
+    let mut holder_body = spec::output_slot_holder_body(
+        &template.slot,
+        &template.holder_image_id,
+        volume,
+        labels(ROLE_OUTPUT_HOLDER),
+    );
+    add_station_label(&mut holder_body.labels, engine.station_id());
+    engine
+        .create_container(holder, holder_body)
+        .await
+        .map_err(|error| (RunStep::CreateOutputHolder, error))?;
+    // Docker 20.10 occasionally answers "cannot start a stopped process" when many containers
+    // start at once on a loaded host; the holder does nothing but wait, so starting it again is
+    // safe. The train itself is never retried.
+    let mut holder_attempt = 1;
+    loop {
+        match engine.start_container(holder).await {
+            Ok(()) => return Ok(()),
+            Err(error) if holder_attempt < HOLDER_START_ATTEMPTS => {
+                tracing::warn!(holder, attempt = holder_attempt, %error, "starting the output holder failed; trying again");
+                tokio::time::sleep(VOLUME_REMOVAL_BACKOFF * holder_attempt).await;
+                holder_attempt += 1;
+            }
+            Err(error) => return Err((RunStep::StartOutputHolder, error)),
+        }
+    }
+}
+
+/// The labels that find this station's spare slots made from `template`.
+fn spare_labels(engine: &impl SandboxEngine, template: &SpareTemplate) -> Vec<String> {
+    vec![
+        format!("{LABEL_MANAGED}=true"),
+        format!("{LABEL_STATION}={}", engine.station_id()),
+        format!("{LABEL_OUTPUT_SLOT}={}", template.key()),
+    ]
+}
+
+/// Claims a ready spare slot made from `template` by renaming its holder to `run_holder`, and
+/// returns the volume it holds. `None` when there is none (or Docker failed: the run then creates
+/// its own slot, so a claim never fails a run).
+async fn claim_spare<E: SandboxEngine>(
+    engine: &E,
+    template: &SpareTemplate,
+    run_holder: &str,
+) -> Option<String> {
+    let spares = match engine
+        .list_containers(&spare_labels(engine, template))
+        .await
+    {
+        Ok(spares) => spares,
+        Err(error) => {
+            tracing::warn!(%error, "could not list spare output slots; creating one for this run");
+            return None;
+        }
+    };
+    for spare in &spares {
+        let Some(volume) = spare.ready_spare_volume() else {
+            continue;
+        };
+        match engine.rename_container(&spare.name, run_holder).await {
+            Ok(()) => return Some(volume.to_string()),
+            // Another station process claimed it (or removed it) first.
+            Err(error) if matches!(status_code(&error), Some(404 | 409)) => continue,
+            Err(error) => {
+                tracing::warn!(spare = spare.name, %error, "could not claim a spare output slot");
+                continue;
+            }
+        }
+    }
+    None
+}
+
+/// Prepares spare slots made from `template` until `target` are ready.
+async fn replenish_spares<E: SandboxEngine>(
+    engine: &E,
+    template: &SpareTemplate,
+    target: usize,
+) -> Result<(), String> {
+    let ready = engine
+        .list_containers(&spare_labels(engine, template))
+        .await
+        .map_err(|error| format!("listing spare output slots: {error}"))?
+        .iter()
+        .filter(|listed| listed.ready_spare_volume().is_some())
+        .count();
+    let key = template.key();
+    for _ in ready..target {
+        let name = format!(
+            "{SPARE_NAME_PREFIX}{}-{}",
+            engine.station_id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let labels = |role: &str| {
+            let mut labels = HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_ROLE.to_string(), role.to_string()),
+                (LABEL_OUTPUT_SLOT.to_string(), key.clone()),
+            ]);
+            if role == ROLE_OUTPUT_HOLDER {
+                labels.insert(LABEL_OUTPUT_VOLUME.to_string(), name.clone());
+            }
+            labels
+        };
+        if let Err((step, error)) = create_output_slot(engine, template, &name, &name, labels).await
+        {
+            let _ = engine.remove_container(&name).await;
+            let _ = engine.remove_volume(&name).await;
+            return Err(format!("could not {step} of a spare slot: {error}"));
+        }
+    }
+    Ok(())
 }
 
 fn add_station_label(labels: &mut Option<HashMap<String, String>>, station_id: &str) {
@@ -691,8 +990,16 @@ async fn remove_run_resources<E: SandboxEngine>(
     names: &RunResourceNames,
 ) -> Result<(), Vec<String>> {
     let mut failures = Vec::new();
-    for container in [&names.train_container, &names.output_holder_container] {
-        if let Err(error) = engine.remove_container(container).await {
+    // The two containers go at once; the volume only when neither holds it any more.
+    let (train_removal, holder_removal) = tokio::join!(
+        engine.remove_container(&names.train_container),
+        engine.remove_container(&names.output_holder_container)
+    );
+    for (container, removal) in [
+        (&names.train_container, train_removal),
+        (&names.output_holder_container, holder_removal),
+    ] {
+        if let Err(error) = removal {
             failures.push(format!("container {container}: {error}"));
         }
     }
@@ -713,8 +1020,11 @@ struct CleanupOnDrop<'a, E: SandboxEngine> {
 }
 
 impl<E: SandboxEngine> CleanupOnDrop<'_, E> {
-    fn disarm(&mut self) {
-        self.names = None;
+    /// The names to remove; the caller removes them now.
+    fn disarm(&mut self) -> RunResourceNames {
+        self.names
+            .take()
+            .expect("a guard is disarmed once, at the end of its run")
     }
 }
 
@@ -729,6 +1039,26 @@ impl<E: SandboxEngine> Drop for CleanupOnDrop<'_, E> {
 async fn cleanup_stale_resources<E: SandboxEngine>(
     engine: &E,
 ) -> Result<StaleCleanup, SandboxError> {
+    remove_station_resources(engine, |_| true, true).await
+}
+
+async fn remove_spare_slots<E: SandboxEngine>(engine: &E) -> Result<StaleCleanup, SandboxError> {
+    remove_station_resources(
+        engine,
+        |container| container.name.starts_with(SPARE_NAME_PREFIX),
+        false,
+    )
+    .await
+}
+
+/// Removes this station's containers that `selected` picks (and, when `keep_ready_spares`, are
+/// not ready spare slots), then the volumes no remaining container holds: a volume whose holder
+/// is removed goes with it, a ready spare's stays.
+async fn remove_station_resources<E: SandboxEngine>(
+    engine: &E,
+    selected: impl Fn(&ListedContainer) -> bool,
+    keep_ready_spares: bool,
+) -> Result<StaleCleanup, SandboxError> {
     let labels = vec![
         format!("{LABEL_MANAGED}=true"),
         format!("{LABEL_STATION}={}", engine.station_id()),
@@ -739,13 +1069,33 @@ async fn cleanup_stale_resources<E: SandboxEngine>(
     };
     let mut cleanup = StaleCleanup::default();
     let mut failures = Vec::new();
+    let mut kept_volumes = Vec::new();
     for container in engine.list_containers(&labels).await.map_err(list_error)? {
-        match engine.remove_container(&container).await {
-            Ok(()) => cleanup.removed_containers.push(container),
-            Err(error) => failures.push(format!("container {container}: {error}")),
+        let kept_spare_volume = container.ready_spare_volume().filter(|_| keep_ready_spares);
+        if let Some(volume) = kept_spare_volume {
+            kept_volumes.push(volume.to_string());
+            cleanup.kept_spares.push(container.name);
+            continue;
+        }
+        if !selected(&container) {
+            // Not ours to remove; neither is the volume it holds.
+            kept_volumes.extend(container.labels.get(LABEL_OUTPUT_VOLUME).cloned());
+            continue;
+        }
+        match engine.remove_container(&container.name).await {
+            Ok(()) => cleanup.removed_containers.push(container.name),
+            Err(error) => failures.push(format!("container {}: {error}", container.name)),
         }
     }
     for volume in engine.list_volumes(&labels).await.map_err(list_error)? {
+        let removable = if keep_ready_spares {
+            !kept_volumes.contains(&volume)
+        } else {
+            volume.starts_with(SPARE_NAME_PREFIX) && !kept_volumes.contains(&volume)
+        };
+        if !removable {
+            continue;
+        }
         match engine.remove_volume(&volume).await {
             Ok(()) => cleanup.removed_volumes.push(volume),
             Err(error) => failures.push(format!("volume {volume}: {error}")),
@@ -836,6 +1186,24 @@ impl SandboxEngine for BollardEngine {
         Ok(attached.output)
     }
 
+    async fn rename_container(&self, name: &str, new_name: &str) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::RenameContainerOptionsBuilder::new()
+            .name(new_name)
+            .build();
+        self.docker.rename_container(name, options).await
+    }
+
+    async fn is_running(&self, name: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(inspected) => Ok(inspected
+                .state
+                .and_then(|state| state.running)
+                .unwrap_or(false)),
+            Err(error) if status_code(&error) == Some(404) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn start_container(&self, name: &str) -> Result<(), DockerError> {
         self.docker.start_container(name, None).await
     }
@@ -923,7 +1291,10 @@ impl SandboxEngine for BollardEngine {
         }
     }
 
-    async fn list_containers(&self, labels: &[String]) -> Result<Vec<String>, DockerError> {
+    async fn list_containers(
+        &self,
+        labels: &[String],
+    ) -> Result<Vec<ListedContainer>, DockerError> {
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&label_filters(labels))
@@ -933,10 +1304,16 @@ impl SandboxEngine for BollardEngine {
             .into_iter()
             .filter_map(|container| {
                 let names = container.names.unwrap_or_default();
-                names
+                let name = names
                     .first()
                     .map(|name| name.trim_start_matches('/').to_string())
-                    .or(container.id)
+                    .or(container.id)?;
+                Some(ListedContainer {
+                    name,
+                    running: container.state
+                        == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
+                    labels: container.labels.unwrap_or_default(),
+                })
             })
             .collect())
     }
@@ -1170,6 +1547,13 @@ mod tests {
         killed: AtomicBool,
         image_volume_paths: Vec<String>,
         created_bodies: Mutex<Vec<ContainerCreateBody>>,
+        /// What `list_containers` and `list_volumes` answer; `None`: a crashed run's leftovers.
+        listed: Option<Vec<ListedContainer>>,
+        volumes: Option<Vec<String>>,
+        /// Containers whose rename fails with 409, as when another process claimed them first.
+        claimed_elsewhere: Vec<String>,
+        /// The output holder is no longer running when the train exits.
+        holder_stopped: bool,
     }
 
     impl FakeEngine {
@@ -1180,8 +1564,15 @@ mod tests {
             }
         }
 
+        /// `fail_call` ending in `*` fails every call starting with what precedes it.
         fn record(&self, call: String) -> Result<(), DockerError> {
-            let fails = self.fail_call.as_deref() == Some(call.as_str());
+            let fails = match self.fail_call.as_deref() {
+                Some(pattern) => match pattern.strip_suffix('*') {
+                    Some(prefix) => call.starts_with(prefix),
+                    None => pattern == call,
+                },
+                None => false,
+            };
             self.calls.lock().expect("not poisoned").push(call);
             if fails {
                 Err(DockerError::DockerResponseServerError {
@@ -1245,6 +1636,22 @@ mod tests {
             Ok(futures_util::stream::iter(chunks).boxed())
         }
 
+        async fn rename_container(&self, name: &str, new_name: &str) -> Result<(), DockerError> {
+            self.record(format!("rename_container {name} {new_name}"))?;
+            if self.claimed_elsewhere.iter().any(|claimed| claimed == name) {
+                return Err(DockerError::DockerResponseServerError {
+                    status_code: 409,
+                    message: "name in use".to_string(),
+                });
+            }
+            Ok(())
+        }
+
+        async fn is_running(&self, name: &str) -> Result<bool, DockerError> {
+            self.record(format!("is_running {name}"))?;
+            Ok(!self.holder_stopped)
+        }
+
         async fn start_container(&self, name: &str) -> Result<(), DockerError> {
             self.record(format!("start_container {name}"))
         }
@@ -1296,22 +1703,76 @@ mod tests {
             self.record(format!("remove_volume {name}"))
         }
 
-        async fn list_containers(&self, labels: &[String]) -> Result<Vec<String>, DockerError> {
+        async fn list_containers(
+            &self,
+            labels: &[String],
+        ) -> Result<Vec<ListedContainer>, DockerError> {
             self.record(format!("list_containers {}", labels.join(",")))?;
-            Ok(vec![
-                "pht-run-old".to_string(),
-                "pht-run-old-output".to_string(),
-            ])
+            Ok(self.listed.clone().unwrap_or_else(|| {
+                vec![
+                    listed("pht-run-old", false, &[]),
+                    listed(
+                        "pht-run-old-output",
+                        true,
+                        &[(LABEL_OUTPUT_VOLUME, "pht-run-old-output")],
+                    ),
+                ]
+            }))
         }
 
         async fn list_volumes(&self, labels: &[String]) -> Result<Vec<String>, DockerError> {
             self.record(format!("list_volumes {}", labels.join(",")))?;
-            Ok(vec!["pht-run-old-output".to_string()])
+            Ok(self
+                .volumes
+                .clone()
+                .unwrap_or_else(|| vec!["pht-run-old-output".to_string()]))
         }
 
         fn spawn_cleanup(&self, names: RunResourceNames) {
             let _ = self.record(format!("spawn_cleanup {}", names.train_container));
         }
+    }
+
+    fn listed(name: &str, running: bool, labels: &[(&str, &str)]) -> ListedContainer {
+        ListedContainer {
+            name: name.to_string(),
+            running,
+            labels: labels
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        }
+    }
+
+    /// A spare slot of the same make as `spec_with(limits())`'s, holding `volume`.
+    fn spare(name: &str, running: bool, volume: &str) -> ListedContainer {
+        let key = spec_with(limits()).output_slot().key("sha256:holder");
+        listed(
+            name,
+            running,
+            &[(LABEL_OUTPUT_SLOT, &key), (LABEL_OUTPUT_VOLUME, volume)],
+        )
+    }
+
+    async fn run_in_sandbox(
+        engine: &FakeEngine,
+        spec: &RunSpec,
+    ) -> Result<RunOutcome, SandboxError> {
+        super::run_in_sandbox(engine, spec, &WarmSlots::NONE).await
+    }
+
+    /// Runs with one warm slot; returns the outcome and the spare templates the run asked for.
+    async fn run_warm(
+        engine: &FakeEngine,
+    ) -> (Result<RunOutcome, SandboxError>, Vec<SpareTemplate>) {
+        let requested = Mutex::new(Vec::new());
+        let on_claimed = |template| requested.lock().expect("not poisoned").push(template);
+        let slots = WarmSlots {
+            target: 1,
+            on_claimed: &on_claimed,
+        };
+        let outcome = super::run_in_sandbox(engine, &spec_with(limits()), &slots).await;
+        (outcome, requested.into_inner().expect("not poisoned"))
     }
 
     const REMOVALS: [&str; 3] = [
@@ -1337,6 +1798,7 @@ mod tests {
             start_container pht-run-r1
             wait_container pht-run-r1
             inspect_exit pht-run-r1
+            is_running pht-run-r1-output
             download_archive pht-run-r1-output /output
             remove_container pht-run-r1
             remove_container pht-run-r1-output
@@ -1533,6 +1995,247 @@ mod tests {
         .assert_eq(&engine.calls().join("\n"));
         assert_eq!(cleanup.removed_containers.len(), 2);
         assert_eq!(cleanup.removed_volumes.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_holder_that_stopped_during_the_run_fails_it_instead_of_reporting_no_outputs() {
+        let engine = FakeEngine {
+            holder_stopped: true,
+            ..Default::default()
+        };
+        let error = run_in_sandbox(&engine, &spec_with(limits()))
+            .await
+            .expect_err("outputs lost with the holder");
+        assert!(
+            matches!(error, SandboxError::OutputHolderStopped { .. }),
+            "{error}"
+        );
+        let calls = engine.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|call| call.starts_with("download_archive")),
+            "{calls:?}"
+        );
+        assert!(calls.ends_with(&REMOVALS.map(str::to_string)), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn a_run_claims_a_ready_spare_by_renaming_it_and_asks_for_the_next() {
+        let engine = FakeEngine {
+            listed: Some(vec![
+                // Stopped: its tmpfs is gone; never claimed.
+                spare("pht-spare-stopped", false, "pht-spare-stopped"),
+                // Renamed to a run: claimed before, may hold that run's outputs; never claimed.
+                spare("pht-run-other-output", true, "pht-spare-used"),
+                // Another process renames it first.
+                spare("pht-spare-raced", true, "pht-spare-raced"),
+                spare("pht-spare-ready", true, "pht-spare-ready"),
+            ]),
+            claimed_elsewhere: vec!["pht-spare-raced".to_string()],
+            ..Default::default()
+        };
+        let (outcome, requested) = run_warm(&engine).await;
+        outcome.expect("the fake engine does not fail");
+        let key = spec_with(limits()).output_slot().key("sha256:holder");
+        let calls = engine.calls().join("\n").replace(&key, "KEY");
+        expect![[r#"
+            output_holder_image
+            image_volume_paths sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+            list_containers org.pht.managed=true,org.pht.station=test-station,org.pht.output-slot=KEY
+            rename_container pht-spare-raced pht-run-r1-output
+            rename_container pht-spare-ready pht-run-r1-output
+            create_container pht-run-r1
+            attach_output pht-run-r1
+            start_container pht-run-r1
+            wait_container pht-run-r1
+            inspect_exit pht-run-r1
+            is_running pht-run-r1-output
+            download_archive pht-run-r1-output /output
+            remove_container pht-run-r1
+            remove_container pht-run-r1-output
+            remove_volume pht-spare-ready"#]]
+        .assert_eq(&calls);
+        let bodies = engine.created_bodies.lock().expect("not poisoned");
+        let train_mounts = bodies[0]
+            .host_config
+            .as_ref()
+            .and_then(|host_config| host_config.mounts.clone())
+            .unwrap_or_default();
+        assert!(
+            train_mounts
+                .iter()
+                .any(|mount| mount.source.as_deref() == Some("pht-spare-ready")
+                    && mount.target.as_deref() == Some(OUTPUT_MOUNT_PATH)),
+            "{train_mounts:?}"
+        );
+        assert_eq!(
+            requested,
+            vec![SpareTemplate {
+                slot: spec_with(limits()).output_slot(),
+                holder_image_id: "sha256:holder".to_string()
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_without_a_ready_spare_creates_its_own_slot_and_asks_for_the_next() {
+        let engine = FakeEngine {
+            listed: Some(vec![spare("pht-spare-stopped", false, "pht-spare-stopped")]),
+            ..Default::default()
+        };
+        let (outcome, requested) = run_warm(&engine).await;
+        outcome.expect("the fake engine does not fail");
+        let calls = engine.calls();
+        for call in [
+            "create_volume pht-run-r1-output",
+            "create_container pht-run-r1-output",
+            "start_container pht-run-r1-output",
+        ] {
+            assert!(calls.contains(&call.to_string()), "{call}: {calls:?}");
+        }
+        assert!(
+            !calls
+                .iter()
+                .any(|call| call.starts_with("rename_container")),
+            "{calls:?}"
+        );
+        assert!(calls.ends_with(&REMOVALS.map(str::to_string)), "{calls:?}");
+        assert_eq!(requested.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_spare_listing_does_not_fail_the_run() {
+        let key = spec_with(limits()).output_slot().key("sha256:holder");
+        let engine = FakeEngine::failing_at(&format!(
+            "list_containers org.pht.managed=true,org.pht.station=test-station,org.pht.output-slot={key}"
+        ));
+        let (outcome, _) = run_warm(&engine).await;
+        outcome.expect("a run creates its own slot when spares cannot be listed");
+        assert!(engine
+            .calls()
+            .contains(&"start_container pht-run-r1-output".to_string()));
+    }
+
+    #[tokio::test]
+    async fn replenishing_makes_spares_up_to_the_target_labelled_with_their_slot() {
+        let engine = FakeEngine {
+            listed: Some(vec![
+                spare("pht-spare-ready", true, "pht-spare-ready"),
+                spare("pht-spare-stopped", false, "pht-spare-stopped"),
+            ]),
+            ..Default::default()
+        };
+        let template = SpareTemplate {
+            slot: spec_with(limits()).output_slot(),
+            holder_image_id: "sha256:holder".to_string(),
+        };
+        replenish_spares(&engine, &template, 2)
+            .await
+            .expect("the fake engine does not fail");
+        let calls = engine.calls();
+        let created: Vec<&String> = calls
+            .iter()
+            .filter(|call| call.starts_with("create_") || call.starts_with("start_"))
+            .collect();
+        assert_eq!(
+            created.len(),
+            3,
+            "one volume, one holder, one start: {calls:?}"
+        );
+        let name = created[0]
+            .strip_prefix("create_volume ")
+            .expect("the volume first");
+        assert!(name.starts_with("pht-spare-test-station-"), "{name}");
+        assert_eq!(*created[1], format!("create_container {name}"));
+        assert_eq!(*created[2], format!("start_container {name}"));
+        let bodies = engine.created_bodies.lock().expect("not poisoned");
+        let labels = bodies[0].labels.clone().expect("labelled");
+        assert_eq!(labels[LABEL_OUTPUT_SLOT], template.key());
+        assert_eq!(labels[LABEL_OUTPUT_VOLUME], name);
+        assert_eq!(labels[LABEL_STATION], "test-station");
+        assert!(!labels.contains_key(spec::LABEL_RUN_ID), "{labels:?}");
+
+        // At the target already: nothing is made.
+        let engine = FakeEngine {
+            listed: Some(vec![spare("pht-spare-ready", true, "pht-spare-ready")]),
+            ..Default::default()
+        };
+        replenish_spares(&engine, &template, 1)
+            .await
+            .expect("the fake engine does not fail");
+        assert_eq!(engine.calls().len(), 1, "{:?}", engine.calls());
+    }
+
+    #[tokio::test]
+    async fn a_spare_that_cannot_be_started_is_removed_again() {
+        let template = SpareTemplate {
+            slot: spec_with(limits()).output_slot(),
+            holder_image_id: "sha256:holder".to_string(),
+        };
+        // Fail the holder's creation, whatever its random name.
+        let failing = FakeEngine {
+            listed: Some(Vec::new()),
+            fail_call: Some("create_container pht-spare-*".to_string()),
+            ..Default::default()
+        };
+        let _ = replenish_spares(&failing, &template, 1).await;
+        let calls = failing.calls();
+        let name = calls
+            .iter()
+            .find_map(|call| call.strip_prefix("create_volume "))
+            .expect("the volume was created")
+            .to_string();
+        assert!(
+            calls.ends_with(&[
+                format!("remove_container {name}"),
+                format!("remove_volume {name}")
+            ]),
+            "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cleanup_stale_keeps_ready_spares_and_removes_claimed_and_stopped_ones() {
+        let engine = FakeEngine {
+            listed: Some(vec![
+                listed("pht-run-old", false, &[]),
+                spare("pht-run-old-output", true, "pht-spare-claimed"),
+                spare("pht-spare-stopped", false, "pht-spare-stopped"),
+                spare("pht-spare-ready", true, "pht-spare-ready"),
+            ]),
+            volumes: Some(vec![
+                "pht-spare-claimed".to_string(),
+                "pht-spare-stopped".to_string(),
+                "pht-spare-ready".to_string(),
+            ]),
+            ..Default::default()
+        };
+        let cleanup = cleanup_stale_resources(&engine)
+            .await
+            .expect("the fake engine does not fail");
+        assert_eq!(cleanup.kept_spares, ["pht-spare-ready"]);
+        assert_eq!(
+            cleanup.removed_containers,
+            ["pht-run-old", "pht-run-old-output", "pht-spare-stopped"]
+        );
+        assert_eq!(
+            cleanup.removed_volumes,
+            ["pht-spare-claimed", "pht-spare-stopped"]
+        );
+
+        let removed = remove_spare_slots(&engine)
+            .await
+            .expect("the fake engine does not fail");
+        assert_eq!(
+            removed.removed_containers,
+            ["pht-spare-stopped", "pht-spare-ready"]
+        );
+        assert_eq!(
+            removed.removed_volumes,
+            ["pht-spare-stopped", "pht-spare-ready"],
+            "a claimed spare's volume belongs to its run"
+        );
     }
 
     fn regular(path: &str, size: usize) -> CollectedFile {

@@ -21,6 +21,7 @@ use bollard::models::{
     MountVolumeOptions, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
     VolumeCreateRequest,
 };
+use sha2::{Digest as _, Sha256};
 
 /// Label carrying the run id on every container and volume of a run.
 pub const LABEL_RUN_ID: &str = "org.pht.run-id";
@@ -32,6 +33,10 @@ pub const LABEL_ROLE: &str = "org.pht.role";
 pub const ROLE_TRAIN: &str = "train";
 pub const ROLE_OUTPUT_HOLDER: &str = "output-holder";
 pub const ROLE_OUTPUT_VOLUME: &str = "output";
+/// Label on a spare output slot (holder and volume): its [`OutputSlotSpec::key`].
+pub const LABEL_OUTPUT_SLOT: &str = "org.pht.output-slot";
+/// Label on an output holder naming the volume it keeps mounted.
+pub const LABEL_OUTPUT_VOLUME: &str = "org.pht.output-volume";
 
 /// Where the train finds its inputs and leaves its outputs.
 pub const DATA_MOUNT_ROOT: &str = "/data";
@@ -495,19 +500,62 @@ pub fn container_body(spec: &RunSpec, output_volume: &str) -> ContainerCreateBod
     }
 }
 
+/// What a run's `/output` slot (its tmpfs volume and the holder container keeping it mounted) is
+/// made of. Two runs whose slot specs are equal can use each other's spare slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputSlotSpec {
+    pub output_bytes: u64,
+    pub output_files: u64,
+    pub user: ContainerUser,
+}
+
+impl OutputSlotSpec {
+    /// A short fingerprint of the slot and the holder image it runs, put on spare slots as
+    /// [`LABEL_OUTPUT_SLOT`]: a spare is only ever handed to a run whose key is the same.
+    pub fn key(&self, holder_image_id: &str) -> String {
+        let canonical = format!(
+            "output_bytes={};output_files={};user={};holder={holder_image_id}",
+            self.output_bytes, self.output_files, self.user
+        );
+        let digest = Sha256::digest(canonical.as_bytes());
+        hex::encode(&digest[..8])
+    }
+}
+
+impl RunSpec {
+    pub fn output_slot(&self) -> OutputSlotSpec {
+        OutputSlotSpec {
+            output_bytes: self.limits.output_bytes,
+            output_files: self.limits.output_files,
+            user: self.user,
+        }
+    }
+}
+
 /// The per-run `/output` volume: a tmpfs of `output_bytes` holding at most `output_files`
 /// entries, owned by the train's user. The kernel refuses writes beyond the cap with ENOSPC, so
 /// the limit holds however fast the train writes.
 pub fn output_volume_request(spec: &RunSpec, volume_name: &str) -> VolumeCreateRequest {
-    let limits = spec.limits();
-    let user = spec.user();
+    output_slot_volume_request(
+        &spec.output_slot(),
+        volume_name,
+        labels_with_role(spec, ROLE_OUTPUT_VOLUME),
+    )
+}
+
+/// [`output_volume_request`] for a slot, with the labels given.
+pub fn output_slot_volume_request(
+    slot: &OutputSlotSpec,
+    volume_name: &str,
+    labels: HashMap<String, String>,
+) -> VolumeCreateRequest {
     let mount_options = format!(
         "size={},nr_inodes={},uid={},gid={},mode=0700,noexec,nosuid,nodev",
-        limits.output_bytes,
+        slot.output_bytes,
         // The root directory of the file system takes one inode.
-        limits.output_files.saturating_add(1),
-        user.uid(),
-        user.gid(),
+        slot.output_files.saturating_add(1),
+        slot.user.uid(),
+        slot.user.gid(),
     );
     VolumeCreateRequest {
         name: Some(volume_name.to_string()),
@@ -517,7 +565,7 @@ pub fn output_volume_request(spec: &RunSpec, volume_name: &str) -> VolumeCreateR
             ("device".to_string(), "tmpfs".to_string()),
             ("o".to_string(), mount_options),
         ])),
-        labels: Some(labels_with_role(spec, ROLE_OUTPUT_VOLUME)),
+        labels: Some(labels),
         ..Default::default()
     }
 }
@@ -534,10 +582,25 @@ pub fn output_holder_body(
     holder_image_id: &str,
     output_volume: &str,
 ) -> ContainerCreateBody {
+    output_slot_holder_body(
+        &spec.output_slot(),
+        holder_image_id,
+        output_volume,
+        labels_with_role(spec, ROLE_OUTPUT_HOLDER),
+    )
+}
+
+/// [`output_holder_body`] for a slot, with the labels given.
+pub fn output_slot_holder_body(
+    slot: &OutputSlotSpec,
+    holder_image_id: &str,
+    output_volume: &str,
+    labels: HashMap<String, String>,
+) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(holder_image_id.to_string()),
-        user: Some(spec.user().to_string()),
-        labels: Some(labels_with_role(spec, ROLE_OUTPUT_HOLDER)),
+        user: Some(slot.user.to_string()),
+        labels: Some(labels),
         attach_stdin: Some(false),
         attach_stdout: Some(false),
         attach_stderr: Some(false),

@@ -99,7 +99,16 @@ struct RawHub {
 struct RawDocker {
     #[serde(default)]
     socket: Option<PathBuf>,
+    /// Spare output slots kept ready for the next runs (see `pht_docker::sandbox`).
+    #[serde(default)]
+    warm_output_slots: Option<usize>,
 }
+
+/// One spare output slot takes the holder's start (about as long as the train's own) off each
+/// run's path, for one paused 129-byte container and an empty tmpfs.
+pub const DEFAULT_WARM_OUTPUT_SLOTS: usize = 1;
+/// More spares than this only hold memory: one run rarely claims more than one at a time.
+const MAX_WARM_OUTPUT_SLOTS: usize = 16;
 
 /// The format of a dataset's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -157,6 +166,8 @@ pub struct StationConfig {
     pub state_dir: PathBuf,
     pub hub: Option<HubAccess>,
     pub docker_socket: Option<PathBuf>,
+    /// Spare output slots to keep ready; 0 makes every run create its own.
+    pub warm_output_slots: usize,
     pub peers: BTreeMap<String, Peer>,
 }
 
@@ -215,7 +226,13 @@ impl StationConfig {
                 raw.station_id
             )));
         }
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Relative paths in the file are relative to the file, wherever the station was started.
+        let base = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => {
+                std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
+            }
+            _ => std::env::current_dir().unwrap_or_default(),
+        };
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -257,6 +274,15 @@ impl StationConfig {
                 })
             }
         };
+        let warm_output_slots = match raw.docker.as_ref().and_then(|d| d.warm_output_slots) {
+            None => DEFAULT_WARM_OUTPUT_SLOTS,
+            Some(count) if count <= MAX_WARM_OUTPUT_SLOTS => count,
+            Some(count) => {
+                return Err(error(format!(
+                    "docker.warm_output_slots: {count} is more than {MAX_WARM_OUTPUT_SLOTS}; 1 is enough for one run at a time, 0 turns spares off"
+                )))
+            }
+        };
         Ok(StationConfig {
             source: path.to_path_buf(),
             station_id: raw.station_id,
@@ -275,6 +301,7 @@ impl StationConfig {
             state_dir: resolve(&raw.state_dir),
             hub,
             docker_socket: raw.docker.and_then(|d| d.socket),
+            warm_output_slots,
             peers: raw
                 .peers
                 .into_iter()
@@ -325,6 +352,44 @@ state_dir: state
         );
         assert_eq!(config.policy, Path::new("/etc/pht/policy.yaml"));
         assert_eq!(config.state_dir, Path::new("/etc/pht/state"));
+    }
+
+    #[test]
+    fn a_config_named_by_a_relative_path_still_gives_absolute_paths() {
+        let cwd = std::env::current_dir().unwrap();
+        for (config_path, base) in [
+            ("station.yaml", cwd.clone()),
+            ("./station.yaml", cwd.clone()),
+            ("conf/station.yaml", cwd.join("conf")),
+            ("./conf/station.yaml", cwd.join("conf")),
+        ] {
+            let config = StationConfig::from_yaml(GOOD, Path::new(config_path)).unwrap();
+            assert_eq!(config.state_dir, base.join("state"), "{config_path}");
+            assert!(
+                config
+                    .state_dir
+                    .components()
+                    .all(|part| !matches!(part, std::path::Component::CurDir)),
+                "{config_path}: {}",
+                config.state_dir.display()
+            );
+        }
+    }
+
+    #[test]
+    fn warm_output_slots_default_to_one_and_are_bounded() {
+        let path = Path::new("/etc/pht/station.yaml");
+        let config = StationConfig::from_yaml(GOOD, path).unwrap();
+        assert_eq!(config.warm_output_slots, DEFAULT_WARM_OUTPUT_SLOTS);
+        let off = format!("{GOOD}docker:\n  warm_output_slots: 0\n");
+        assert_eq!(
+            StationConfig::from_yaml(&off, path).unwrap().warm_output_slots,
+            0
+        );
+        check_error(
+            &format!("{GOOD}docker:\n  warm_output_slots: 100\n"),
+            expect!["/etc/pht/station.yaml: docker.warm_output_slots: 100 is more than 16; 1 is enough for one run at a time, 0 turns spares off"],
+        );
     }
 
     #[test]

@@ -40,9 +40,11 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
-    pub fn new(docker: bollard::Docker, station_id: &str) -> DockerEngine {
+    /// `warm_output_slots`: spare output slots the sandbox keeps ready (0: none).
+    pub fn new(docker: bollard::Docker, station_id: &str, warm_output_slots: usize) -> DockerEngine {
         DockerEngine {
-            sandbox: DockerSandbox::for_station(docker.clone(), station_id),
+            sandbox: DockerSandbox::for_station(docker.clone(), station_id)
+                .with_warm_output_slots(warm_output_slots),
             docker,
         }
     }

@@ -95,6 +95,16 @@ enum Command {
     /// The station's own keys (provenance signing, and the age identity for handed-over state).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Remove this station's spare output slots: the paused holder containers and empty tmpfs
+    /// volumes kept ready so the next run starts sooner (`docker.warm_output_slots`). A stopping
+    /// daemon removes its own; `exec` leaves one for the next `exec`.
+    ///
+    /// With --leftovers, also remove the containers and volumes of runs a crashed station left
+    /// behind. Only with no station process running: that removes runs in progress too.
+    Cleanup {
+        #[arg(long)]
+        leftovers: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,7 +307,7 @@ async fn open_station(config: StationConfig) -> Result<Station<DockerEngine>, Fa
         code: 4,
         message: e.to_string(),
     })?;
-    let engine = DockerEngine::new(docker, &config.station_id);
+    let engine = DockerEngine::new(docker, &config.station_id, config.warm_output_slots);
     Ok(Station::open(config, engine)?)
 }
 
@@ -324,7 +334,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                         message: e.to_string(),
                     })?;
             let station = open_station(load_config(&cli.config)?).await?;
-            let record = station
+            let submitted = station
                 .submit(Submission {
                     reference,
                     parameters: GivenParameters::CommandLine(params),
@@ -333,13 +343,19 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     input_state: Vec::new(),
                     actor: format!("operator:{operator}"),
                 })
-                .await?;
+                .await;
+            // The spare output slot for the next run is made while this one runs; leave it
+            // whole, not half made.
+            station.engine().sandbox().settle().await;
+            let record = submitted?;
             print(json, &record, || render_record(&record));
             Ok(exit_code_of(&record))
         }
         Command::Approve { run_id, reason } => {
             let station = open_station(load_config(&cli.config)?).await?;
-            let record = station.approve(&run_id, &operator, reason).await?;
+            let approved = station.approve(&run_id, &operator, reason).await;
+            station.engine().sandbox().settle().await;
+            let record = approved?;
             print(json, &record, || render_record(&record));
             Ok(exit_code_of(&record))
         }
@@ -533,14 +549,52 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 eprintln!("stopping: finishing runs in progress");
             };
-            pht_station::daemon::run(
+            let sandbox = station.engine().sandbox().clone();
+            let served = pht_station::daemon::run(
                 std::sync::Arc::new(station),
                 std::sync::Arc::new(hub),
                 hub_access.poll_wait,
                 hub_access.concurrency,
                 shutdown,
             )
-            .await?;
+            .await;
+            // A stopped daemon leaves nothing running behind.
+            if let Err(error) = sandbox.remove_spares().await {
+                tracing::warn!(%error, "could not remove the spare output slots");
+            }
+            served?;
+            Ok(0)
+        }
+        Command::Cleanup { leftovers } => {
+            let station = open_station(load_config(&cli.config)?).await?;
+            let sandbox = station.engine().sandbox();
+            let failure = |e: pht_docker::SandboxError| Failure {
+                code: 4,
+                message: e.to_string(),
+            };
+            let mut removed = sandbox.remove_spares().await.map_err(failure)?;
+            if leftovers {
+                let stale = sandbox.cleanup_stale().await.map_err(failure)?;
+                removed.removed_containers.extend(stale.removed_containers);
+                removed.removed_volumes.extend(stale.removed_volumes);
+            }
+            #[derive(Serialize)]
+            struct Removed {
+                containers: Vec<String>,
+                volumes: Vec<String>,
+            }
+            let removed = Removed {
+                containers: removed.removed_containers,
+                volumes: removed.removed_volumes,
+            };
+            print(json, &removed, || {
+                format!(
+                    "removed {} container(s) and {} volume(s) of station {}",
+                    removed.containers.len(),
+                    removed.volumes.len(),
+                    station.config().station_id
+                )
+            });
             Ok(0)
         }
         Command::Keys(KeysCommand::Init) => {
