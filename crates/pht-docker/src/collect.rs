@@ -174,6 +174,8 @@ pub enum CollectError {
         last_path: String,
         source: io::Error,
     },
+    #[error("could not read the outputs in {dir}: {source}")]
+    Walk { dir: String, source: io::Error },
 }
 
 /// Collects the outputs under `root` (the archive's top directory, `output` for Docker's archive

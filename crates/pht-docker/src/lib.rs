@@ -7,6 +7,7 @@
 
 pub mod collect;
 mod connect;
+pub mod host_output;
 pub mod image;
 pub mod sandbox;
 pub mod spec;
@@ -14,5 +15,6 @@ pub mod spec;
 pub use collect::{CollectedFile, CollectedKind, CollectedOutputs};
 pub use connect::{connect, ConnectError};
 pub use connect::{connect_to_socket, DEFAULT_DOCKER_SOCKET};
+pub use host_output::HostOutputs;
 pub use sandbox::{DockerSandbox, RunOutcome, SandboxError};
 pub use spec::{RunLimits, RunSpec, SpecError};

@@ -45,10 +45,11 @@ use tokio::sync::{mpsc, OnceCell};
 use tokio::task::JoinHandle;
 
 use crate::collect::{self, CollectError, CollectLimits, CollectedKind, CollectedOutputs};
+use crate::host_output::{self, HostOutputs};
 use crate::spec::{
-    self, OutputSlotSpec, RunLimits, RunResourceNames, RunSpec, LABEL_MANAGED, LABEL_OUTPUT_SLOT,
-    LABEL_OUTPUT_VOLUME, LABEL_ROLE, OUTPUT_MOUNT_PATH, PARAMS_MOUNT_PATH, ROLE_OUTPUT_HOLDER,
-    ROLE_OUTPUT_VOLUME, TMP_MOUNT_PATH,
+    self, OutputMount, OutputSlotSpec, RunLimits, RunResourceNames, RunSpec, LABEL_MANAGED,
+    LABEL_OUTPUT_SLOT, LABEL_OUTPUT_VOLUME, LABEL_ROLE, OUTPUT_MOUNT_PATH, PARAMS_MOUNT_PATH,
+    ROLE_OUTPUT_HOLDER, ROLE_OUTPUT_VOLUME, TMP_MOUNT_PATH,
 };
 
 /// Label naming the station (sandbox owner) of a resource, so that stations sharing one engine,
@@ -170,6 +171,12 @@ pub enum SandboxError {
     },
     #[error("the output holder of run {run_id} stopped while the train ran, so /output was unmounted and the outputs are lost; was it removed by hand or by another station process's start-up cleanup?")]
     OutputHolderStopped { run_id: String },
+    #[error("could not {action} of run {run_id}: {source}")]
+    HostOutput {
+        run_id: String,
+        action: &'static str,
+        source: io::Error,
+    },
     #[error("could not collect the outputs of run {run_id}: {source}")]
     Collect {
         run_id: String,
@@ -201,6 +208,8 @@ pub struct StaleCleanup {
     pub removed_volumes: Vec<String>,
     /// Spare output slots (holders) left in place: empty, never given to a train, reusable.
     pub kept_spares: Vec<String>,
+    /// Host output directories unmounted and removed.
+    pub removed_output_dirs: Vec<String>,
 }
 
 /// Runs trains in Docker with the sandbox defaults of `DESIGN.md`.
@@ -213,6 +222,8 @@ pub struct DockerSandbox {
     background: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// One preparation at a time per sandbox, so concurrent runs do not overshoot the target.
     replenish_lock: Arc<tokio::sync::Mutex<()>>,
+    /// `/output` is a tmpfs this process mounts on the host (see [`crate::host_output`]).
+    host_outputs_enabled: bool,
 }
 
 impl DockerSandbox {
@@ -229,11 +240,26 @@ impl DockerSandbox {
                 docker,
                 station_id: station_id.to_string(),
                 output_holder_image_id: Arc::new(OnceCell::new()),
+                host_outputs: None,
             },
             warm_output_slots: 0,
             background: Arc::new(Mutex::new(Vec::new())),
+            host_outputs_enabled: false,
             replenish_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Gives each run's `/output` as a tmpfs mounted under `outputs`' root and bind-mounted
+    /// into the train, instead of a volume and holder; spare slots are then never needed.
+    pub fn with_host_outputs(mut self, outputs: HostOutputs) -> Self {
+        self.engine.host_outputs = Some(outputs);
+        self.host_outputs_enabled = true;
+        self
+    }
+
+    /// Where `/output` lives: a host tmpfs directory root, or `None` for volumes.
+    pub fn host_output_root(&self) -> Option<&std::path::Path> {
+        self.engine.host_outputs.as_ref().map(HostOutputs::root)
     }
 
     /// Keeps `count` spare output slots ready for the next runs (see the module documentation).
@@ -301,7 +327,11 @@ impl DockerSandbox {
     /// current tokio runtime instead.
     pub async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, SandboxError> {
         let slots = WarmSlots {
-            target: self.warm_output_slots,
+            target: if self.host_outputs_enabled {
+                0
+            } else {
+                self.warm_output_slots
+            },
             on_claimed: &|template| self.spawn_replenish(template),
         };
         run_in_sandbox(&self.engine, spec, &slots).await
@@ -345,6 +375,21 @@ pub(crate) trait SandboxEngine: Send + Sync {
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// Whether the container exists and is running.
     fn is_running(&self, name: &str) -> impl Future<Output = Result<bool, DockerError>> + Send;
+    /// Where the run's `/output` is mounted on the host; `None` when this sandbox uses volumes.
+    fn host_output_dir(&self, run_id: &str) -> Option<String>;
+    /// Mounts a capped tmpfs at `dir` (from [`host_output_dir`](Self::host_output_dir)).
+    fn mount_host_output(&self, dir: &str, slot: &OutputSlotSpec) -> io::Result<()>;
+    /// Reads what the train left in a host output directory.
+    fn collect_host_output(
+        &self,
+        dir: &str,
+        limits: CollectLimits,
+    ) -> impl Future<Output = Result<CollectedOutputs, CollectError>> + Send;
+    /// Unmounts and removes a host output directory.
+    fn release_host_output(&self, dir: &str) -> io::Result<()>;
+    /// Unmounts and removes every host output directory (what a crashed station left):
+    /// (released, failures).
+    fn release_all_host_outputs(&self) -> (Vec<String>, Vec<String>);
     /// The container's stdout and stderr from its start to its exit.
     fn attach_output(
         &self,
@@ -495,47 +540,27 @@ async fn run_steps<E: SandboxEngine>(
         }
     };
 
-    let holder_image_id = engine
-        .output_holder_image()
-        .await
-        .map_err(docker_error(RunStep::BuildOutputHolderImage))?;
+    names.host_output_dir = engine.host_output_dir(spec.run_id());
     let image_volume_paths = engine
         .image_volume_paths(spec.image_id())
         .await
         .map_err(docker_error(RunStep::InspectTrainImage))?;
-
-    let template = SpareTemplate {
-        slot: spec.output_slot(),
-        holder_image_id,
-    };
-    let claimed_volume = if slots.target > 0 {
-        claim_spare(engine, &template, &names.output_holder_container).await
-    } else {
-        None
-    };
-    match claimed_volume {
-        Some(volume) => names.output_volume = volume,
-        None => {
-            create_output_slot(
-                engine,
-                &template,
-                &names.output_holder_container,
-                &names.output_volume,
-                |role| {
-                    let mut labels = spec.labels();
-                    labels.insert(LABEL_ROLE.to_string(), role.to_string());
-                    labels.into_iter().collect()
-                },
-            )
-            .await
-            .map_err(|(step, source)| docker_error(step)(source))?;
-        }
-    }
-    if slots.target > 0 {
-        (slots.on_claimed)(template);
+    match &names.host_output_dir {
+        Some(dir) => engine
+            .mount_host_output(dir, &spec.output_slot())
+            .map_err(|source| SandboxError::HostOutput {
+                run_id: spec.run_id().to_string(),
+                action: "mount the tmpfs for /output",
+                source,
+            })?,
+        None => prepare_output_slot(engine, spec, names, slots).await?,
     }
 
-    let mut train_body = spec::container_body(spec, &names.output_volume);
+    let output_mount = match &names.host_output_dir {
+        Some(dir) => OutputMount::HostDir(dir),
+        None => OutputMount::Volume(&names.output_volume),
+    };
+    let mut train_body = spec::container_body(spec, output_mount);
     add_station_label(&mut train_body.labels, engine.station_id());
     if let Some(host_config) = train_body.host_config.as_mut() {
         cover_image_volumes(host_config, &image_volume_paths, limits.tmp_bytes);
@@ -592,17 +617,19 @@ async fn run_steps<E: SandboxEngine>(
         .inspect_exit(&names.train_container)
         .await
         .map_err(docker_error(RunStep::InspectTrain))?;
-    // The holder was started before the train and nothing restarts it: running now means the
-    // volume stayed mounted all along. Stopped, Docker would remount an empty tmpfs for the
-    // download, and the run would look like it wrote nothing.
-    let holder_running = engine
-        .is_running(&names.output_holder_container)
-        .await
-        .map_err(docker_error(RunStep::CheckOutputHolder))?;
-    if !holder_running {
-        return Err(SandboxError::OutputHolderStopped {
-            run_id: spec.run_id().to_string(),
-        });
+    if names.host_output_dir.is_none() {
+        // The holder was started before the train and nothing restarts it: running now means
+        // the volume stayed mounted all along. Stopped, Docker would remount an empty tmpfs for
+        // the download, and the run would look like it wrote nothing.
+        let holder_running = engine
+            .is_running(&names.output_holder_container)
+            .await
+            .map_err(docker_error(RunStep::CheckOutputHolder))?;
+        if !holder_running {
+            return Err(SandboxError::OutputHolderStopped {
+                run_id: spec.run_id().to_string(),
+            });
+        }
     }
 
     let log_drain = tokio::time::timeout(LOG_DRAIN_GRACE, &mut log_capture.0).await;
@@ -619,13 +646,24 @@ async fn run_steps<E: SandboxEngine>(
         (std::mem::take(&mut captured.bytes), logs_truncated)
     };
 
-    let outputs = download_and_collect(
-        engine,
-        spec.run_id(),
-        &names.output_holder_container,
-        collect_limits(limits),
-    )
-    .await?;
+    let outputs = match &names.host_output_dir {
+        Some(dir) => engine
+            .collect_host_output(dir, collect_limits(limits))
+            .await
+            .map_err(|source| SandboxError::Collect {
+                run_id: spec.run_id().to_string(),
+                source,
+            })?,
+        None => {
+            download_and_collect(
+                engine,
+                spec.run_id(),
+                &names.output_holder_container,
+                collect_limits(limits),
+            )
+            .await?
+        }
+    };
     let output_limit_reached = output_limit_reached(&outputs, limits);
 
     Ok(RunOutcome {
@@ -638,6 +676,56 @@ async fn run_steps<E: SandboxEngine>(
         outputs,
         output_limit_reached,
     })
+}
+
+/// Gives the run an output volume kept mounted by a started holder: a spare claimed, or one
+/// made now; then asks for the next spare.
+async fn prepare_output_slot<E: SandboxEngine>(
+    engine: &E,
+    spec: &RunSpec,
+    names: &mut RunResourceNames,
+    slots: &WarmSlots<'_>,
+) -> Result<(), SandboxError> {
+    let docker_error = |step: RunStep, source: DockerError| SandboxError::Docker {
+        run_id: spec.run_id().to_string(),
+        step,
+        source,
+    };
+    let holder_image_id = engine
+        .output_holder_image()
+        .await
+        .map_err(|source| docker_error(RunStep::BuildOutputHolderImage, source))?;
+    let template = SpareTemplate {
+        slot: spec.output_slot(),
+        holder_image_id,
+    };
+    let claimed_volume = if slots.target > 0 {
+        claim_spare(engine, &template, &names.output_holder_container).await
+    } else {
+        None
+    };
+    match claimed_volume {
+        Some(volume) => names.output_volume = volume,
+        None => {
+            create_output_slot(
+                engine,
+                &template,
+                &names.output_holder_container,
+                &names.output_volume,
+                |role| {
+                    let mut labels = spec.labels();
+                    labels.insert(LABEL_ROLE.to_string(), role.to_string());
+                    labels.into_iter().collect()
+                },
+            )
+            .await
+            .map_err(|(step, source)| docker_error(step, source))?;
+        }
+    }
+    if slots.target > 0 {
+        (slots.on_claimed)(template);
+    }
+    Ok(())
 }
 
 /// Creates an output slot: the tmpfs volume, then the holder that keeps it mounted, started.
@@ -990,6 +1078,20 @@ async fn remove_run_resources<E: SandboxEngine>(
     names: &RunResourceNames,
 ) -> Result<(), Vec<String>> {
     let mut failures = Vec::new();
+    if let Some(dir) = &names.host_output_dir {
+        if let Err(error) = engine.remove_container(&names.train_container).await {
+            failures.push(format!("container {}: {error}", names.train_container));
+        }
+        // Unmounted only once the train's container, which bind-mounts it, is gone.
+        if let Err(error) = engine.release_host_output(dir) {
+            failures.push(format!("output directory {dir}: {error}"));
+        }
+        return if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures)
+        };
+    }
     // The two containers go at once; the volume only when neither holds it any more.
     let (train_removal, holder_removal) = tokio::join!(
         engine.remove_container(&names.train_container),
@@ -1039,7 +1141,17 @@ impl<E: SandboxEngine> Drop for CleanupOnDrop<'_, E> {
 async fn cleanup_stale_resources<E: SandboxEngine>(
     engine: &E,
 ) -> Result<StaleCleanup, SandboxError> {
-    remove_station_resources(engine, |_| true, true).await
+    let mut cleanup = remove_station_resources(engine, |_| true, true).await?;
+    // After the containers: a leftover train container may still bind-mount its directory.
+    let (released, failures) = engine.release_all_host_outputs();
+    if !failures.is_empty() {
+        return Err(SandboxError::StaleCleanup {
+            station_id: engine.station_id().to_string(),
+            failures,
+        });
+    }
+    cleanup.removed_output_dirs = released;
+    Ok(cleanup)
 }
 
 async fn remove_spare_slots<E: SandboxEngine>(engine: &E) -> Result<StaleCleanup, SandboxError> {
@@ -1118,6 +1230,7 @@ pub(crate) struct BollardEngine {
     station_id: String,
     /// Built once per sandbox; concurrent runs wait for the same build.
     output_holder_image_id: Arc<OnceCell<String>>,
+    host_outputs: Option<HostOutputs>,
 }
 
 fn status_code(error: &DockerError) -> Option<u16> {
@@ -1201,6 +1314,51 @@ impl SandboxEngine for BollardEngine {
                 .unwrap_or(false)),
             Err(error) if status_code(&error) == Some(404) => Ok(false),
             Err(error) => Err(error),
+        }
+    }
+
+    fn host_output_dir(&self, run_id: &str) -> Option<String> {
+        let outputs = self.host_outputs.as_ref()?;
+        Some(outputs.run_dir(run_id).display().to_string())
+    }
+
+    fn mount_host_output(&self, dir: &str, slot: &OutputSlotSpec) -> io::Result<()> {
+        match &self.host_outputs {
+            Some(outputs) => outputs.mount(std::path::Path::new(dir), slot),
+            None => Err(io::Error::other(
+                "this sandbox does not mount outputs on the host",
+            )),
+        }
+    }
+
+    async fn collect_host_output(
+        &self,
+        dir: &str,
+        limits: CollectLimits,
+    ) -> Result<CollectedOutputs, CollectError> {
+        let dir = std::path::PathBuf::from(dir);
+        let walk_dir = dir.clone();
+        tokio::task::spawn_blocking(move || host_output::collect_dir(&walk_dir, &limits))
+            .await
+            .unwrap_or_else(|join_error| {
+                Err(CollectError::Walk {
+                    dir: dir.display().to_string(),
+                    source: io::Error::other(join_error.to_string()),
+                })
+            })
+    }
+
+    fn release_host_output(&self, dir: &str) -> io::Result<()> {
+        match &self.host_outputs {
+            Some(outputs) => outputs.release(std::path::Path::new(dir)),
+            None => Ok(()),
+        }
+    }
+
+    fn release_all_host_outputs(&self) -> (Vec<String>, Vec<String>) {
+        match &self.host_outputs {
+            Some(outputs) => outputs.release_all(),
+            None => (Vec::new(), Vec::new()),
         }
     }
 
@@ -1554,6 +1712,8 @@ mod tests {
         claimed_elsewhere: Vec<String>,
         /// The output holder is no longer running when the train exits.
         holder_stopped: bool,
+        /// The sandbox mounts `/output` on the host instead of using a volume.
+        host_outputs: bool,
     }
 
     impl FakeEngine {
@@ -1650,6 +1810,41 @@ mod tests {
         async fn is_running(&self, name: &str) -> Result<bool, DockerError> {
             self.record(format!("is_running {name}"))?;
             Ok(!self.holder_stopped)
+        }
+
+        fn host_output_dir(&self, run_id: &str) -> Option<String> {
+            self.host_outputs.then(|| format!("/outputs/{run_id}"))
+        }
+
+        fn mount_host_output(&self, dir: &str, _slot: &OutputSlotSpec) -> io::Result<()> {
+            self.record(format!("mount_host_output {dir}"))
+                .map_err(io::Error::other)
+        }
+
+        async fn collect_host_output(
+            &self,
+            dir: &str,
+            limits: CollectLimits,
+        ) -> Result<CollectedOutputs, CollectError> {
+            self.record(format!("collect_host_output {dir}"))
+                .map_err(|error| CollectError::Walk {
+                    dir: dir.to_string(),
+                    source: io::Error::other(error),
+                })?;
+            Ok(
+                collect::collect_outputs(output_archive().as_slice(), "output", &limits)
+                    .expect("a valid archive"),
+            )
+        }
+
+        fn release_host_output(&self, dir: &str) -> io::Result<()> {
+            self.record(format!("release_host_output {dir}"))
+                .map_err(io::Error::other)
+        }
+
+        fn release_all_host_outputs(&self) -> (Vec<String>, Vec<String>) {
+            let _ = self.record("release_all_host_outputs".to_string());
+            (Vec::new(), Vec::new())
         }
 
         async fn start_container(&self, name: &str) -> Result<(), DockerError> {
@@ -1788,8 +1983,8 @@ mod tests {
             .await
             .expect("the fake engine does not fail");
         expect![[r#"
-            output_holder_image
             image_volume_paths sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+            output_holder_image
             create_volume pht-run-r1-output
             create_container pht-run-r1-output
             start_container pht-run-r1-output
@@ -1991,10 +2186,95 @@ mod tests {
             remove_container pht-run-old
             remove_container pht-run-old-output
             list_volumes org.pht.managed=true,org.pht.station=test-station
-            remove_volume pht-run-old-output"#]]
+            remove_volume pht-run-old-output
+            release_all_host_outputs"#]]
         .assert_eq(&engine.calls().join("\n"));
         assert_eq!(cleanup.removed_containers.len(), 2);
         assert_eq!(cleanup.removed_volumes.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_host_outputs_a_run_mounts_binds_reads_and_releases_a_host_tmpfs() {
+        let engine = FakeEngine {
+            host_outputs: true,
+            ..Default::default()
+        };
+        let outcome = run_in_sandbox(&engine, &spec_with(limits()))
+            .await
+            .expect("the fake engine does not fail");
+        expect![[r#"
+            image_volume_paths sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+            mount_host_output /outputs/r1
+            create_container pht-run-r1
+            attach_output pht-run-r1
+            start_container pht-run-r1
+            wait_container pht-run-r1
+            inspect_exit pht-run-r1
+            collect_host_output /outputs/r1
+            remove_container pht-run-r1
+            release_host_output /outputs/r1"#]]
+        .assert_eq(&engine.calls().join("\n"));
+        assert_eq!(
+            outcome.outputs.regular_file("result.txt"),
+            Some(&b"rows=3\n"[..])
+        );
+        let bodies = engine.created_bodies.lock().expect("not poisoned");
+        let mounts = bodies[0]
+            .host_config
+            .as_ref()
+            .and_then(|host_config| host_config.mounts.clone())
+            .unwrap_or_default();
+        assert!(
+            mounts
+                .iter()
+                .any(|mount| mount.source.as_deref() == Some("/outputs/r1")
+                    && mount.target.as_deref() == Some(OUTPUT_MOUNT_PATH)),
+            "{mounts:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_host_outputs_every_failing_step_still_removes_the_train_and_the_mount() {
+        let successful_engine = FakeEngine {
+            host_outputs: true,
+            ..Default::default()
+        };
+        run_in_sandbox(&successful_engine, &spec_with(limits()))
+            .await
+            .expect("the fake engine does not fail");
+        let steps: Vec<String> = successful_engine
+            .calls()
+            .into_iter()
+            .filter(|call| !call.starts_with("remove_") && !call.starts_with("release_"))
+            .collect();
+        for failing_step in steps {
+            let engine = FakeEngine {
+                host_outputs: true,
+                fail_call: Some(failing_step.clone()),
+                ..Default::default()
+            };
+            let error = run_in_sandbox(&engine, &spec_with(limits()))
+                .await
+                .expect_err("an injected failure fails the run");
+            assert!(
+                error.to_string().contains("injected failure"),
+                "the error of {failing_step:?} carries the cause: {error}"
+            );
+            let calls = engine.calls();
+            let expected_tail = [
+                "remove_container pht-run-r1",
+                "release_host_output /outputs/r1",
+            ];
+            assert!(
+                calls.ends_with(
+                    &expected_tail
+                        .iter()
+                        .map(|call| call.to_string())
+                        .collect::<Vec<_>>()
+                ),
+                "after {failing_step:?}: {calls:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -2040,8 +2320,8 @@ mod tests {
         let key = spec_with(limits()).output_slot().key("sha256:holder");
         let calls = engine.calls().join("\n").replace(&key, "KEY");
         expect![[r#"
-            output_holder_image
             image_volume_paths sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+            output_holder_image
             list_containers org.pht.managed=true,org.pht.station=test-station,org.pht.output-slot=KEY
             rename_container pht-spare-raced pht-run-r1-output
             rename_container pht-spare-ready pht-run-r1-output
@@ -2149,8 +2429,10 @@ mod tests {
         assert!(name.starts_with("pht-spare-test-station-"), "{name}");
         assert_eq!(*created[1], format!("create_container {name}"));
         assert_eq!(*created[2], format!("start_container {name}"));
-        let bodies = engine.created_bodies.lock().expect("not poisoned");
-        let labels = bodies[0].labels.clone().expect("labelled");
+        let labels = engine.created_bodies.lock().expect("not poisoned")[0]
+            .labels
+            .clone()
+            .expect("labelled");
         assert_eq!(labels[LABEL_OUTPUT_SLOT], template.key());
         assert_eq!(labels[LABEL_OUTPUT_VOLUME], name);
         assert_eq!(labels[LABEL_STATION], "test-station");

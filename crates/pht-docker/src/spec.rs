@@ -396,6 +396,7 @@ impl RunSpec {
             train_container: format!("pht-run-{}", self.run_id),
             output_holder_container: format!("pht-run-{}-output", self.run_id),
             output_volume: format!("pht-run-{}-output", self.run_id),
+            host_output_dir: None,
         }
     }
 }
@@ -404,15 +405,26 @@ impl RunSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunResourceNames {
     pub train_container: String,
+    /// The holder and volume of the fallback; not created when `host_output_dir` is set.
     pub output_holder_container: String,
     pub output_volume: String,
+    /// The host directory (a tmpfs the station mounted) that is the run's `/output`, if any.
+    pub host_output_dir: Option<String>,
+}
+
+/// Where a train's `/output` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMount<'a> {
+    /// A named tmpfs volume (see [`output_volume_request`]), kept mounted by a holder.
+    Volume(&'a str),
+    /// A host directory: the tmpfs the station mounted itself (see [`crate::host_output`]).
+    HostDir(&'a str),
 }
 
 /// The train container: every sandbox default of `DESIGN.md`, with the run's limits and mounts.
 ///
-/// `/output` is the named volume `output_volume` (see [`output_volume_request`]); the caller
-/// creates it first and removes it afterwards.
-pub fn container_body(spec: &RunSpec, output_volume: &str) -> ContainerCreateBody {
+/// The caller creates what `output` names first and removes it afterwards.
+pub fn container_body(spec: &RunSpec, output: OutputMount<'_>) -> ContainerCreateBody {
     let limits = spec.limits();
     let mut mounts: Vec<Mount> = spec
         .datasets()
@@ -425,7 +437,21 @@ pub fn container_body(spec: &RunSpec, output_volume: &str) -> ContainerCreateBod
     if let Some(params_file) = &spec.params_file {
         mounts.push(read_only_bind_mount(params_file, PARAMS_MOUNT_PATH));
     }
-    mounts.push(output_volume_mount(output_volume, false));
+    mounts.push(match output {
+        OutputMount::Volume(volume) => output_volume_mount(volume, false),
+        OutputMount::HostDir(dir) => Mount {
+            target: Some(OUTPUT_MOUNT_PATH.to_string()),
+            source: Some(dir.to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(false),
+            bind_options: Some(MountBindOptions {
+                propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+                non_recursive: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    });
 
     let device_requests = spec.gpu().then(|| {
         // The same request as `docker run --gpus all`.
@@ -837,8 +863,39 @@ mod tests {
     }
 
     #[test]
+    fn output_on_a_host_tmpfs_is_a_writable_private_bind_of_that_directory_alone() {
+        let body = container_body(
+            &typical_spec(),
+            OutputMount::HostDir("/var/lib/pht/outputs/job-42.station-a"),
+        );
+        let mounts = body
+            .host_config
+            .and_then(|host_config| host_config.mounts)
+            .expect("mounts are always set");
+        let output_mount = mounts
+            .iter()
+            .find(|mount| mount.target.as_deref() == Some(OUTPUT_MOUNT_PATH))
+            .expect("/output is mounted");
+        expect![[r#"
+            {
+              "BindOptions": {
+                "NonRecursive": true,
+                "Propagation": "rprivate"
+              },
+              "ReadOnly": false,
+              "Source": "/var/lib/pht/outputs/job-42.station-a",
+              "Target": "/output",
+              "Type": "bind"
+            }"#]]
+        .assert_eq(&canonical_json(output_mount));
+    }
+
+    #[test]
     fn train_container_body_of_a_typical_run() {
-        let body = container_body(&typical_spec(), "pht-run-job-42.station-a-output");
+        let body = container_body(
+            &typical_spec(),
+            OutputMount::Volume("pht-run-job-42.station-a-output"),
+        );
         expect![[r#"
             {
               "AttachStderr": true,
@@ -1027,7 +1084,7 @@ mod tests {
             .with_gpu(true)
             .with_entrypoint(vec!["/bin/analysis".to_string()])
             .with_cmd(vec!["--fast".to_string()]);
-        let body = container_body(&spec, "volume");
+        let body = container_body(&spec, OutputMount::Volume("volume"));
         let host_config = body.host_config.expect("host config is always set");
         assert_eq!(host_config.runtime.as_deref(), Some("runsc"));
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
@@ -1057,7 +1114,7 @@ mod tests {
 
     #[test]
     fn no_devices_without_gpu() {
-        let body = container_body(&typical_spec(), "volume");
+        let body = container_body(&typical_spec(), OutputMount::Volume("volume"));
         let host_config = body.host_config.expect("host config is always set");
         assert_eq!(host_config.device_requests, None);
         assert_eq!(host_config.devices, None);

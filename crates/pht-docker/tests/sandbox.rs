@@ -32,7 +32,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use pht_docker::sandbox::StaleCleanup;
-use pht_docker::{CollectedKind, DockerSandbox, RunLimits, RunOutcome, RunSpec};
+use pht_docker::{CollectedKind, DockerSandbox, HostOutputs, RunLimits, RunOutcome, RunSpec};
 
 /// Label on everything this suite creates outside the sandbox (images, network, helper
 /// containers), so teardown can find it all.
@@ -86,6 +86,8 @@ fn scenarios() -> Vec<Scenario> {
         scenario!(a_missing_dataset_directory_fails_and_leaves_nothing),
         scenario!(a_dropped_run_is_cleaned_up_in_the_background),
         scenario!(cleanup_stale_removes_only_this_stations_leftovers),
+        scenario!(in_a_volume_outputs_are_collected_capped_and_links_not_followed),
+        scenario!(warm_spare_slots_are_claimed_empty_and_removed),
     ]
 }
 
@@ -257,6 +259,10 @@ struct Suite {
     network_name: String,
     listener_container: String,
     listener_ip: String,
+    /// Where `/output` tmpfs mounts go when this process may mount them (root, same mount
+    /// namespace as Docker); the scenarios then run that way, as a station on the host does,
+    /// and the volume fallback has scenarios of its own.
+    host_outputs: Option<HostOutputs>,
 }
 
 impl Suite {
@@ -335,6 +341,16 @@ impl Suite {
             .await
             .context("creating the test network")?;
 
+        let host_outputs = match HostOutputs::probe(&scratch_directory.path().join("outputs")) {
+            Ok(outputs) => {
+                println!("/output: host tmpfs under {}", outputs.root().display());
+                Some(outputs)
+            }
+            Err(why) => {
+                println!("/output: volumes (host tmpfs unavailable: {why})");
+                None
+            }
+        };
         let mut suite = Suite {
             docker,
             session_id,
@@ -345,6 +361,7 @@ impl Suite {
             listener_container: String::new(),
             listener_ip: String::new(),
             network_name,
+            host_outputs,
         };
         suite
             .start_listener()
@@ -467,7 +484,17 @@ impl Suite {
         format!("{}-station", self.session_id)
     }
 
+    /// The sandbox a station on this host would use: host tmpfs outputs where possible.
     fn sandbox(&self) -> DockerSandbox {
+        let sandbox = self.volume_sandbox();
+        match &self.host_outputs {
+            Some(outputs) => sandbox.with_host_outputs(outputs.clone()),
+            None => sandbox,
+        }
+    }
+
+    /// The fallback: `/output` a tmpfs volume kept mounted by a holder container.
+    fn volume_sandbox(&self) -> DockerSandbox {
         DockerSandbox::for_station(self.docker.clone(), &self.station_id())
     }
 
@@ -496,10 +523,20 @@ impl Suite {
         limits: RunLimits,
         params: &[(&str, Param)],
     ) -> anyhow::Result<(RunOutcome, Report)> {
+        self.run_hostile_in(&self.sandbox(), tag, limits, params)
+            .await
+    }
+
+    async fn run_hostile_in(
+        &self,
+        sandbox: &DockerSandbox,
+        tag: &str,
+        limits: RunLimits,
+        params: &[(&str, Param)],
+    ) -> anyhow::Result<(RunOutcome, Report)> {
         let run_id = self.run_id(tag);
         let spec = self.spec(&run_id, limits, params)?;
-        let outcome = self
-            .sandbox()
+        let outcome = sandbox
             .run(&spec)
             .await
             .with_context(|| format!("running {run_id} in the sandbox"))?;
@@ -542,6 +579,16 @@ impl Suite {
             containers.is_empty() && volumes.is_empty(),
             "run {run_id} left containers {containers:?} and volumes {volumes:?}"
         );
+        if let Some(outputs) = &self.host_outputs {
+            let dir = outputs.root().join(run_id);
+            ensure!(!dir.exists(), "run {run_id} left {}", dir.display());
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+            ensure!(
+                !mounts.contains(&dir.display().to_string()),
+                "run {run_id} left {} mounted",
+                dir.display()
+            );
+        }
         Ok(())
     }
 
@@ -1328,8 +1375,9 @@ async fn a_dropped_run_is_cleaned_up_in_the_background(suite: Arc<Suite>) -> any
                 !run_task.is_finished(),
                 "the run ended before it could be dropped"
             );
-            // The holder and the train.
-            Ok(running.len() == 2)
+            // The train, and the holder when /output is a volume.
+            let expected = if suite.host_outputs.is_some() { 1 } else { 2 };
+            Ok(running.len() == expected)
         },
     )
     .await;
@@ -1352,7 +1400,9 @@ async fn a_dropped_run_is_cleaned_up_in_the_background(suite: Arc<Suite>) -> any
         "the dropped run's cleanup",
         || async {
             let (containers, volumes) = suite.leftovers(&train_filter).await?;
-            Ok(containers.is_empty() && volumes.is_empty())
+            Ok(containers.is_empty()
+                && volumes.is_empty()
+                && suite.assert_nothing_left(&run_id).await.is_ok())
         },
     )
     .await
@@ -1411,6 +1461,7 @@ async fn cleanup_stale_removes_only_this_stations_leftovers(
             == StaleCleanup {
                 removed_containers: vec![crashed_container.clone()],
                 removed_volumes: vec![crashed_volume.clone()],
+                ..Default::default()
             },
         "cleanup_stale removed something else"
     );
@@ -1509,4 +1560,135 @@ async fn build_image(
         }
     }
     image_id.ok_or_else(|| anyhow!("docker build reported no image id:\n{build_log}"))
+}
+
+/// The volume fallback, used by stations that cannot mount (in a container, or without root):
+/// the train's outputs are collected through the archive API, the cap holds, links are recorded.
+async fn in_a_volume_outputs_are_collected_capped_and_links_not_followed(
+    suite: Arc<Suite>,
+) -> anyhow::Result<()> {
+    let sandbox = suite.volume_sandbox();
+    let limits = small_limits();
+    let output_bytes = limits.output_bytes;
+    let (outcome, report) = suite
+        .run_hostile_in(
+            &sandbox,
+            "volbigout",
+            limits,
+            &[
+                ("mode", "big-output".into()),
+                ("bytes", (8 * output_bytes).into()),
+            ],
+        )
+        .await?;
+    ensure_contained(&outcome)?;
+    ensure!(
+        report
+            .get("big_output_error")?
+            .contains("No space left on device"),
+        "{}",
+        report.text
+    );
+    ensure!(outcome.output_limit_reached, "{outcome:?}");
+
+    let (outcome, _) = suite
+        .run_hostile_in(
+            &sandbox,
+            "vollink",
+            small_limits(),
+            &[("mode", "symlink-passwd".into())],
+        )
+        .await?;
+    ensure_contained(&outcome)?;
+    ensure!(
+        symlink_target(&outcome, "leak") == Some("/etc/passwd"),
+        "{:?}",
+        outcome.outputs
+    );
+    Ok(())
+}
+
+/// Spare output slots: a second run claims the spare the first one prepared, finds it empty
+/// (nothing of the first run's outputs), and `remove_spares` leaves nothing behind.
+async fn warm_spare_slots_are_claimed_empty_and_removed(suite: Arc<Suite>) -> anyhow::Result<()> {
+    // A station of its own, so no other scenario's runs touch its spares.
+    let station = format!("{}-warm", suite.session_id);
+    let sandbox =
+        DockerSandbox::for_station(suite.docker.clone(), &station).with_warm_output_slots(1);
+    let spares = || async {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("org.pht.station={station}")],
+        )]);
+        let listed = suite
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await?;
+        anyhow::Ok(
+            listed
+                .into_iter()
+                .flat_map(|container| container.names.unwrap_or_default())
+                .filter(|name| name.trim_start_matches('/').starts_with("pht-spare-"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let result = async {
+        let (first, _) = suite
+            .run_hostile_in(
+                &sandbox,
+                "warm1",
+                small_limits(),
+                &[("mode", "big-output".into()), ("bytes", 1000u64.into())],
+            )
+            .await?;
+        ensure!(
+            first.outputs.regular_file("big.bin").is_some(),
+            "the first run wrote big.bin: {first:?}"
+        );
+        sandbox.settle().await;
+        let ready = spares().await?;
+        ensure!(
+            ready.len() == 1,
+            "one spare is ready after the first run: {ready:?}"
+        );
+
+        let (second, _) = suite
+            .run_hostile_in(
+                &sandbox,
+                "warm2",
+                small_limits(),
+                &[("mode", "exit".into()), ("code", 0u64.into())],
+            )
+            .await?;
+        ensure!(second.exit_code == Some(0), "{second:?}");
+        ensure!(
+            second.outputs.regular_file("big.bin").is_none() && second.outputs.files.len() == 1,
+            "the claimed spare held someone else's outputs: {:?}",
+            second.outputs
+        );
+        sandbox.settle().await;
+        let replaced = spares().await?;
+        ensure!(
+            replaced.len() == 1 && replaced != ready,
+            "the claimed spare was replaced by a new one: before {ready:?}, after {replaced:?}"
+        );
+        Ok(())
+    }
+    .await;
+    let removed = sandbox.remove_spares().await;
+    let (containers, volumes) = suite
+        .leftovers(&format!("org.pht.station={station}"))
+        .await?;
+    result?;
+    removed?;
+    ensure!(
+        containers.is_empty() && volumes.is_empty(),
+        "remove_spares left containers {containers:?} and volumes {volumes:?}"
+    );
+    Ok(())
 }

@@ -102,6 +102,24 @@ struct RawDocker {
     /// Spare output slots kept ready for the next runs (see `pht_docker::sandbox`).
     #[serde(default)]
     warm_output_slots: Option<usize>,
+    #[serde(default)]
+    output_storage: OutputStorage,
+}
+
+/// Where a train's `/output` lives (`docker.output_storage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputStorage {
+    /// `host-tmpfs` where this station can (root, and in the same mount namespace as Docker),
+    /// otherwise `volume`.
+    #[default]
+    Auto,
+    /// A capped tmpfs the station mounts under `<state_dir>/outputs` and bind-mounts: fastest;
+    /// refused at start-up where it cannot work.
+    HostTmpfs,
+    /// A capped tmpfs volume kept mounted by a holder container: works from inside a container
+    /// and without root.
+    Volume,
 }
 
 /// One spare output slot takes the holder's start (about as long as the train's own) off each
@@ -168,6 +186,7 @@ pub struct StationConfig {
     pub docker_socket: Option<PathBuf>,
     /// Spare output slots to keep ready; 0 makes every run create its own.
     pub warm_output_slots: usize,
+    pub output_storage: OutputStorage,
     pub peers: BTreeMap<String, Peer>,
 }
 
@@ -300,6 +319,11 @@ impl StationConfig {
             policy: resolve(&raw.policy),
             state_dir: resolve(&raw.state_dir),
             hub,
+            output_storage: raw
+                .docker
+                .as_ref()
+                .map(|d| d.output_storage)
+                .unwrap_or_default(),
             docker_socket: raw.docker.and_then(|d| d.socket),
             warm_output_slots,
             peers: raw
@@ -383,7 +407,9 @@ state_dir: state
         assert_eq!(config.warm_output_slots, DEFAULT_WARM_OUTPUT_SLOTS);
         let off = format!("{GOOD}docker:\n  warm_output_slots: 0\n");
         assert_eq!(
-            StationConfig::from_yaml(&off, path).unwrap().warm_output_slots,
+            StationConfig::from_yaml(&off, path)
+                .unwrap()
+                .warm_output_slots,
             0
         );
         check_error(

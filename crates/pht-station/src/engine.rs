@@ -40,13 +40,20 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
-    /// `warm_output_slots`: spare output slots the sandbox keeps ready (0: none).
-    pub fn new(docker: bollard::Docker, station_id: &str, warm_output_slots: usize) -> DockerEngine {
-        DockerEngine {
-            sandbox: DockerSandbox::for_station(docker.clone(), station_id)
-                .with_warm_output_slots(warm_output_slots),
-            docker,
+    /// `warm_output_slots`: spare output slots the sandbox keeps ready (0: none), used when
+    /// `host_outputs` is `None`; otherwise `/output` is a tmpfs mounted there.
+    pub fn new(
+        docker: bollard::Docker,
+        station_id: &str,
+        warm_output_slots: usize,
+        host_outputs: Option<pht_docker::HostOutputs>,
+    ) -> DockerEngine {
+        let mut sandbox = DockerSandbox::for_station(docker.clone(), station_id)
+            .with_warm_output_slots(warm_output_slots);
+        if let Some(host_outputs) = host_outputs {
+            sandbox = sandbox.with_host_outputs(host_outputs);
         }
+        DockerEngine { sandbox, docker }
     }
 
     pub fn sandbox(&self) -> &DockerSandbox {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pht_core::ImageReference;
 use pht_station::audit::AuditLog;
+use pht_station::config::OutputStorage;
 use pht_station::{
     DockerEngine, GivenParameters, RunRecord, RunStatus, Station, StationConfig, StationError,
     Submission,
@@ -307,7 +308,32 @@ async fn open_station(config: StationConfig) -> Result<Station<DockerEngine>, Fa
         code: 4,
         message: e.to_string(),
     })?;
-    let engine = DockerEngine::new(docker, &config.station_id, config.warm_output_slots);
+    let output_root = config.state_dir.join("outputs");
+    let host_outputs = match config.output_storage {
+        OutputStorage::Volume => None,
+        OutputStorage::Auto => match pht_docker::HostOutputs::probe(&output_root) {
+            Ok(outputs) => Some(outputs),
+            Err(why) => {
+                tracing::info!(%why, "/output goes to tmpfs volumes kept by a holder container");
+                None
+            }
+        },
+        OutputStorage::HostTmpfs => Some(pht_docker::HostOutputs::probe(&output_root).map_err(
+            |why| Failure {
+                code: 3,
+                message: format!(
+                    "{}: docker.output_storage is host-tmpfs, but {why}; use `auto` or `volume`",
+                    config.source.display()
+                ),
+            },
+        )?),
+    };
+    let engine = DockerEngine::new(
+        docker,
+        &config.station_id,
+        config.warm_output_slots,
+        host_outputs,
+    );
     Ok(Station::open(config, engine)?)
 }
 
