@@ -379,6 +379,20 @@ state_dir: state
     }
 
     #[test]
+    fn the_commented_example_configuration_parses_with_every_field() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/station/station.yaml");
+        let config = StationConfig::load(&path).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(config.station_id, "station-a");
+        assert_eq!(config.datasets["cohort"].format, DatasetFormat::Csv);
+        assert_eq!(config.output_storage, OutputStorage::Auto);
+        assert_eq!(config.warm_output_slots, 1);
+        assert_eq!(config.hub.as_ref().map(|hub| hub.concurrency), Some(1));
+        assert!(config.peers.contains_key("station-b"));
+        assert!(config.policy.ends_with("policies/default.yaml"));
+    }
+
+    #[test]
     fn a_config_named_by_a_relative_path_still_gives_absolute_paths() {
         let cwd = std::env::current_dir().unwrap();
         for (config_path, base) in [
