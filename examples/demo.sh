@@ -70,19 +70,10 @@ pids+=($!)
 for _ in $(seq 1 100); do curl -sf "$hub/v1/health" >/dev/null && break; sleep 0.1; done
 echo "hub at $hub"
 
-admin() { # METHOD PATH JSON
-  curl -sf -X "$1" "$hub$2" -H "authorization: Bearer $admin_token" -H 'content-type: application/json' --data-binary "$3" >/dev/null
-}
-json_registration() { # ID PUBKEY_FILE [AGE_RECIPIENT_FILE]
-  python3 - "$@" <<'PY'
-import json, sys
-record = {"id": sys.argv[1], "public_key_pem": open(sys.argv[2]).read()}
-if len(sys.argv) > 3:
-    record["age_recipient"] = open(sys.argv[3]).read().strip()
-print(json.dumps(record))
-PY
-}
-admin POST /v1/admin/researchers "$(json_registration researcher "$demo/keys/researcher.pub")"
+# The hub operator registers the researcher and the stations with `pht-hub admin`, which reads the
+# hub's address and admin token from its configuration.
+hub_admin() { "$bin/pht-hub" admin --config "$demo/hub/hub.yaml" "$@"; }
+hub_admin add-researcher researcher --public-key "$demo/keys/researcher.pub"
 
 step "setting up three stations, each with its own synthetic cohort and its own policy"
 stations=(station-a station-b station-c)
@@ -120,7 +111,7 @@ hub:
   poll_wait: 5s
 YAML
   "$bin/pht-station" --config "$dir/station.yaml" keys init >/dev/null
-  admin POST /v1/admin/stations "$(json_registration "$id" "$dir/keys/station.pub" "$dir/keys/station.age.pub")"
+  hub_admin add-station "$id" --public-key "$dir/keys/station.pub" --age-recipient "$dir/keys/station.age.pub"
 done
 # Each station trusts its peers' keys from its own configuration (for sequential state), never the hub's.
 for id in "${stations[@]}"; do

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pht_api::v1::{JobState, RegisterResearcherRequest, RegisterStationRequest};
+use pht_api::v1::JobState;
 use pht_api::{Credentials, HubClient};
 use pht_core::job::{JobV1, Route, RouteMode, TrainPin};
 use pht_core::{PublicKey, SigningKey};
@@ -95,21 +95,33 @@ impl World {
                 hub.url
             ));
             std::fs::write(&station.config, config).unwrap();
+            // Registered as a hub operator would: `pht-hub admin`, reading the hub's config.
             let key_dir = station.dir.path().join("keys");
-            let request = RegisterStationRequest {
-                id: id.to_string(),
-                public_key_pem: read(&key_dir.join("station.pub")),
-                age_recipient: read(&key_dir.join("station.age.pub")).trim().to_string(),
-            };
-            runtime.block_on(admin.register_station(&request)).unwrap();
+            let public_key = key_dir.join("station.pub").display().to_string();
+            let age_recipient = key_dir.join("station.age.pub").display().to_string();
+            let registered = hub
+                .admin_cli(&[
+                    "add-station",
+                    id,
+                    "--public-key",
+                    &public_key,
+                    "--age-recipient",
+                    &age_recipient,
+                ])
+                .success();
+            assert!(
+                registered
+                    .stdout
+                    .contains(&format!("registered station {id}")),
+                "{}",
+                registered.stdout
+            );
         }
-        let request = RegisterResearcherRequest {
-            id: "alice".into(),
-            public_key_pem: read(&alice.public_key),
-        };
-        runtime
-            .block_on(admin.register_researcher(&request))
-            .unwrap();
+        let researcher_key = alice.public_key.display().to_string();
+        hub.admin_cli(&["add-researcher", "alice", "--public-key", &researcher_key])
+            .success();
+        let listed = runtime.block_on(admin.list_stations()).unwrap();
+        assert_eq!(listed.len(), ids.len(), "{listed:?}");
         World {
             runtime,
             _registry: registry,
@@ -259,6 +271,73 @@ fn expected_counts(stations: &[&str]) -> String {
     std::iter::once("sex,n\n".to_string())
         .chain(total.into_iter().map(|(g, n)| format!("{g},{n}\n")))
         .collect()
+}
+
+/// `pht-hub admin`: registers and lists with the hub's own configuration, and says clearly what
+/// is wrong: a taken id (1), a key file that is no key (3), a hub that is down (4).
+#[test]
+fn hub_admin_cli_registers_lists_and_refuses_clearly() {
+    let hub = Hub::start();
+    let keys = tempfile::tempdir().unwrap();
+    let alice = Researcher::generate(keys.path(), "alice");
+    let bob = Researcher::generate(keys.path(), "bob");
+    let alice_key = alice.public_key.display().to_string();
+    let bob_key = bob.public_key.display().to_string();
+
+    let added = hub
+        .admin_cli(&["add-researcher", "alice", "--public-key", &alice_key])
+        .success();
+    assert!(
+        added
+            .stdout
+            .starts_with("registered researcher alice (key id "),
+        "{}",
+        added.stdout
+    );
+
+    let taken = hub.admin_cli(&["add-researcher", "alice", "--public-key", &bob_key]);
+    assert_eq!(taken.code, 1, "{}{}", taken.stdout, taken.stderr);
+    assert!(taken.stderr.contains("alice"), "{}", taken.stderr);
+
+    let not_a_key = keys.path().join("alice.age.pub");
+    let not_a_key_text = not_a_key.display().to_string();
+    let refused = hub.admin_cli(&["add-researcher", "carol", "--public-key", &not_a_key_text]);
+    assert_eq!(refused.code, 3, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains(&not_a_key_text),
+        "{}",
+        refused.stderr
+    );
+
+    let bad_recipient = hub.admin_cli(&[
+        "add-station",
+        "umc",
+        "--public-key",
+        &bob_key,
+        "--age-recipient",
+        "age1notarecipient",
+    ]);
+    assert_eq!(bad_recipient.code, 3, "{}", bad_recipient.stderr);
+    assert!(
+        bad_recipient.stderr.contains("--age-recipient"),
+        "{}",
+        bad_recipient.stderr
+    );
+
+    let listed = hub.admin_cli(&["researchers", "--json"]).success();
+    let researchers: Vec<pht_api::v1::ResearcherRecord> =
+        serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(researchers.len(), 1);
+    assert_eq!(researchers[0].id, "alice");
+    assert_eq!(researchers[0].public_key_pem, read(&alice.public_key));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = hub.admin_cli(&["--url", &format!("http://127.0.0.1:{port}"), "stations"]);
+    assert_eq!(down.code, 4, "{}{}", down.stdout, down.stderr);
 }
 
 #[test]

@@ -504,6 +504,15 @@ impl Hub {
         }
     }
 
+    /// `pht-hub admin --config <this hub's config> ARGS…`, as its operator would run it.
+    pub fn admin_cli(&self, args: &[&str]) -> Finished {
+        run(Command::new(binary("pht-hub"))
+            .arg("admin")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args))
+    }
+
     pub fn admin(&self) -> pht_api::HubClient {
         pht_api::HubClient::new(
             &self.url,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use pht_api::v1::{RegisterResearcherRequest, RegisterStationRequest};
+use pht_api::{Credentials, HubClient, HubClientError};
 use pht_hub::clock::SystemClock;
 use pht_hub::config::HubConfig;
 use pht_hub::{Hub, HubOptions};
@@ -39,6 +41,220 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Register and list the stations and researchers of a running hub, with its admin token.
+    ///
+    /// The hub's address (`listen`) and admin token are read from its configuration, so on the
+    /// hub's own machine `pht-hub admin --config hub.yaml add-station …` is all it takes.
+    #[command(after_help = ADMIN_AFTER_HELP)]
+    Admin {
+        /// The hub's YAML configuration file.
+        #[arg(long, env = "PHT_HUB_CONFIG")]
+        config: PathBuf,
+        /// The hub's URL, when it is not `http://<listen>` (behind a TLS proxy, say).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// Print JSON on stdout.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+const ADMIN_AFTER_HELP: &str = "\
+Examples:
+  pht-hub admin --config hub.yaml add-station umc --public-key umc/station.pub --age-recipient umc/station.age.pub
+  pht-hub admin --config hub.yaml add-researcher alice --public-key alice.pub
+  pht-hub admin --config hub.yaml stations --json
+
+A station's keys come from `pht-station keys init` (station.pub, station.age.pub); a researcher's
+from `pht key generate` (NAME.pub). Registering an id again with other keys is refused.
+
+Exit codes: 0 done · 1 the hub refused (an id taken, a bad key) · 2 usage · 3 invalid input (a
+configuration or key file) · 4 the hub could not be reached.";
+
+#[derive(Debug, Subcommand)]
+enum AdminAction {
+    /// Register a station: the key it signs its requests with, and the age recipient the previous
+    /// stop of a sequential route encrypts state to.
+    AddStation {
+        id: String,
+        /// The station's station.pub (PEM).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// The station's station.age.pub, or the `age1…` recipient itself.
+        #[arg(long)]
+        age_recipient: String,
+    },
+    /// Register a researcher and the key they sign requests and job envelopes with.
+    AddResearcher {
+        id: String,
+        /// The researcher's NAME.pub (PEM).
+        #[arg(long)]
+        public_key: PathBuf,
+    },
+    /// List the registered stations.
+    Stations,
+    /// List the registered researchers.
+    Researchers,
+}
+
+/// A failed admin command: what to print, and the exit code.
+struct AdminFailure {
+    code: u8,
+    message: String,
+}
+
+fn admin_client(config: &HubConfig, url: Option<String>) -> Result<HubClient, AdminFailure> {
+    let url = url.unwrap_or_else(|| {
+        // A hub listening on every address is reached on loopback from its own machine.
+        let mut address = config.listen;
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{address}")
+    });
+    HubClient::new(
+        &url,
+        Credentials::Admin {
+            token: config.admin_token.expose().to_string(),
+        },
+    )
+    .map_err(|error| AdminFailure {
+        code: 3,
+        message: error.to_string(),
+    })
+}
+
+fn read_public_key(path: &std::path::Path) -> Result<(String, String), AdminFailure> {
+    let pem = std::fs::read_to_string(path).map_err(|error| AdminFailure {
+        code: 3,
+        message: format!("cannot read {}: {error}", path.display()),
+    })?;
+    let key = pht_core::PublicKey::from_pem(&pem).map_err(|error| AdminFailure {
+        code: 3,
+        message: format!("{}: {error}", path.display()),
+    })?;
+    Ok((pem, key.key_id()))
+}
+
+fn hub_failure(error: HubClientError) -> AdminFailure {
+    let code = match &error {
+        HubClientError::Transport { .. } => 4,
+        _ => 1,
+    };
+    AdminFailure {
+        code,
+        message: error.to_string(),
+    }
+}
+
+async fn admin(
+    config: &HubConfig,
+    url: Option<String>,
+    json: bool,
+    action: AdminAction,
+) -> Result<(), AdminFailure> {
+    let client = admin_client(config, url)?;
+    match action {
+        AdminAction::AddStation {
+            id,
+            public_key,
+            age_recipient,
+        } => {
+            let (public_key_pem, key_id) = read_public_key(&public_key)?;
+            let age_recipient = if age_recipient.starts_with("age1") {
+                age_recipient
+            } else {
+                std::fs::read_to_string(&age_recipient)
+                    .map_err(|error| AdminFailure {
+                        code: 3,
+                        message: format!("cannot read the age recipient {age_recipient}: {error}"),
+                    })?
+                    .trim()
+                    .to_string()
+            };
+            if age_recipient.parse::<age::x25519::Recipient>().is_err() {
+                return Err(AdminFailure {
+                    code: 3,
+                    message: format!(
+                        "--age-recipient: `{age_recipient}` is not an age x25519 recipient (age1…); give the station's station.age.pub"
+                    ),
+                });
+            }
+            let record = client
+                .register_station(&RegisterStationRequest {
+                    id,
+                    public_key_pem,
+                    age_recipient,
+                })
+                .await
+                .map_err(hub_failure)?;
+            let text = format!("registered station {} (key id {key_id})", record.id);
+            print(json, &record, text);
+        }
+        AdminAction::AddResearcher { id, public_key } => {
+            let (public_key_pem, key_id) = read_public_key(&public_key)?;
+            let record = client
+                .register_researcher(&RegisterResearcherRequest { id, public_key_pem })
+                .await
+                .map_err(hub_failure)?;
+            let text = format!("registered researcher {} (key id {key_id})", record.id);
+            print(json, &record, text);
+        }
+        AdminAction::Stations => {
+            let stations = client.list_stations().await.map_err(hub_failure)?;
+            let text = if stations.is_empty() {
+                "no stations registered".to_string()
+            } else {
+                stations
+                    .iter()
+                    .map(|station| {
+                        format!(
+                            "{}  registered {}  {}",
+                            station.id,
+                            station.registered_at.format("%Y-%m-%d %H:%M:%S"),
+                            station.age_recipient
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            print(json, &stations, text);
+        }
+        AdminAction::Researchers => {
+            let researchers = client.list_researchers().await.map_err(hub_failure)?;
+            let text = if researchers.is_empty() {
+                "no researchers registered".to_string()
+            } else {
+                researchers
+                    .iter()
+                    .map(|researcher| {
+                        format!(
+                            "{}  registered {}",
+                            researcher.id,
+                            researcher.registered_at.format("%Y-%m-%d %H:%M:%S")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            print(json, &researchers, text);
+        }
+    }
+    Ok(())
+}
+
+/// `value` as JSON with `--json`, otherwise `text`.
+fn print<T: serde::Serialize>(json: bool, value: &T, text: String) {
+    if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(value_json) => println!("{value_json}"),
+            Err(error) => eprintln!("error: cannot print JSON: {error}"),
+        }
+    } else {
+        println!("{text}");
+    }
 }
 
 /// How often lapsed leases are offered again and expired work is marked.
@@ -79,17 +295,38 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let arguments = Arguments::parse();
     match arguments.command {
+        Command::Admin {
+            config,
+            url,
+            json,
+            action,
+        } => {
+            let config = match HubConfig::load(&config) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(std::process::ExitCode::from(3));
+                }
+            };
+            match admin(&config, url, json, action).await {
+                Ok(()) => Ok(std::process::ExitCode::SUCCESS),
+                Err(failure) => {
+                    eprintln!("error: {}", failure.message);
+                    Ok(std::process::ExitCode::from(failure.code))
+                }
+            }
+        }
         Command::Openapi => {
             print!("{}", pht_hub::routes::OPENAPI_DOCUMENT);
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => {
             HubConfig::load(&config)?;
             println!("{}: ok", config.display());
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve { config, json_logs } => {
             init_logging(json_logs);
@@ -108,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("the server failed")?;
             sweeper.abort();
             hub.close().await;
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
     }
 }
