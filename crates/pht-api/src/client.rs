@@ -83,8 +83,17 @@ pub struct HubClient {
 impl HubClient {
     /// A client for the hub at `base_url` (e.g. `https://hub.example.org`).
     pub fn new(base_url: &str, credentials: Credentials) -> Result<HubClient, HubClientError> {
+        // A long-poll sends nothing while it waits, so without keepalive probes a connection
+        // whose path went away (a cable pulled, a network detached) is only noticed when the
+        // request times out; with them, within about TCP_KEEPALIVE_IDLE + RETRIES × INTERVAL.
+        const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+        const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+        const TCP_KEEPALIVE_RETRIES: u32 = 3;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .tcp_keepalive(TCP_KEEPALIVE_IDLE)
+            .tcp_keepalive_interval(TCP_KEEPALIVE_INTERVAL)
+            .tcp_keepalive_retries(TCP_KEEPALIVE_RETRIES)
             .build()
             .map_err(|source| HubClientError::Transport {
                 method: HttpMethod::Get,
