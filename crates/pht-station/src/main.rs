@@ -308,26 +308,8 @@ async fn open_station(config: StationConfig) -> Result<Station<DockerEngine>, Fa
         code: 4,
         message: e.to_string(),
     })?;
-    let output_root = config.state_dir.join("outputs");
-    let host_outputs = match config.output_storage {
-        OutputStorage::Volume => None,
-        OutputStorage::Auto => match pht_docker::HostOutputs::probe(&output_root) {
-            Ok(outputs) => Some(outputs),
-            Err(why) => {
-                tracing::info!(%why, "/output goes to tmpfs volumes kept by a holder container");
-                None
-            }
-        },
-        OutputStorage::HostTmpfs => Some(pht_docker::HostOutputs::probe(&output_root).map_err(
-            |why| Failure {
-                code: 3,
-                message: format!(
-                    "{}: docker.output_storage is host-tmpfs, but {why}; use `auto` or `volume`",
-                    config.source.display()
-                ),
-            },
-        )?),
-    };
+    let (host_outputs, storage) = output_storage(&config)?;
+    tracing::info!(%storage, "where /output lives");
     let engine = DockerEngine::new(
         docker,
         &config.station_id,
@@ -335,6 +317,40 @@ async fn open_station(config: StationConfig) -> Result<Station<DockerEngine>, Fa
         host_outputs,
     );
     Ok(Station::open(config, engine)?)
+}
+
+/// Where trains' `/output` lives for this configuration, and the same in words.
+fn output_storage(
+    config: &StationConfig,
+) -> Result<(Option<pht_docker::HostOutputs>, String), Failure> {
+    let output_root = config.state_dir.join("outputs");
+    let volumes = |why: &str| {
+        format!(
+            "tmpfs volumes kept by a holder container, {} spare(s) ready ({why})",
+            config.warm_output_slots
+        )
+    };
+    Ok(match config.output_storage {
+        OutputStorage::Volume => (None, volumes("docker.output_storage: volume")),
+        OutputStorage::Auto => match pht_docker::HostOutputs::probe(&output_root) {
+            Ok(outputs) => {
+                let description = format!("host tmpfs under {}", outputs.root().display());
+                (Some(outputs), description)
+            }
+            Err(why) => (None, volumes(&why)),
+        },
+        OutputStorage::HostTmpfs => {
+            let outputs = pht_docker::HostOutputs::probe(&output_root).map_err(|why| Failure {
+                code: 3,
+                message: format!(
+                    "{}: docker.output_storage is host-tmpfs, but {why}; use `auto` or `volume`",
+                    config.source.display()
+                ),
+            })?;
+            let description = format!("host tmpfs under {}", outputs.root().display());
+            (Some(outputs), description)
+        }
+    })
 }
 
 fn operator_name(cli_operator: Option<String>) -> String {
@@ -666,6 +682,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 train_signers: Vec<String>,
                 job_signers: Vec<String>,
                 datasets: Vec<String>,
+                outputs: String,
             }
             let checked = Checked {
                 station_id: config.station_id.clone(),
@@ -680,16 +697,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     .map(|(name, key)| format!("{name} ({})", key.key_id()))
                     .collect(),
                 datasets: config.datasets.keys().cloned().collect(),
+                outputs: output_storage(&config)?.1,
             };
             print(json, &checked, || {
                 format!(
-                    "station {} is configured\n  policy        {} (sha256 {})\n  train signers {}\n  job signers   {}\n  datasets      {}",
+                    "station {} is configured\n  policy        {} (sha256 {})\n  train signers {}\n  job signers   {}\n  datasets      {}\n  /output       {}",
                     checked.station_id,
                     checked.policy,
                     &checked.policy_hash[..16],
                     checked.train_signers.join(", "),
                     checked.job_signers.join(", "),
-                    checked.datasets.join(", ")
+                    checked.datasets.join(", "),
+                    checked.outputs
                 )
             });
             Ok(0)
