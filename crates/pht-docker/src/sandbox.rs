@@ -1,14 +1,19 @@
 //! Running one train in the sandbox, and removing every trace of the run afterwards.
 //!
-//! Owns: the life cycle of a run's Docker resources. [`DockerSandbox::run`] creates the run's
-//! `/output` volume and the container that keeps it mounted, creates the train container, streams
-//! its stdout and stderr (capped), starts it, waits for it with the wall-clock limit (then kills
-//! it), inspects how it ended, collects `/output` through the archive API, and then removes the
-//! containers and the volume on every path: success, failure, timeout, an error in the middle,
-//! and the caller dropping the run. [`DockerSandbox::cleanup_stale`] removes what a crashed
-//! station left behind.
+//! Owns: the life cycle of a run's Docker resources. [`DockerSandbox::run`] gives the run its
+//! `/output` (a capped tmpfs, see below), creates the train container, streams its stdout and
+//! stderr (capped), starts it, waits for it with the wall-clock limit (then kills it), inspects
+//! how it ended, collects `/output`, and then removes the container and the output tmpfs on
+//! every path: success, failure, timeout, an error in the middle, and the caller dropping the
+//! run. [`DockerSandbox::cleanup_stale`] removes what a crashed station left behind.
 //!
-//! Warm output slots: creating and starting the holder costs about as much as starting the train
+//! `/output` comes one of two ways. With [`DockerSandbox::with_host_outputs`] it is a tmpfs this
+//! process mounts on the host and bind-mounts ([`crate::host_output`]): one `mount(2)`, read back
+//! from the host. Otherwise it is a tmpfs volume, which Docker unmounts, contents and all, when
+//! its last container stops; a tiny holder container keeps it mounted past the train's exit, and
+//! it is read through the archive API.
+//!
+//! Warm output slots (volumes only): creating and starting the holder costs about as much as starting the train
 //! itself, so a sandbox with [`DockerSandbox::with_warm_output_slots`] keeps spare slots (an empty
 //! tmpfs volume and a started holder that has never been given to a train) ready. A run claims a
 //! spare by renaming its holder to the run's holder name (atomic in Docker, so two station
@@ -222,8 +227,6 @@ pub struct DockerSandbox {
     background: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// One preparation at a time per sandbox, so concurrent runs do not overshoot the target.
     replenish_lock: Arc<tokio::sync::Mutex<()>>,
-    /// `/output` is a tmpfs this process mounts on the host (see [`crate::host_output`]).
-    host_outputs_enabled: bool,
 }
 
 impl DockerSandbox {
@@ -244,7 +247,6 @@ impl DockerSandbox {
             },
             warm_output_slots: 0,
             background: Arc::new(Mutex::new(Vec::new())),
-            host_outputs_enabled: false,
             replenish_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -253,13 +255,7 @@ impl DockerSandbox {
     /// into the train, instead of a volume and holder; spare slots are then never needed.
     pub fn with_host_outputs(mut self, outputs: HostOutputs) -> Self {
         self.engine.host_outputs = Some(outputs);
-        self.host_outputs_enabled = true;
         self
-    }
-
-    /// Where `/output` lives: a host tmpfs directory root, or `None` for volumes.
-    pub fn host_output_root(&self) -> Option<&std::path::Path> {
-        self.engine.host_outputs.as_ref().map(HostOutputs::root)
     }
 
     /// Keeps `count` spare output slots ready for the next runs (see the module documentation).
@@ -327,7 +323,8 @@ impl DockerSandbox {
     /// current tokio runtime instead.
     pub async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, SandboxError> {
         let slots = WarmSlots {
-            target: if self.host_outputs_enabled {
+            // Host outputs need no slot at all.
+            target: if self.engine.host_outputs.is_some() {
                 0
             } else {
                 self.warm_output_slots
