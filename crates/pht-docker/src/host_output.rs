@@ -110,15 +110,8 @@ impl HostOutputs {
     pub(crate) fn mount(&self, dir: &Path, slot: &OutputSlotSpec) -> io::Result<()> {
         // A directory left by a crashed attempt of the same run holds nothing worth keeping.
         self.release(dir)?;
-        let options = format!(
-            "size={},nr_inodes={},uid={},gid={},mode=0700",
-            slot.output_bytes,
-            // The root directory of the file system takes one inode.
-            slot.output_files.saturating_add(1),
-            slot.user.uid(),
-            slot.user.gid(),
-        );
-        self.mount_at(dir, &options)
+        // nosuid, nodev and noexec are mount flags here, not options.
+        self.mount_at(dir, &slot.tmpfs_options())
     }
 
     /// Creates `dir` (root-owned, mode 0500: the train's user cannot write to it should the

@@ -1946,6 +1946,21 @@ mod tests {
         )
     }
 
+    /// What the first container created (the train, when no holder was made) mounts at
+    /// `/output`.
+    fn train_output_source(engine: &FakeEngine) -> Option<String> {
+        let bodies = engine.created_bodies.lock().expect("not poisoned");
+        bodies[0]
+            .host_config
+            .as_ref()?
+            .mounts
+            .as_ref()?
+            .iter()
+            .find(|mount| mount.target.as_deref() == Some(OUTPUT_MOUNT_PATH))?
+            .source
+            .clone()
+    }
+
     async fn run_in_sandbox(
         engine: &FakeEngine,
         spec: &RunSpec,
@@ -2215,19 +2230,7 @@ mod tests {
             outcome.outputs.regular_file("result.txt"),
             Some(&b"rows=3\n"[..])
         );
-        let bodies = engine.created_bodies.lock().expect("not poisoned");
-        let mounts = bodies[0]
-            .host_config
-            .as_ref()
-            .and_then(|host_config| host_config.mounts.clone())
-            .unwrap_or_default();
-        assert!(
-            mounts
-                .iter()
-                .any(|mount| mount.source.as_deref() == Some("/outputs/r1")
-                    && mount.target.as_deref() == Some(OUTPUT_MOUNT_PATH)),
-            "{mounts:?}"
-        );
+        assert_eq!(train_output_source(&engine).as_deref(), Some("/outputs/r1"));
     }
 
     #[tokio::test]
@@ -2333,18 +2336,9 @@ mod tests {
             remove_container pht-run-r1-output
             remove_volume pht-spare-ready"#]]
         .assert_eq(&calls);
-        let bodies = engine.created_bodies.lock().expect("not poisoned");
-        let train_mounts = bodies[0]
-            .host_config
-            .as_ref()
-            .and_then(|host_config| host_config.mounts.clone())
-            .unwrap_or_default();
-        assert!(
-            train_mounts
-                .iter()
-                .any(|mount| mount.source.as_deref() == Some("pht-spare-ready")
-                    && mount.target.as_deref() == Some(OUTPUT_MOUNT_PATH)),
-            "{train_mounts:?}"
+        assert_eq!(
+            train_output_source(&engine).as_deref(),
+            Some("pht-spare-ready")
         );
         assert_eq!(
             requested,

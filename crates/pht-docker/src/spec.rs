@@ -548,6 +548,21 @@ impl OutputSlotSpec {
     }
 }
 
+impl OutputSlotSpec {
+    /// The tmpfs options that enforce the slot's caps, whoever mounts it: at most
+    /// `output_bytes`, at most `output_files` entries, and a root only the train's user can use.
+    pub fn tmpfs_options(&self) -> String {
+        format!(
+            "size={},nr_inodes={},uid={},gid={},mode=0700",
+            self.output_bytes,
+            // The root directory of the file system takes one inode.
+            self.output_files.saturating_add(1),
+            self.user.uid(),
+            self.user.gid(),
+        )
+    }
+}
+
 impl RunSpec {
     pub fn output_slot(&self) -> OutputSlotSpec {
         OutputSlotSpec {
@@ -575,14 +590,7 @@ pub fn output_slot_volume_request(
     volume_name: &str,
     labels: HashMap<String, String>,
 ) -> VolumeCreateRequest {
-    let mount_options = format!(
-        "size={},nr_inodes={},uid={},gid={},mode=0700,noexec,nosuid,nodev",
-        slot.output_bytes,
-        // The root directory of the file system takes one inode.
-        slot.output_files.saturating_add(1),
-        slot.user.uid(),
-        slot.user.gid(),
-    );
+    let mount_options = format!("{},noexec,nosuid,nodev", slot.tmpfs_options());
     VolumeCreateRequest {
         name: Some(volume_name.to_string()),
         driver: Some("local".to_string()),
