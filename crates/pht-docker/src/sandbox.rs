@@ -174,9 +174,9 @@ pub enum SandboxError {
         step: RunStep,
         source: DockerError,
     },
-    #[error("the output holder of run {run_id} stopped while the train ran, so /output was unmounted and the outputs are lost; was it removed by hand or by another station process's start-up cleanup?")]
+    #[error("the output holder of run {run_id} stopped while the train ran, so /output was unmounted and the outputs are lost; it was removed by hand or by another station process's start-up cleanup: run the train again, and start the daemon only while no `exec` is running")]
     OutputHolderStopped { run_id: String },
-    #[error("could not {action} of run {run_id}: {source}")]
+    #[error("could not {action} of run {run_id}: {source}; if this station cannot mount, set `docker.output_storage: volume` in its configuration")]
     HostOutput {
         run_id: String,
         action: &'static str,
