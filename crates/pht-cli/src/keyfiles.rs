@@ -1,4 +1,4 @@
-//! Reading and writing key files: private keys (asking for a passphrase when they are
+//! Reading key files: private keys (asking for a passphrase when they are
 //! encrypted), public keys, and the researcher's age identity.
 
 use std::io::IsTerminal as _;
@@ -49,17 +49,4 @@ pub fn read_public_key(path: &Path) -> CommandResult<PublicKey> {
     PublicKey::from_pem(&pem)
         .with_context(|| format!("cannot use public key {}", path.display()))
         .input()
-}
-
-/// Writes a file that only its owner may read.
-pub fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }

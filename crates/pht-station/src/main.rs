@@ -156,10 +156,19 @@ struct Failure {
 impl From<StationError> for Failure {
     fn from(error: StationError) -> Failure {
         let code = match &error {
-            StationError::Registry(_) | StationError::Engine(_) => 4,
-            StationError::NotAwaitingApproval { .. } | StationError::OutputsNotPending { .. } => 3,
-            StationError::Store(pht_station::store::StoreError::UnknownRun { .. }) => 3,
-            StationError::Config(_) | StationError::Audit(_) | StationError::Store(_) => 3,
+            // Docker, a registry or the hub could not be reached.
+            StationError::Verify(_) | StationError::Pull(_) | StationError::Run(_) => 4,
+            // The configuration, policy or keys; the operator's input; the station's own files.
+            StationError::Config(_)
+            | StationError::Trust(_)
+            | StationError::Keys(_)
+            | StationError::Approve(_)
+            | StationError::Release(_)
+            | StationError::Audit(_)
+            | StationError::Store(_)
+            | StationError::StateFile(_)
+            | StationError::Seal(_)
+            | StationError::Deliver(_) => 3,
         };
         Failure {
             code,
@@ -551,7 +560,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 ),
             })?;
             let hub_key = pht_station::keys::read_signing_key(&config.key_dir)
-                .map_err(|message| Failure { code: 3, message })?
+                .map_err(StationError::from)?
                 .ok_or_else(|| Failure { code: 3, message: "the station has no key: run `pht-station keys init` and register station.pub with the hub".into() })?;
             let credentials = pht_api::Credentials::Station {
                 station_id: config.station_id.clone(),
@@ -641,8 +650,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Keys(KeysCommand::Init) => {
             let config = load_config(&cli.config)?;
-            let files = pht_station::keys::init(&config.key_dir)
-                .map_err(|message| Failure { code: 3, message })?;
+            let files = pht_station::keys::init(&config.key_dir).map_err(StationError::from)?;
             print(json, &files, || {
                 format!(
                     "created the keys of station {}\n  signing key  {}\n  public key   {}  (give this to researchers)\n  age identity {}\n  age recipient {}",
@@ -657,7 +665,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::CheckConfig => {
             let config = load_config(&cli.config)?;
-            let (policy, train_keys, job_keys) = pht_station::station::load_policy(&config.policy)?;
+            let pht_station::trust::Trust {
+                policy,
+                train_keys,
+                job_keys,
+            } = pht_station::trust::load_policy(&config.policy).map_err(StationError::from)?;
             let missing: Vec<String> = config
                 .datasets
                 .values()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::outputs::OutputDecision;
+pub use crate::pipeline::release::OutputDecision;
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,16 +229,6 @@ pub struct RunStore {
     root: PathBuf,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 impl RunStore {
     pub fn open(state_dir: &Path) -> Result<RunStore, StoreError> {
         for dir in ["runs", "jobs-seen"] {
@@ -263,7 +253,7 @@ impl RunStore {
         })?;
         let path = dir.join("record.json");
         let bytes = serde_json::to_vec_pretty(record).expect("run records always serialise");
-        write_atomic(&path, &bytes).map_err(|source| StoreError::Write { path, source })
+        pht_fs::write_atomic(&path, &bytes).map_err(|source| StoreError::Write { path, source })
     }
 
     pub fn load(&self, run_id: &str) -> Result<RunRecord, StoreError> {

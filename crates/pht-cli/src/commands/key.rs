@@ -9,7 +9,7 @@ use pht_core::{KeyAlgorithm, SigningKey};
 use serde::Serialize;
 
 use crate::exit::{fail, Classify as _, CommandResult, FailureKind};
-use crate::keyfiles::{write_private_file, PASSWORD_ENV};
+use crate::keyfiles::PASSWORD_ENV;
 use crate::output::Output;
 
 #[derive(Serialize)]
@@ -83,7 +83,7 @@ pub fn generate(
     let key = SigningKey::generate(algorithm);
     let private_pem = key.to_pkcs8_pem(passphrase.as_deref()).input()?;
     let [private_path, public_path, age_path, age_public_path] = paths;
-    write_private_file(&private_path, &private_pem)
+    pht_fs::write_private(&private_path, private_pem.as_bytes())
         .with_context(|| format!("cannot write {}", private_path.display()))
         .input()?;
     std::fs::write(&public_path, key.public_key().to_pem())
@@ -97,7 +97,7 @@ pub fn generate(
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         identity.to_string().expose_secret()
     );
-    write_private_file(&age_path, &identity_text)
+    pht_fs::write_private(&age_path, identity_text.as_bytes())
         .with_context(|| format!("cannot write {}", age_path.display()))
         .input()?;
     std::fs::write(&age_public_path, format!("{recipient}\n"))

@@ -1,0 +1,234 @@
+//! Release: what happens to a run's checked outputs — released to the researcher, withheld for
+//! an operator, or blocked — and who decided.
+//!
+//! Owns the rule that turns a verdict into a decision (pass → released where the policy
+//! releases automatically, otherwise withheld; review → withheld; fail → blocked unless an
+//! operator overrides with a reason), the operator's `outputs release|block`, auditing every
+//! decision, and [`ReleasedRun`]: the only thing the seal stage accepts, made here alone.
+//! Does not look at the outputs (the checks did) and does not encrypt anything (`seal.rs`).
+
+use chrono::Utc;
+use pht_checks::Status;
+use pht_policy::Release;
+use serde::{Deserialize, Serialize};
+
+use super::check::CheckedRun;
+use crate::audit::AuditEvent;
+use crate::error::StationError;
+use crate::station::Station;
+use crate::store::{OutputDecisionRecord, RunRecord};
+
+/// What happened to a run's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputDecision {
+    /// Released to the researcher (sealed).
+    Released,
+    /// Waiting for an operator: `pht-station outputs release|block RUN --reason …`.
+    Withheld,
+    /// Not released.
+    Blocked,
+}
+
+/// The decision the checks alone lead to, before any operator acts.
+pub fn automatic_decision(status: Status, release: Release) -> OutputDecision {
+    match (status, release) {
+        (Status::Pass, Release::Automatic) => OutputDecision::Released,
+        (Status::Pass, Release::Manual) | (Status::Review, _) => OutputDecision::Withheld,
+        (Status::Fail, _) => OutputDecision::Blocked,
+    }
+}
+
+/// An operator's output decision that cannot be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("the outputs of run {run_id} are {decision:?}; only withheld (or, with a reason, blocked) outputs can be {action}")]
+    OutputsNotPending {
+        run_id: String,
+        decision: Option<OutputDecision>,
+        action: &'static str,
+    },
+    #[error("a release needs a reason (--reason …); it is kept in the audit log")]
+    ReasonRequired { run_id: String },
+}
+
+/// A run whose outputs were released, with the release decision: what the seal stage takes.
+/// Only this module makes one.
+#[derive(Debug)]
+pub struct ReleasedRun {
+    record: RunRecord,
+    release: OutputDecisionRecord,
+}
+
+impl ReleasedRun {
+    pub(super) fn into_parts(self) -> (RunRecord, OutputDecisionRecord) {
+        (self.record, self.release)
+    }
+}
+
+/// Who decides about outputs: the station by its rule, or a named operator.
+#[derive(Debug, Clone, Copy)]
+enum Decider<'a> {
+    Station,
+    Operator(&'a str),
+}
+
+impl<E> Station<E> {
+    /// Decides about checked outputs by the policy's rule, and seals what it releases.
+    pub(super) fn release_checked(&self, checked: CheckedRun) -> Result<RunRecord, StationError> {
+        let (record, status) = checked.into_parts();
+        let decision = automatic_decision(status, self.policy.outputs().release());
+        let reason = match decision {
+            OutputDecision::Released => "every check passed and the policy releases passing outputs automatically",
+            OutputDecision::Withheld if status == Status::Pass => "the policy has an operator release every result",
+            OutputDecision::Withheld => "the checks ask for review: `pht-station outputs show` the report, then `outputs release` or `outputs block`",
+            OutputDecision::Blocked => "the checks failed; an operator may override with `outputs release RUN --reason …`",
+        };
+        self.decide_outputs(
+            record,
+            decision,
+            Decider::Station,
+            reason.to_string(),
+            false,
+        )
+    }
+
+    /// An operator releases withheld outputs, or overrides blocked ones (a reason is required).
+    pub fn release_outputs(
+        &self,
+        run_id: &str,
+        operator: &str,
+        reason: &str,
+    ) -> Result<RunRecord, StationError> {
+        let (record, current) = self.load_pending_outputs(
+            run_id,
+            "released",
+            &[OutputDecision::Withheld, OutputDecision::Blocked],
+        )?;
+        if reason.trim().is_empty() {
+            return Err(ReleaseError::ReasonRequired {
+                run_id: run_id.to_string(),
+            }
+            .into());
+        }
+        let overridden = current == OutputDecision::Blocked;
+        self.decide_outputs(
+            record,
+            OutputDecision::Released,
+            Decider::Operator(operator),
+            reason.to_string(),
+            overridden,
+        )
+    }
+
+    /// An operator blocks withheld outputs.
+    pub fn block_outputs(
+        &self,
+        run_id: &str,
+        operator: &str,
+        reason: &str,
+    ) -> Result<RunRecord, StationError> {
+        let (record, _) =
+            self.load_pending_outputs(run_id, "blocked", &[OutputDecision::Withheld])?;
+        self.decide_outputs(
+            record,
+            OutputDecision::Blocked,
+            Decider::Operator(operator),
+            reason.to_string(),
+            false,
+        )
+    }
+
+    /// Loads a run whose outputs an operator may still decide about by `action`: their
+    /// current decision must be one of `pending`.
+    fn load_pending_outputs(
+        &self,
+        run_id: &str,
+        action: &'static str,
+        pending: &[OutputDecision],
+    ) -> Result<(RunRecord, OutputDecision), StationError> {
+        let record = self.store.load(run_id)?;
+        let current = record.output_decision.as_ref().map(|d| d.decision);
+        match current {
+            Some(decision) if pending.contains(&decision) => Ok((record, decision)),
+            _ => Err(ReleaseError::OutputsNotPending {
+                run_id: run_id.to_string(),
+                decision: current,
+                action,
+            }
+            .into()),
+        }
+    }
+
+    /// Records an output decision, audits it, and seals released outputs.
+    fn decide_outputs(
+        &self,
+        mut record: RunRecord,
+        decision: OutputDecision,
+        by: Decider<'_>,
+        reason: String,
+        overridden: bool,
+    ) -> Result<RunRecord, StationError> {
+        let (by_name, actor) = match by {
+            Decider::Station => ("station".to_string(), self.station_actor()),
+            Decider::Operator(name) => (name.to_string(), format!("operator:{name}")),
+        };
+        let decided = OutputDecisionRecord {
+            decision,
+            by: by_name,
+            at: Utc::now(),
+            reason: Some(reason.clone()),
+            overridden,
+        };
+        record.output_decision = Some(decided.clone());
+        record.updated_at = Utc::now();
+        let event = match decision {
+            OutputDecision::Released => "outputs_released",
+            OutputDecision::Withheld => "outputs_withheld",
+            OutputDecision::Blocked => "outputs_blocked",
+        };
+        let mut audited = AuditEvent::new(&actor, event).run(&record.run_id);
+        audited.train_digest = Some(record.train.digest.clone());
+        audited.decision = record.checks.clone();
+        audited.reasons = vec![reason];
+        if overridden {
+            audited
+                .details
+                .insert("overrides_failed_checks".into(), true.into());
+        }
+        self.audit.append(audited)?;
+        self.store.save(&record)?;
+        if decision != OutputDecision::Released {
+            return Ok(record);
+        }
+        self.seal(ReleasedRun {
+            record,
+            release: decided,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_beats_automatic_release_and_review_waits() {
+        assert_eq!(
+            automatic_decision(Status::Pass, Release::Automatic),
+            OutputDecision::Released
+        );
+        assert_eq!(
+            automatic_decision(Status::Pass, Release::Manual),
+            OutputDecision::Withheld
+        );
+        assert_eq!(
+            automatic_decision(Status::Review, Release::Automatic),
+            OutputDecision::Withheld
+        );
+        assert_eq!(
+            automatic_decision(Status::Fail, Release::Automatic),
+            OutputDecision::Blocked
+        );
+    }
+}

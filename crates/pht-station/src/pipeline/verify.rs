@@ -1,0 +1,334 @@
+//! Verify: the train is fetched by digest and checked before anything else may happen to it.
+//! The registry must be one the policy allows (checked before any traffic), the manifest and
+//! config must match their digests, the train manifest is read from the image label, every
+//! dataset it needs must be held here, a key the policy trusts for trains must have signed
+//! the digest (cosign simple signing), and the parameters must fit `train.yaml`.
+//!
+//! Owns [`VerifiedTrain`], which only this module can make. A train that fails a check is a
+//! refusal (a run record with reasons), not an error; `Err` ([`VerifyError`]) is for a
+//! registry the station could not reach. Does not pull layers: that waits for the policy's
+//! decision (`pull.rs`).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use pht_core::cosign;
+use pht_core::manifest::TRAIN_LABEL;
+use pht_core::oci::{ImageConfig, ImageManifest};
+use pht_core::{Digest, ImageReference, TrainManifest};
+use pht_registry::{signatures, RegistryError};
+
+use super::receive::{GivenParameters, Received};
+use super::{Refusal, Step};
+use crate::audit::AuditEvent;
+use crate::error::StationError;
+use crate::params;
+use crate::station::Station;
+use crate::store::RunRecord;
+
+/// Largest image config read (configs are a few KiB).
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+/// A registry could not be reached while verifying a train.
+#[derive(Debug, thiserror::Error)]
+#[error("registry: {source}")]
+pub struct VerifyError {
+    pub reference: String,
+    #[source]
+    pub source: RegistryError,
+}
+
+/// A train fetched and checked: its manifest parsed from the image label and the name of the
+/// trusted key that signed its digest. Only [`Station::verify_train`] makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedTrain {
+    reference: ImageReference,
+    digest: Digest,
+    manifest: TrainManifest,
+    image_manifest: ImageManifest,
+    config_bytes: Bytes,
+    signer: String,
+}
+
+impl VerifiedTrain {
+    /// The train's reference, pinned to the verified digest.
+    pub fn reference(&self) -> &ImageReference {
+        &self.reference
+    }
+
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn manifest(&self) -> &TrainManifest {
+        &self.manifest
+    }
+
+    pub fn image_manifest(&self) -> &ImageManifest {
+        &self.image_manifest
+    }
+
+    pub fn config_bytes(&self) -> &Bytes {
+        &self.config_bytes
+    }
+
+    /// The trusted signer whose signature verified.
+    pub fn signer(&self) -> &str {
+        &self.signer
+    }
+}
+
+/// A run whose train verified and whose parameters fit it: ready for the policy.
+#[derive(Debug)]
+pub struct VerifiedRun {
+    pub(super) record: RunRecord,
+    train: VerifiedTrain,
+}
+
+impl VerifiedRun {
+    pub(super) fn into_parts(self) -> (RunRecord, VerifiedTrain) {
+        (self.record, self.train)
+    }
+}
+
+impl<E> Station<E> {
+    /// Verifies a received run's train and resolves its parameters.
+    pub(super) async fn verify(
+        &self,
+        received: Received,
+    ) -> Result<Step<VerifiedRun>, StationError> {
+        let (mut record, reference, given) = received.into_parts();
+        let Some(digest) = reference.digest().cloned() else {
+            return self.refuse(record, vec!["reference.digest: a station runs trains by digest only; give REPOSITORY@sha256:…".into()]).map(Step::Done);
+        };
+        let train = match self.verify_train(record, &reference, &digest).await? {
+            Step::Next((record_back, train)) => {
+                record = record_back;
+                train
+            }
+            Step::Done(finished) => return Ok(Step::Done(finished)),
+        };
+        record.train.name = Some(train.manifest.name.to_string());
+        record.train.version = Some(train.manifest.version.to_string());
+        record.signer = Some(train.signer.clone());
+        let mut verified = AuditEvent::new(&self.station_actor(), "verified").run(&record.run_id);
+        verified.train_digest = Some(digest.to_string());
+        verified.decision = Some("signed".into());
+        verified
+            .details
+            .insert("signer".into(), train.signer.clone().into());
+        self.audit.append(verified)?;
+
+        match resolve_parameters(&train.manifest, given) {
+            Ok(parameters) => {
+                record.parameters = parameters;
+                Ok(Step::Next(VerifiedRun { record, train }))
+            }
+            Err(reason) => self.refuse(record, vec![reason]).map(Step::Done),
+        }
+    }
+
+    /// Verifies again the train of a run that waited for approval: a revoked key or a moved
+    /// registry still applies. The parameters were resolved when the run was received.
+    pub(super) async fn verify_again(
+        &self,
+        record: RunRecord,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<Step<VerifiedRun>, StationError> {
+        Ok(match self.verify_train(record, reference, digest).await? {
+            Step::Next((record, train)) => Step::Next(VerifiedRun { record, train }),
+            Step::Done(finished) => Step::Done(finished),
+        })
+    }
+
+    /// The registry check, then fetching and verifying the train. A refusal finishes the
+    /// record as refused; a registry that cannot be reached fails it and is returned as `Err`.
+    async fn verify_train(
+        &self,
+        record: RunRecord,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<Step<(RunRecord, VerifiedTrain)>, StationError> {
+        if let Err(refusal) = self.check_registry_allowed(reference) {
+            return self.refuse(record, refusal).map(Step::Done);
+        }
+        match self.inspect(reference, digest).await {
+            Ok(Ok(train)) => Ok(Step::Next((record, train))),
+            Ok(Err(refusal)) => self.refuse(record, refusal).map(Step::Done),
+            Err(source) => self.fail(
+                record,
+                VerifyError {
+                    reference: reference.to_string(),
+                    source,
+                }
+                .into(),
+            ),
+        }
+    }
+
+    fn check_registry_allowed(&self, reference: &ImageReference) -> Result<(), Refusal> {
+        // Checked before any network traffic, so a job cannot make the station contact a
+        // registry its policy does not name.
+        let allowed = self.policy.registries().iter().any(|rule| {
+            rule.registry().eq_ignore_ascii_case(reference.registry())
+                && rule.allows_repository(reference.repository())
+        });
+        if allowed {
+            return Ok(());
+        }
+        let expected: Vec<String> = self
+            .policy
+            .registries()
+            .iter()
+            .flat_map(|rule| {
+                rule.repository_patterns()
+                    .iter()
+                    .map(move |p| format!("{}/{p}", rule.registry()))
+            })
+            .collect();
+        Err(vec![format!(
+            "registry.allowed: {} is not a registry/repository this station's policy allows (expected one of: {})",
+            reference.repository_path(),
+            expected.join(", ")
+        )])
+    }
+
+    /// Fetches manifest, config and signatures, and checks them. `Ok(Err(_))` is a refusal.
+    async fn inspect(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<Result<VerifiedTrain, Refusal>, RegistryError> {
+        let registry_name = reference.registry().to_string();
+        let fetched = match self
+            .registry
+            .get_manifest(reference, &digest.to_string())
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(RegistryError::NotFound { .. }) => {
+                return Ok(Err(vec![format!(
+                    "train.exists: {} has no manifest {digest}",
+                    reference.repository_path()
+                )]))
+            }
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::Malformed { .. }
+                | RegistryError::TooLarge { .. }),
+            ) => return Ok(Err(vec![format!("train.manifest: {error}")])),
+            Err(error) => return Err(error),
+        };
+        let image_manifest = match fetched.image_manifest(&registry_name) {
+            Ok(manifest) => manifest,
+            Err(error) => return Ok(Err(vec![format!("train.manifest: {error}")])),
+        };
+        let config_bytes = match self
+            .registry
+            .get_blob(
+                reference,
+                &image_manifest.config.digest,
+                MAX_CONFIG_BYTES,
+                None,
+            )
+            .await
+        {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::TooLarge { .. }
+                | RegistryError::NotFound { .. }),
+            ) => return Ok(Err(vec![format!("train.config: {error}")])),
+            Err(error) => return Err(error),
+        };
+        let config: ImageConfig = match serde_json::from_slice(&config_bytes) {
+            Ok(config) => config,
+            Err(error) => {
+                return Ok(Err(vec![format!(
+                    "train.config: the image config is not valid JSON: {error}"
+                )]))
+            }
+        };
+        let manifest = match config.labels().get(TRAIN_LABEL).map(|label| TrainManifest::from_label_json(label)) {
+            Some(Ok(manifest)) => manifest,
+            Some(Err(error)) => return Ok(Err(vec![format!("train.manifest: {error}")])),
+            None => return Ok(Err(vec![format!("train.manifest: the image has no {TRAIN_LABEL} label; build it with `pht train build`")])),
+        };
+        let missing: Vec<&str> = manifest
+            .datasets
+            .iter()
+            .map(|d| d.as_str())
+            .filter(|name| !self.config.datasets.contains_key(*name))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Err(vec![format!(
+                "dataset.available: the train needs {} which this station does not hold (it holds: {})",
+                missing.join(", "),
+                self.config.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+            )]));
+        }
+
+        let found = match signatures::fetch_signatures(&self.registry, reference, digest).await {
+            Ok(found) => found,
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::Malformed { .. }
+                | RegistryError::TooLarge { .. }),
+            ) => return Ok(Err(vec![format!("signature.format: {error}")])),
+            Err(error) => return Err(error),
+        };
+        let mut signer = None;
+        let mut problems = Vec::new();
+        'signatures: for signed in &found {
+            for (name, key) in &self.train_keys {
+                match cosign::verify_image_signature(key, signed, digest) {
+                    Ok(_) => {
+                        signer = Some(name.clone());
+                        break 'signatures;
+                    }
+                    Err(cosign::CosignError::Signature(_)) => {}
+                    Err(error) => {
+                        problems.push(format!("signature by trusted signer `{name}`: {error}"))
+                    }
+                }
+            }
+        }
+        let Some(signer) = signer else {
+            let reason = if found.is_empty() {
+                format!(
+                    "signature.present: {} has no signature for {digest} (tag {})",
+                    reference.repository_path(),
+                    digest.cosign_signature_tag()
+                )
+            } else if !problems.is_empty() {
+                format!("signature.valid: {}", problems.join("; "))
+            } else {
+                format!("signature.trusted: none of the {} signature(s) on {digest} is by a key this station's policy trusts to sign trains", found.len())
+            };
+            return Ok(Err(vec![reason]));
+        };
+        Ok(Ok(VerifiedTrain {
+            reference: reference.pinned(digest.clone()),
+            digest: digest.clone(),
+            manifest,
+            image_manifest,
+            config_bytes,
+            signer,
+        }))
+    }
+}
+
+fn resolve_parameters(
+    manifest: &TrainManifest,
+    given: GivenParameters,
+) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let given = match given {
+        GivenParameters::Json(values) => values,
+        GivenParameters::CommandLine(pairs) => {
+            params::parse_command_line(&manifest.parameters, &pairs)
+                .map_err(|e| format!("parameters: {e}"))?
+        }
+    };
+    params::resolve(&manifest.parameters, &given).map_err(|e| format!("parameters: {e}"))
+}
