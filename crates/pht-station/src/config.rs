@@ -2,7 +2,7 @@
 //! live, and which registries (and hub) it talks to.
 //!
 //! Owns parsing and validation with file, line and column in errors. Reading the policy and the
-//! keys it names happens in `station.rs`; this module only resolves paths.
+//! keys it names happens in `trust.rs`; this module only resolves paths.
 
 use std::collections::BTreeMap;
 use std::fmt;
