@@ -118,6 +118,9 @@ pub struct Verification {
     pub last_hash: String,
     /// The first problem found: line number (1-based) and what is wrong.
     pub problem: Option<(usize, String)>,
+    /// An append a crash or a full disk interrupted, which the station repairs (not tampering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_append: Option<String>,
 }
 
 fn entry_hash(entry: &AuditEntry) -> String {
@@ -139,6 +142,7 @@ pub fn verify_text(text: &str, head: Option<(u64, String)>) -> Verification {
             entries: n_entries,
             last_hash: String::new(),
             problem: Some((line_number, problem)),
+            interrupted_append: None,
         };
         let entry: AuditEntry = match serde_json::from_str(line) {
             Ok(entry) => entry,
@@ -165,6 +169,7 @@ pub fn verify_text(text: &str, head: Option<(u64, String)>) -> Verification {
                 entries: n_entries,
                 last_hash: previous_hash,
                 problem: Some((n_entries as usize + 1, format!("the log ends at entry {} but the head file records entry {head_seq}: entries were removed from the end", n_entries as i64 - 1))),
+                interrupted_append: None,
             };
         }
     }
@@ -172,6 +177,7 @@ pub fn verify_text(text: &str, head: Option<(u64, String)>) -> Verification {
         entries: n_entries,
         last_hash: previous_hash,
         problem: None,
+        interrupted_append: None,
     }
 }
 
@@ -196,45 +202,141 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-fn read_head(head_path: &Path) -> Option<(u64, String)> {
+/// The head file: the last acknowledged entry's sequence number and hash, and the length of the
+/// log up to and including it (absent in heads written before lengths were recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    seq: u64,
+    hash: String,
+    log_len: Option<u64>,
+}
+
+fn read_head(head_path: &Path) -> Option<Head> {
     let text = std::fs::read_to_string(head_path).ok()?;
-    let (seq, hash) = text.trim().split_once(' ')?;
-    Some((seq.parse().ok()?, hash.to_string()))
+    let mut fields = text.split_whitespace();
+    let seq = fields.next()?.parse().ok()?;
+    let hash = fields.next()?.to_string();
+    let log_len = match fields.next() {
+        Some(len) => Some(len.parse().ok()?),
+        None => None,
+    };
+    Some(Head { seq, hash, log_len })
+}
+
+fn write_head(head_path: &Path, seq: u64, hash: &str, log_len: u64) -> std::io::Result<()> {
+    pht_fs::write_atomic(head_path, format!("{seq} {hash} {log_len}\n").as_bytes())
+}
+
+/// What the log repaired before appending: an append that a crash or a full disk interrupted.
+/// Anything else that does not verify is tampering, and the log refuses to go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// Part of a line was written and never acknowledged: the fragment was cut off.
+    TornAppend { bytes_removed: u64 },
+    /// A whole entry was written, chaining onto the head's entry, but the head file was not
+    /// moved on to it: the head now records it.
+    UnacknowledgedAppend { seq: u64 },
+}
+
+impl Repair {
+    fn event(&self) -> AuditEvent {
+        let event = AuditEvent::new("audit-log", "recovered");
+        match self {
+            Repair::TornAppend { bytes_removed } => event
+                .detail("repaired", "torn_append")
+                .detail("bytes_removed", *bytes_removed),
+            Repair::UnacknowledgedAppend { seq } => event
+                .detail("repaired", "unacknowledged_append")
+                .detail("seq", *seq),
+        }
+    }
+}
+
+/// What is on disk, judged: the verification of the acknowledged entries, the length they
+/// take, and the repair an interrupted append needs; `Err` is the first sign of tampering.
+fn classify(
+    bytes: &[u8],
+    head: Option<&Head>,
+) -> Result<(Verification, u64, Option<Repair>), (usize, String)> {
+    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let complete = String::from_utf8_lossy(&bytes[..complete_len]);
+    let fragment_len = (bytes.len() - complete_len) as u64;
+    let verification = verify_text(&complete, head.map(|h| (h.seq, h.hash.clone())));
+    if verification.problem.is_none() {
+        let repair = (fragment_len > 0).then_some(Repair::TornAppend {
+            bytes_removed: fragment_len,
+        });
+        return Ok((verification, complete_len as u64, repair));
+    }
+    if let (Some(head), 0) = (head, fragment_len) {
+        let unheaded = verify_text(&complete, None);
+        if unheaded.problem.is_none() && unheaded.entries == head.seq + 2 {
+            let repair = Repair::UnacknowledgedAppend { seq: head.seq + 1 };
+            return Ok((unheaded, complete_len as u64, Some(repair)));
+        }
+    }
+    Err(verification.problem.expect("checked above"))
+}
+
+fn read_log(path: &Path) -> Result<Vec<u8>, AuditError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(AuditError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Verifies the log on disk and repairs an interrupted append; `Err(Broken)` for anything else.
+fn verify_and_repair(
+    path: &Path,
+    head_path: &Path,
+) -> Result<(Verification, u64, Option<Repair>), AuditError> {
+    let write_error = |source| AuditError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (verification, log_len, repair) = classify(&read_log(path)?, read_head(head_path).as_ref())
+        .map_err(|(line, problem)| AuditError::Broken {
+            path: path.to_path_buf(),
+            line,
+            problem,
+        })?;
+    match &repair {
+        None => {}
+        Some(Repair::TornAppend { .. }) => {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(write_error)?;
+            file.set_len(log_len).map_err(write_error)?;
+            file.sync_all().map_err(write_error)?;
+        }
+        Some(Repair::UnacknowledgedAppend { seq }) => {
+            write_head(head_path, *seq, &verification.last_hash, log_len).map_err(write_error)?;
+        }
+    }
+    Ok((verification, log_len, repair))
 }
 
 impl AuditLog {
     /// Opens (or creates) the log at `path`, verifying it first: a station never appends to a
-    /// log that does not verify.
+    /// log that does not verify. An append a crash or a full disk interrupted is repaired, and
+    /// the repair is recorded as a `recovered` entry.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
         let head_path = path.with_extension("head");
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(AuditError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let verification = verify_text(&text, read_head(&head_path));
-        if let Some((line, problem)) = verification.problem {
-            return Err(AuditError::Broken {
-                path: path.to_path_buf(),
-                line,
-                problem,
-            });
-        }
-        let write_error = |source| AuditError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(write_error)?;
-        Ok(AuditLog {
+            .map_err(|source| AuditError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let (verification, _, repair) = verify_and_repair(path, &head_path)?;
+        let log = AuditLog {
             path: path.to_path_buf(),
             head_path,
             tail: Mutex::new(Tail {
@@ -242,7 +344,11 @@ impl AuditLog {
                 next_seq: verification.entries,
                 last_hash: verification.last_hash,
             }),
-        })
+        };
+        if let Some(repair) = repair {
+            log.append(repair.event())?;
+        }
+        Ok(log)
     }
 
     pub fn path(&self) -> &Path {
@@ -252,8 +358,16 @@ impl AuditLog {
     /// Appends an event durably and returns the entry written. Safe across processes: the
     /// daemon and operator commands append to the same log, so each append holds an exclusive
     /// lock on `audit.lock` and continues from the head file another process may have moved.
+    ///
+    /// An append lands whole or not at all: the entry is acknowledged (the head file moved on
+    /// to it) only after it is on disk, and when writing the entry or the head fails (a full
+    /// disk) the log is cut back to where it was. An append another process left unfinished is
+    /// repaired first, and recorded.
     pub fn append(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
-        let mut tail = self.tail.lock().expect("audit log lock");
+        let mut tail = self
+            .tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let write_error = |source| AuditError::Write {
             path: self.path.clone(),
             source,
@@ -265,12 +379,48 @@ impl AuditLog {
             .open(self.path.with_extension("lock"))
             .map_err(write_error)?;
         lock_file.lock().map_err(write_error)?;
-        if let Some((head_seq, head_hash)) = read_head(&self.head_path) {
-            if head_seq + 1 != tail.next_seq || head_hash != tail.last_hash {
-                tail.next_seq = head_seq + 1;
-                tail.last_hash = head_hash;
+        let log_len = tail.file.metadata().map_err(write_error)?.len();
+        let head = read_head(&self.head_path);
+        let mut repair = None;
+        let mut log_len = log_len;
+        match &head {
+            Some(head) if head.log_len == Some(log_len) => {
+                tail.next_seq = head.seq + 1;
+                tail.last_hash = head.hash.clone();
+            }
+            None if log_len == 0 => {}
+            _ => {
+                // Another process's append did not finish, or the head predates recorded
+                // lengths: read the whole log once.
+                let (verification, verified_len, repaired) =
+                    verify_and_repair(&self.path, &self.head_path)?;
+                tail.next_seq = verification.entries;
+                tail.last_hash = verification.last_hash;
+                log_len = verified_len;
+                repair = repaired;
             }
         }
+        if let Some(repair) = repair {
+            let recovered = self.write_entry(&mut tail, repair.event(), log_len)?;
+            log_len += recovered.1;
+        }
+        let (entry, _) = self.write_entry(&mut tail, event, log_len)?;
+        drop(lock_file);
+        Ok(entry)
+    }
+
+    /// Writes one entry at the end of a log of `log_len` bytes and moves the head on to it, or
+    /// leaves the log as it was. Returns the entry and the bytes it took.
+    fn write_entry(
+        &self,
+        tail: &mut Tail,
+        event: AuditEvent,
+        log_len: u64,
+    ) -> Result<(AuditEntry, u64), AuditError> {
+        let write_error = |source| AuditError::Write {
+            path: self.path.clone(),
+            source,
+        };
         let mut entry = AuditEntry {
             version: "pht.audit.v1".into(),
             seq: tail.next_seq,
@@ -291,25 +441,50 @@ impl AuditLog {
         entry.hash = entry_hash(&entry);
         let mut line = serde_json::to_vec(&entry).expect("audit entries always serialise");
         line.push(b'\n');
-        tail.file.write_all(&line).map_err(write_error)?;
-        tail.file.sync_data().map_err(write_error)?;
-        let head_tmp = self.head_path.with_extension("head.tmp");
-        std::fs::write(&head_tmp, format!("{} {}\n", entry.seq, entry.hash))
-            .map_err(write_error)?;
-        std::fs::rename(&head_tmp, &self.head_path).map_err(write_error)?;
+        let new_len = log_len + line.len() as u64;
+        let written = tail
+            .file
+            .write_all(&line)
+            .and_then(|()| tail.file.sync_data())
+            .and_then(|()| write_head(&self.head_path, entry.seq, &entry.hash, new_len));
+        if let Err(source) = written {
+            // Cut back what was written: the entry was never acknowledged. Shrinking a file
+            // needs no free space, so this works on a full disk too.
+            let _ = tail
+                .file
+                .set_len(log_len)
+                .and_then(|()| tail.file.sync_data());
+            return Err(write_error(source));
+        }
         tail.next_seq += 1;
         tail.last_hash = entry.hash.clone();
-        drop(lock_file);
-        Ok(entry)
+        Ok((entry, line.len() as u64))
     }
 
-    /// Verifies the log file as it is on disk now.
+    /// Verifies the log file as it is on disk now, changing nothing. An append that a crash
+    /// or a full disk interrupted is not a problem (the station repairs it when it next writes)
+    /// but is reported in [`Verification::interrupted_append`].
     pub fn verify_file(path: &Path) -> Result<Verification, AuditError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuditError::Read {
+        let bytes = std::fs::read(path).map_err(|source| AuditError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(verify_text(&text, read_head(&path.with_extension("head"))))
+        let head = read_head(&path.with_extension("head"));
+        Ok(match classify(&bytes, head.as_ref()) {
+            Ok((mut verification, _, repair)) => {
+                verification.interrupted_append = repair.map(|repair| match repair {
+                    Repair::TornAppend { bytes_removed } => format!("the last append was cut off after {bytes_removed} bytes; the station removes them when it next writes"),
+                    Repair::UnacknowledgedAppend { seq } => format!("entry {seq} was written but not acknowledged in the head file; the station acknowledges it when it next writes"),
+                });
+                verification
+            }
+            Err(problem) => Verification {
+                entries: 0,
+                last_hash: String::new(),
+                problem: Some(problem),
+                interrupted_append: None,
+            },
+        })
     }
 
     /// Reads every entry, optionally only those of one run.
@@ -477,5 +652,158 @@ mod tests {
             AuditLog::open(&path),
             Err(AuditError::Broken { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn torn_append_is_repaired_and_recorded_not_taken_for_tampering() {
+        let (_dir, path) = log_with_entries(3);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"version\":\"pht.audit.v1\",\"seq\":3,\"ti")
+            .unwrap();
+        let verification = AuditLog::verify_file(&path).unwrap();
+        assert_eq!(verification.problem, None);
+        assert!(verification.interrupted_append.is_some());
+        let log = AuditLog::open(&path).unwrap();
+        let entry = log.append(AuditEvent::new("station", "after")).unwrap();
+        assert_eq!(entry.seq, 4);
+        let events: Vec<_> = AuditLog::read_entries(&path, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(events[3], "recovered");
+        let verification = AuditLog::verify_file(&path).unwrap();
+        assert_eq!((verification.entries, verification.problem), (5, None));
+        assert_eq!(verification.interrupted_append, None);
+    }
+
+    #[test]
+    fn unacknowledged_append_is_acknowledged_and_recorded() {
+        let (_dir, path) = log_with_entries(3);
+        let head_path = path.with_extension("head");
+        let old_head = std::fs::read(&head_path).unwrap();
+        AuditLog::open(&path)
+            .unwrap()
+            .append(AuditEvent::new("station", "last"))
+            .unwrap();
+        std::fs::write(&head_path, old_head).unwrap();
+        assert!(AuditLog::verify_file(&path)
+            .unwrap()
+            .interrupted_append
+            .is_some());
+        // Another process's next append repairs it first.
+        let other = AuditLog::open(&path).unwrap();
+        other.append(AuditEvent::new("station", "next")).unwrap();
+        let events: Vec<_> = AuditLog::read_entries(&path, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(events[3..], ["last", "recovered", "next"]);
+        assert_eq!(AuditLog::verify_file(&path).unwrap().problem, None);
+    }
+
+    #[test]
+    fn two_entries_beyond_the_head_are_tampering_not_an_interrupted_append() {
+        let (_dir, path) = log_with_entries(3);
+        let head_path = path.with_extension("head");
+        let old_head = std::fs::read(&head_path).unwrap();
+        let log = AuditLog::open(&path).unwrap();
+        log.append(AuditEvent::new("station", "one")).unwrap();
+        log.append(AuditEvent::new("station", "two")).unwrap();
+        std::fs::write(&head_path, old_head).unwrap();
+        assert!(AuditLog::verify_file(&path).unwrap().problem.is_some());
+        assert!(matches!(
+            AuditLog::open(&path),
+            Err(AuditError::Broken { .. })
+        ));
+    }
+
+    #[test]
+    fn an_append_with_the_log_grown_behind_a_writer_is_still_one_chain() {
+        // A head from before lengths were recorded makes the next append read the log.
+        let (_dir, path) = log_with_entries(2);
+        let head_path = path.with_extension("head");
+        let head = read_head(&head_path).unwrap();
+        std::fs::write(&head_path, format!("{} {}\n", head.seq, head.hash)).unwrap();
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.append(AuditEvent::new("station", "x")).unwrap().seq, 2);
+        assert_eq!(AuditLog::verify_file(&path).unwrap().problem, None);
+    }
+
+    /// A tmpfs of a few pages, mounted for one test (the tests run as root, as in CI).
+    struct SmallDisk {
+        _dir: tempfile::TempDir,
+        mount_point: PathBuf,
+    }
+
+    impl SmallDisk {
+        fn mount(n_bytes: u64) -> SmallDisk {
+            let dir = tempfile::tempdir().unwrap();
+            let mount_point = dir.path().join("disk");
+            std::fs::create_dir(&mount_point).unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={n_bytes}"))
+                .arg("tmpfs")
+                .arg(&mount_point)
+                .status()
+                .unwrap();
+            assert!(status.success(), "mounting a test tmpfs needs root");
+            SmallDisk {
+                _dir: dir,
+                mount_point,
+            }
+        }
+
+        /// Fills the disk completely; returns the filler, to be removed to free the space.
+        fn fill(&self) -> PathBuf {
+            let filler = self.mount_point.join("filler");
+            let mut file = File::create(&filler).unwrap();
+            let chunk = vec![0u8; 4096];
+            while file.write_all(&chunk).is_ok() {}
+            while file.write_all(&[0]).is_ok() {}
+            filler
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(&self.mount_point)
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_never_breaks_the_audit_log() {
+        let disk = SmallDisk::mount(64 * 1024);
+        let path = disk.mount_point.join("audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        // Entries of different sizes, so the disk fills once while writing an entry (no room in
+        // its page) and once while moving the head (the entry fits, the head's new file does not).
+        for (idx, padding) in [0usize, 1500, 3000, 4000].into_iter().enumerate() {
+            log.append(AuditEvent::new("station", "before").detail("n", idx))
+                .unwrap();
+            let filler = disk.fill();
+            let failed =
+                log.append(AuditEvent::new("station", "full").detail("pad", "x".repeat(padding)));
+            assert!(failed.is_err(), "an append on a full disk cannot succeed");
+            let verification = AuditLog::verify_file(&path).unwrap();
+            assert_eq!(verification.problem, None, "padding {padding}");
+            assert_eq!(verification.interrupted_append, None);
+            std::fs::remove_file(filler).unwrap();
+            log.append(AuditEvent::new("station", "space is back"))
+                .unwrap();
+            assert_eq!(AuditLog::verify_file(&path).unwrap().problem, None);
+            // A new process opens it too.
+            AuditLog::open(&path).unwrap();
+        }
+        let events: Vec<_> = AuditLog::read_entries(&path, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert!(!events.contains(&"full".to_string()));
     }
 }

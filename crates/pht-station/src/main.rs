@@ -506,10 +506,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let verification = AuditLog::verify_file(&path).map_err(StationError::from)?;
             print(json, &verification, || match &verification.problem {
                 None => format!(
-                    "audit log {} verifies: {} entries, last hash {}",
+                    "audit log {} verifies: {} entries, last hash {}{}",
                     path.display(),
                     verification.entries,
-                    verification.last_hash
+                    verification.last_hash,
+                    verification
+                        .interrupted_append
+                        .as_deref()
+                        .map(|note| format!("\n  note: {note}"))
+                        .unwrap_or_default()
                 ),
                 Some((line, problem)) => format!(
                     "audit log {} is BROKEN at line {line}: {problem}",
