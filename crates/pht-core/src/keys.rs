@@ -41,6 +41,12 @@ impl fmt::Display for KeyAlgorithm {
 /// Why a key could not be read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    #[error("the key file is empty (expected a PEM key starting `-----BEGIN`)")]
+    Empty,
+    #[error(
+        "this looks like an age identity (a secret key), not a signing key; give the PEM key file"
+    )]
+    AgeIdentity,
     #[error("not a PEM private key: {0} (expected `-----BEGIN PRIVATE KEY-----` or `-----BEGIN ENCRYPTED PRIVATE KEY-----`)")]
     PrivatePem(String),
     #[error("not a PEM public key: {0} (expected `-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo as cosign writes it)")]
@@ -124,19 +130,47 @@ impl SigningKey {
         }
     }
 
-    /// PKCS#8 PEM; encrypted (PBES2, scrypt, AES-256-CBC) when a passphrase is given.
+    /// PKCS#8 PEM; encrypted (PBES2, scrypt, AES-256-CBC) when a passphrase is given. Written
+    /// so that OpenSSL 3 reads it: Ed25519 as PKCS#8 v1 (RFC 8410, without the optional public
+    /// key that OpenSSL calls unsupported), and scrypt at N = 2^14, r = 8, p = 1 — OpenSSL's own
+    /// parameters, within its default 32 MiB memory limit.
     pub fn to_pkcs8_pem(&self, passphrase: Option<&str>) -> Result<String, KeyError> {
+        use pkcs8::der::Encode as _;
+        let encode_error = |e: pkcs8::der::Error| KeyError::Encode(e.to_string());
         let document = match self {
-            SigningKey::Ed25519(key) => key.to_pkcs8_der(),
-            SigningKey::P256(key) => key.to_pkcs8_der(),
-        }
-        .map_err(|e| KeyError::Encode(e.to_string()))?;
+            SigningKey::Ed25519(key) => {
+                // RFC 8410: the private key is an OCTET STRING holding the 32-byte seed.
+                let seed = pkcs8::der::asn1::OctetString::new(key.to_bytes().to_vec())
+                    .and_then(|octets| octets.to_der())
+                    .map_err(encode_error)?;
+                let algorithm = pkcs8::AlgorithmIdentifierRef {
+                    oid: ED25519_OID,
+                    parameters: None,
+                };
+                let der = pkcs8::PrivateKeyInfo::new(algorithm, &seed)
+                    .to_der()
+                    .map_err(encode_error)?;
+                pkcs8::SecretDocument::try_from(der.as_slice()).map_err(encode_error)?
+            }
+            SigningKey::P256(key) => key
+                .to_pkcs8_der()
+                .map_err(|e| KeyError::Encode(e.to_string()))?,
+        };
         let pem = match passphrase {
             None => document.to_pem("PRIVATE KEY", LineEnding::LF),
             Some(passphrase) => {
-                let info = pkcs8::PrivateKeyInfo::from_der(document.as_bytes())
+                let info =
+                    pkcs8::PrivateKeyInfo::from_der(document.as_bytes()).map_err(encode_error)?;
+                let mut salt = [0u8; 16];
+                let mut iv = [0u8; 16];
+                rand_core::RngCore::fill_bytes(&mut OsRng, &mut salt);
+                rand_core::RngCore::fill_bytes(&mut OsRng, &mut iv);
+                let scrypt = pkcs8::pkcs5::scrypt::Params::new(14, 8, 1, 32)
                     .map_err(|e| KeyError::Encode(e.to_string()))?;
-                info.encrypt(OsRng, passphrase.as_bytes())
+                let parameters =
+                    pkcs8::pkcs5::pbes2::Parameters::scrypt_aes256cbc(scrypt, &salt, &iv)
+                        .map_err(|e| KeyError::Encode(e.to_string()))?;
+                info.encrypt_with_params(parameters, passphrase.as_bytes())
                     .map_err(|e| KeyError::Encode(e.to_string()))?
                     .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
             }
@@ -152,6 +186,7 @@ impl SigningKey {
 
     /// Reads a PKCS#8 PEM private key, decrypting it with `passphrase` when it is encrypted.
     pub fn from_pkcs8_pem(pem: &str, passphrase: Option<&str>) -> Result<SigningKey, KeyError> {
+        check_not_empty_or_age(pem)?;
         let (label, der) = pkcs8::der::pem::decode_vec(pem.trim().as_bytes())
             .map_err(|e| KeyError::PrivatePem(e.to_string()))?;
         let plain_der = match label {
@@ -185,8 +220,32 @@ impl SigningKey {
                 })?;
             Ok(SigningKey::P256(key))
         } else {
-            Err(KeyError::UnsupportedAlgorithm(oid.to_string()))
+            Err(KeyError::UnsupportedAlgorithm(algorithm_name(oid)))
         }
+    }
+}
+
+/// Refuses what cannot be a PEM key before the PEM parser does, with words instead of its
+/// (an empty file reads as "invalid data (NUL byte)" there). Never echoes the input: a secret
+/// key given by mistake must not reach a message.
+fn check_not_empty_or_age(pem: &str) -> Result<(), KeyError> {
+    let text = pem.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    if text.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if text.contains("AGE-SECRET-KEY-") {
+        return Err(KeyError::AgeIdentity);
+    }
+    Ok(())
+}
+
+/// An algorithm's name for a message: the common ones by name, others by OID.
+fn algorithm_name(oid: pkcs8::ObjectIdentifier) -> String {
+    match oid.to_string().as_str() {
+        "1.2.840.113549.1.1.1" => "RSA".to_string(),
+        "1.2.840.10040.4.1" => "DSA".to_string(),
+        "1.3.101.113" => "Ed448".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -237,6 +296,7 @@ impl PublicKey {
 
     /// Reads a PEM SubjectPublicKeyInfo.
     pub fn from_pem(pem: &str) -> Result<PublicKey, KeyError> {
+        check_not_empty_or_age(pem)?;
         let (label, der) = pkcs8::der::pem::decode_vec(pem.trim().as_bytes())
             .map_err(|e| KeyError::PublicPem(e.to_string()))?;
         if label != "PUBLIC KEY" {
@@ -263,7 +323,7 @@ impl PublicKey {
                     KeyError::UnsupportedAlgorithm("an EC key on a curve other than P-256".into())
                 })
         } else {
-            Err(KeyError::UnsupportedAlgorithm(oid.to_string()))
+            Err(KeyError::UnsupportedAlgorithm(algorithm_name(oid)))
         }
     }
 
@@ -370,5 +430,28 @@ mod tests {
             PublicKey::from_pem(&pem),
             Err(KeyError::PublicPem(_))
         ));
+    }
+
+    #[test]
+    fn an_empty_key_file_says_it_is_empty() {
+        for empty in ["", "\n\n", "\0\0"] {
+            assert!(matches!(
+                SigningKey::from_pkcs8_pem(empty, None),
+                Err(KeyError::Empty)
+            ));
+            assert!(matches!(PublicKey::from_pem(empty), Err(KeyError::Empty)));
+        }
+    }
+
+    #[test]
+    fn an_age_identity_given_as_a_key_is_named_and_never_echoed() {
+        let identity = "# created: 2026-01-01\nAGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ\n";
+        let error = PublicKey::from_pem(identity).unwrap_err().to_string();
+        assert!(error.contains("age identity"), "{error}");
+        assert!(!error.contains("AGE-SECRET-KEY-1"), "{error}");
+        let error = SigningKey::from_pkcs8_pem(identity, None)
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("AGE-SECRET-KEY-1"), "{error}");
     }
 }

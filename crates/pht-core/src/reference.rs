@@ -84,17 +84,33 @@ impl ImageReference {
 
     /// Whether the registry host is on the loopback interface, where plain HTTP is acceptable.
     pub fn is_loopback_registry(&self) -> bool {
-        let host = host_of(&self.registry);
-        host == "localhost" || host.starts_with("127.") || host == "[::1]"
+        is_loopback_registry_name(&self.registry)
     }
 }
 
+/// Whether a registry name (`host[:port]`) names the loopback interface: `localhost`, or an IP
+/// address that is loopback. A name that merely starts like one (`127.example.org`) is not.
+pub fn is_loopback_registry_name(registry: &str) -> bool {
+    let host = host_of(registry);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    unbracketed
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|address| address.is_loopback())
+}
+
+/// The host part of `host[:port]`, keeping an IPv6 literal's brackets.
 fn host_of(registry: &str) -> &str {
     if registry.starts_with('[') {
-        return registry
-            .split(']')
-            .next()
-            .map_or(registry, |h| &registry[..h.len() + 1]);
+        return match registry.find(']') {
+            Some(end) => &registry[..=end],
+            None => registry,
+        };
     }
     registry.split(':').next().unwrap_or(registry)
 }
@@ -214,5 +230,35 @@ mod tests {
         let reference: ImageReference = "registry.example.org/a/b:1".parse().unwrap();
         assert!(!reference.is_loopback_registry());
         assert_eq!(reference.manifest_selector(), "1");
+    }
+
+    #[test]
+    fn is_loopback_registry_on_an_unclosed_bracket_does_not_panic() {
+        // Found by fuzzing: `[.a` sliced past its end.
+        let reference = ImageReference::with_digest("[.a", "trains/x", Digest::of(b"m"));
+        assert!(!reference.is_loopback_registry());
+    }
+
+    #[test]
+    fn only_real_loopback_hosts_are_loopback() {
+        for loopback in [
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback_registry_name(loopback), "{loopback}");
+        }
+        for remote in [
+            "127.example.org:5000",
+            "localhost.example.org",
+            "[::2]",
+            "10.0.0.1:5000",
+            "[.a",
+            "",
+        ] {
+            assert!(!is_loopback_registry_name(remote), "{remote}");
+        }
     }
 }
