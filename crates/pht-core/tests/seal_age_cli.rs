@@ -3,7 +3,8 @@
 //! decrypted archive with the expected members and contents.
 //!
 //! This test runs real processes and writes to a temporary directory; it does not test refusals
-//! (the unit tests in `seal.rs` do). It fails, and does not skip, when `age` or `tar` is missing.
+//! (the unit tests in `seal/tests.rs` do). It fails, and does not skip, when `age` or `tar` is
+//! missing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,9 @@
 //! The hub's API called in-process (the router, no socket) on SQLite in a temporary directory:
 //! job flows, authentication and tenancy, leases, expiry, idempotent uploads and restarts.
+//!
+//! One file over the project's ~800-line rule on purpose: every file in `tests/` is its own
+//! test binary, linked against the hub, axum and SQLite, and CI pays for each link. The harness
+//! already lives in `support/`; what is left is one test per behaviour, in the groups above.
 
 mod support;
 
