@@ -208,6 +208,49 @@ pub struct ResultPredicateV1 {
     pub released: Release,
 }
 
+impl ResultPredicateV1 {
+    /// A complete example, for documentation and tests: run `run-1` of
+    /// `127.0.0.1:5000/trains/count` at station `umc-utrecht` on dataset `cohort`, from
+    /// 2026-11-23 12:00 to 12:01 UTC, released by `operator:jansen` at 12:05, with `files`
+    /// as the file verdicts and `verdict` overall. Change the fields a case is about.
+    pub fn example(verdict: CheckVerdict, files: &[(&str, CheckVerdict)]) -> ResultPredicateV1 {
+        let at = |seconds_after_noon: i64| {
+            // 2026-11-23T12:00:00Z
+            DateTime::from_timestamp(1_795_435_200 + seconds_after_noon, 0).unwrap_or_default()
+        };
+        ResultPredicateV1 {
+            job_id: None,
+            run_id: "run-1".into(),
+            train: TrainPin {
+                repository: "127.0.0.1:5000/trains/count".into(),
+                digest: Digest::of(b"manifest"),
+            },
+            station: "umc-utrecht".into(),
+            policy_sha256: Digest::of(b"policy"),
+            datasets: vec![DatasetUse {
+                name: "cohort".into(),
+                sha256: Digest::of(b"cohort"),
+            }],
+            started_at: at(0),
+            finished_at: at(60),
+            verdict,
+            files: files
+                .iter()
+                .map(|(path, verdict)| FileVerdict {
+                    path: path.to_string(),
+                    verdict: *verdict,
+                })
+                .collect(),
+            released: Release {
+                by: "operator:jansen".into(),
+                at: at(300),
+                reason: "reviewed".into(),
+                overrides_failed_checks: false,
+            },
+        }
+    }
+}
+
 /// The current result predicate; callers name this so that a new version is one edit here.
 pub type ResultPredicate = ResultPredicateV1;
 
@@ -268,39 +311,17 @@ mod tests {
     use super::*;
 
     fn result_predicate() -> ResultPredicateV1 {
-        ResultPredicateV1 {
-            job_id: Some(Uuid::nil()),
-            run_id: "run-1".into(),
-            train: TrainPin {
-                repository: "127.0.0.1:5000/trains/count".into(),
-                digest: Digest::of(b"manifest"),
-            },
-            station: "umc".into(),
-            policy_sha256: Digest::of(b"policy"),
-            datasets: vec![DatasetUse {
-                name: "cohort".into(),
-                sha256: Digest::of(b"cohort"),
-            }],
-            started_at: "2026-11-23T12:00:00Z".parse().unwrap(),
-            finished_at: "2026-11-23T12:01:00Z".parse().unwrap(),
-            verdict: CheckVerdict::Review,
-            files: vec![
-                FileVerdict {
-                    path: "counts.csv".into(),
-                    verdict: CheckVerdict::Pass,
-                },
-                FileVerdict {
-                    path: "notes.txt".into(),
-                    verdict: CheckVerdict::Review,
-                },
+        let mut predicate = ResultPredicateV1::example(
+            CheckVerdict::Review,
+            &[
+                ("counts.csv", CheckVerdict::Pass),
+                ("notes.txt", CheckVerdict::Review),
             ],
-            released: Release {
-                by: "operator:jansen".into(),
-                at: "2026-11-23T12:05:00Z".parse().unwrap(),
-                reason: "notes reviewed".into(),
-                overrides_failed_checks: false,
-            },
-        }
+        );
+        predicate.job_id = Some(Uuid::nil());
+        predicate.station = "umc".into();
+        predicate.released.reason = "notes reviewed".into();
+        predicate
     }
 
     #[test]

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use age::secrecy::ExposeSecret as _;
-use pht_core::intoto::{CheckVerdict, DatasetUse, FileVerdict, Release, ResultPredicate};
-use pht_core::job::TrainPin;
+use pht_core::intoto::{CheckVerdict, Release, ResultPredicate};
 use pht_core::seal::{open_bundle, seal_bundle};
-use pht_core::{Digest, KeyAlgorithm, SigningKey};
+use pht_core::{KeyAlgorithm, SigningKey};
 
 /// A directory under the system temporary directory, removed when dropped.
 struct ScratchDir(PathBuf);
@@ -55,36 +54,19 @@ fn run(program: &str, args: &[&Path], package: &str) -> Vec<u8> {
 }
 
 fn predicate(released: &[(String, Vec<u8>)]) -> ResultPredicate {
-    ResultPredicate {
-        job_id: None,
-        run_id: "run-interop".into(),
-        train: TrainPin {
-            repository: "127.0.0.1:5000/trains/count".into(),
-            digest: Digest::of(b"manifest"),
-        },
-        station: "umc-utrecht".into(),
-        policy_sha256: Digest::of(b"policy"),
-        datasets: vec![DatasetUse {
-            name: "cohort".into(),
-            sha256: Digest::of(b"cohort"),
-        }],
-        started_at: "2026-11-23T12:00:00Z".parse().unwrap(),
-        finished_at: "2026-11-23T12:01:00Z".parse().unwrap(),
-        verdict: CheckVerdict::Pass,
-        files: released
-            .iter()
-            .map(|(path, _)| FileVerdict {
-                path: path.clone(),
-                verdict: CheckVerdict::Pass,
-            })
-            .collect(),
-        released: Release {
-            by: "policy".into(),
-            at: "2026-11-23T12:01:00Z".parse().unwrap(),
-            reason: "all checks passed".into(),
-            overrides_failed_checks: false,
-        },
-    }
+    let files: Vec<(&str, CheckVerdict)> = released
+        .iter()
+        .map(|(path, _)| (path.as_str(), CheckVerdict::Pass))
+        .collect();
+    let mut predicate = ResultPredicate::example(CheckVerdict::Pass, &files);
+    predicate.run_id = "run-interop".into();
+    predicate.released = Release {
+        by: "policy".into(),
+        at: predicate.finished_at,
+        reason: "all checks passed".into(),
+        overrides_failed_checks: false,
+    };
+    predicate
 }
 
 #[test]

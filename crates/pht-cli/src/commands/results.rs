@@ -322,7 +322,7 @@ fn write_new_file(out_dir: &Path, relative: &str, contents: &[u8]) -> CommandRes
 #[cfg(test)]
 mod tests {
     use age::secrecy::ExposeSecret as _;
-    use pht_core::intoto::{DatasetUse, ResultPredicate};
+    use pht_core::intoto::ResultPredicate;
     use pht_core::{KeyAlgorithm, SigningKey};
 
     use super::*;
@@ -367,43 +367,15 @@ mod tests {
                 ("counts.csv".to_string(), b"group,n\na,12\n".to_vec()),
                 ("figures/age.png".to_string(), vec![0x89, b'P', b'N', b'G']),
             ];
-            let predicate = ResultPredicate {
-                job_id: None,
-                run_id: "run-1".into(),
-                train: TrainPin {
-                    repository: "127.0.0.1:5000/trains/count".into(),
-                    digest: Digest::of(b"manifest"),
-                },
-                station: "umc-utrecht".into(),
-                policy_sha256: Digest::of(b"policy"),
-                datasets: vec![DatasetUse {
-                    name: "cohort".into(),
-                    sha256: Digest::of(b"cohort"),
-                }],
-                started_at: "2026-11-23T12:00:00Z".parse().unwrap(),
-                finished_at: "2026-11-23T12:01:00Z".parse().unwrap(),
-                verdict: CheckVerdict::Fail,
-                files: vec![
-                    FileVerdict {
-                        path: "counts.csv".into(),
-                        verdict: CheckVerdict::Pass,
-                    },
-                    FileVerdict {
-                        path: "figures/age.png".into(),
-                        verdict: CheckVerdict::Pass,
-                    },
-                    FileVerdict {
-                        path: "rows.csv".into(),
-                        verdict: CheckVerdict::Fail,
-                    },
+            let mut predicate = ResultPredicate::example(
+                CheckVerdict::Fail,
+                &[
+                    ("counts.csv", CheckVerdict::Pass),
+                    ("figures/age.png", CheckVerdict::Pass),
+                    ("rows.csv", CheckVerdict::Fail),
                 ],
-                released: Release {
-                    by: "operator:jansen".into(),
-                    at: "2026-11-23T12:05:00Z".parse().unwrap(),
-                    reason: "rows.csv withheld".into(),
-                    overrides_failed_checks: false,
-                },
-            };
+            );
+            predicate.released.reason = "rows.csv withheld".into();
             let sealed = seal::seal_bundle(
                 &files,
                 br#"{"status":"fail"}"#,

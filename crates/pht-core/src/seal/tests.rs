@@ -10,12 +10,8 @@ use expect_test::{expect, Expect};
 
 use super::opening::decrypt;
 use super::*;
-use crate::digest::Digest;
 use crate::dsse::Envelope;
-use crate::intoto::{
-    CheckVerdict, DatasetUse, FileVerdict, Release, ResultPredicate, StatePredicate,
-};
-use crate::job::TrainPin;
+use crate::intoto::{CheckVerdict, FileVerdict, ResultPredicate, StatePredicate};
 use crate::keys::{KeyAlgorithm, PublicKey, SigningKey};
 
 /// A station, its trusted key as a researcher names it, and the researcher's age identity.
@@ -115,43 +111,17 @@ fn outputs() -> Vec<(String, Vec<u8>)> {
 }
 
 fn predicate() -> ResultPredicate {
-    ResultPredicate {
-        job_id: Some(uuid::Uuid::nil()),
-        run_id: "run-1".into(),
-        train: TrainPin {
-            repository: "127.0.0.1:5000/trains/count".into(),
-            digest: Digest::of(b"manifest"),
-        },
-        station: "umc-utrecht".into(),
-        policy_sha256: Digest::of(b"policy"),
-        datasets: vec![DatasetUse {
-            name: "cohort".into(),
-            sha256: Digest::of(b"cohort"),
-        }],
-        started_at: "2026-11-23T12:00:00Z".parse().unwrap(),
-        finished_at: "2026-11-23T12:01:00Z".parse().unwrap(),
-        verdict: CheckVerdict::Review,
-        files: vec![
-            FileVerdict {
-                path: "counts.csv".into(),
-                verdict: CheckVerdict::Pass,
-            },
-            FileVerdict {
-                path: "figures/age.png".into(),
-                verdict: CheckVerdict::Review,
-            },
-            FileVerdict {
-                path: "rows.csv".into(),
-                verdict: CheckVerdict::Fail,
-            },
+    let mut predicate = ResultPredicate::example(
+        CheckVerdict::Review,
+        &[
+            ("counts.csv", CheckVerdict::Pass),
+            ("figures/age.png", CheckVerdict::Review),
+            ("rows.csv", CheckVerdict::Fail),
         ],
-        released: Release {
-            by: "operator:jansen".into(),
-            at: "2026-11-23T12:05:00Z".parse().unwrap(),
-            reason: "figure reviewed".into(),
-            overrides_failed_checks: false,
-        },
-    }
+    );
+    predicate.job_id = Some(uuid::Uuid::nil());
+    predicate.released.reason = "figure reviewed".into();
+    predicate
 }
 
 fn state_predicate() -> StatePredicate {
