@@ -1,6 +1,6 @@
 //! Durable file writes shared by the station, the hub and the `pht` CLI: a file replaced
-//! atomically (temporary file, fsync, rename, fsync of the directory), and a private file
-//! (created new, mode 0600, fsync) for keys.
+//! atomically (temporary file, fsync, rename, fsync of the directory), a private file (created
+//! new, mode 0600, fsync) for keys, and how full a file system is.
 //!
 //! Owns only how bytes reach the disk so that a crash, or a disk that fills up, never leaves a
 //! half-written file under the final name. Does not know what the files mean, and does no
@@ -51,6 +51,20 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => File::open(parent)?.sync_all(),
         _ => File::open(".")?.sync_all(),
     }
+}
+
+/// The bytes an unprivileged writer may still use on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Whether an error means the file system (or the writer's quota) is full.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// The temporary name `write_atomic` writes to: beside `path` (same file system, so the rename

@@ -18,6 +18,7 @@ pub use crate::pipeline::release::ReleaseError;
 pub use crate::pipeline::run::RunError;
 pub use crate::pipeline::seal::SealError;
 pub use crate::pipeline::verify::VerifyError;
+pub use crate::space::SpaceError;
 pub use crate::store::StoreError;
 pub use crate::trust::TrustError;
 
@@ -41,6 +42,9 @@ pub enum StationError {
     /// written.
     #[error(transparent)]
     StateFile(#[from] StateFileError),
+    /// The state directory has no room for a run.
+    #[error(transparent)]
+    Space(#[from] SpaceError),
     #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error(transparent)]
@@ -55,6 +59,22 @@ pub enum StationError {
     Seal(#[from] SealError),
     #[error(transparent)]
     Deliver(#[from] DeliverError),
+}
+
+impl StationError {
+    /// Whether this error means the state directory's file system is full.
+    pub fn is_disk_full(&self) -> bool {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = source {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                if pht_fs::is_disk_full(io) {
+                    return true;
+                }
+            }
+            source = error.source();
+        }
+        matches!(self, StationError::Space(SpaceError::NoRoom { .. }))
+    }
 }
 
 /// What the station was doing with a file when it failed.

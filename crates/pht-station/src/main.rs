@@ -19,7 +19,7 @@ use serde::Serialize;
 const AFTER_HELP: &str = "\
 Exit codes: 0 success (a run succeeded) · 1 refused or rejected · 2 usage error ·
 3 invalid configuration, policy or input · 4 unavailable (Docker or a registry could not be
-reached) · 5 the train ran and failed (non-zero exit, killed at a limit) · 10 awaiting approval.
+reached, or the state directory has no room for the run) · 5 the train ran and failed (non-zero exit, killed at a limit) · 10 awaiting approval.
 
 Running a train by hand:
   pht-station --config station.yaml exec 127.0.0.1:5000/trains/cohort-stats@sha256:… --param group_by=sex
@@ -156,8 +156,11 @@ struct Failure {
 impl From<StationError> for Failure {
     fn from(error: StationError) -> Failure {
         let code = match &error {
-            // Docker, a registry or the hub could not be reached.
-            StationError::Verify(_) | StationError::Pull(_) | StationError::Run(_) => 4,
+            // Docker, a registry or the hub could not be reached, or there is no room to run.
+            StationError::Verify(_)
+            | StationError::Pull(_)
+            | StationError::Run(_)
+            | StationError::Space(_) => 4,
             // The configuration, policy or keys; the operator's input; the station's own files.
             StationError::Config(_)
             | StationError::Trust(_)

@@ -15,6 +15,7 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::config::StationConfig;
 use crate::engine::Engine;
 use crate::error::{StateFileError, StationError};
+use crate::space::Reserve;
 use crate::store::{RunRecord, RunStatus, RunStore};
 use crate::trust::{self, NamedKeys};
 
@@ -30,6 +31,8 @@ pub struct Station<E> {
     pub(crate) store: RunStore,
     /// Signs provenance of released results; a station without one cannot release.
     pub(crate) station_key: Option<pht_core::SigningKey>,
+    /// Room kept back for recording failures when the disk fills.
+    pub(crate) reserve: Reserve,
 }
 
 impl<E> std::fmt::Debug for Station<E> {
@@ -72,6 +75,10 @@ impl<E: Engine> Station<E> {
         let audit = AuditLog::open(&config.state_dir.join("audit.log"))?;
         let registry = registry_client(&config);
         let station_key = crate::keys::read_signing_key(&config.key_dir)?;
+        let reserve = Reserve::in_state_dir(&config.state_dir);
+        if let Err(error) = reserve.ensure() {
+            tracing::warn!(%error, state_dir = %config.state_dir.display(), "no room for the reserve that records failures on a full disk; free space in the state directory");
+        }
         Ok(Station {
             config,
             policy: trust.policy,
@@ -82,6 +89,7 @@ impl<E: Engine> Station<E> {
             audit,
             store,
             station_key,
+            reserve,
         })
     }
 }

@@ -60,11 +60,15 @@ impl<E: Engine> Station<E> {
             .digest()
             .cloned()
             .ok_or_else(|| no_digest("the reference has no digest".into()))?;
-        let verified = match self.verify_again(record, &reference, &digest).await? {
-            Step::Next(verified) => verified,
-            Step::Done(finished) => return Ok(finished),
+        let carried = async {
+            let verified = match self.verify_again(record, &reference, &digest).await? {
+                Step::Next(verified) => verified,
+                Step::Done(finished) => return Ok(finished),
+            };
+            self.decide_and_carry_out(verified).await
         };
-        self.decide_and_carry_out(verified).await
+        let outcome = carried.await;
+        self.settle(run_id, outcome)
     }
 }
 

@@ -75,8 +75,13 @@ impl<E: Engine> Station<E> {
     /// proceed.
     pub async fn submit(&self, submission: Submission) -> Result<RunRecord, StationError> {
         let received = self.receive(submission)?;
-        let verified = next_or_return!(self.verify(received).await?);
-        self.decide_and_carry_out(verified).await
+        let run_id = received.run_id().to_string();
+        let carried = async {
+            let verified = next_or_return!(self.verify(received).await?);
+            self.decide_and_carry_out(verified).await
+        };
+        let outcome = carried.await;
+        self.settle(&run_id, outcome)
     }
 
     /// The policy's decision, then everything an approved run goes through.
@@ -89,6 +94,24 @@ impl<E: Engine> Station<E> {
         record.status = RunStatus::Running;
         record.updated_at = Utc::now();
         self.store.save(record)?;
+        // Room for the outputs and records is checked, and the reserve made again, before the
+        // train touches the data: a run that could not be recorded must not start.
+        let room =
+            crate::space::check_room(&self.config.state_dir, approved.grant().output_bytes())
+                .map_err(StationError::from)
+                .and_then(|()| {
+                    self.reserve.ensure().map_err(|source| {
+                        crate::error::StateFileError {
+                            action: crate::error::FileAction::Write,
+                            path: self.config.state_dir.join("reserve"),
+                            source,
+                        }
+                        .into()
+                    })
+                });
+        if let Err(error) = room {
+            return self.fail(approved.into_record(), error);
+        }
         let pulled = self.pull(approved).await?;
         let finished = self.run(pulled).await?;
         let collected = next_or_return!(self.collect(finished)?);
@@ -118,7 +141,8 @@ impl<E> Station<E> {
     }
 
     /// Ends a run as `error` because the station could not carry it out, audits it, and
-    /// returns the error.
+    /// returns the error. On a full disk the reserve is given back first, so the failure is
+    /// still recorded; a run is never left `running` by an error.
     pub(crate) fn fail<T>(
         &self,
         mut record: RunRecord,
@@ -127,10 +151,47 @@ impl<E> Station<E> {
         record.status = RunStatus::Error;
         record.reasons = vec![error.to_string()];
         record.updated_at = Utc::now();
-        self.store.save(&record)?;
+        if let Err(first) = self.record_failure(&record, error.is_disk_full()) {
+            if !self.reserve.release() {
+                return Err(first);
+            }
+            tracing::warn!(run_id = %record.run_id, "the state directory is full: used the reserve to record the failure; free space there");
+            self.record_failure(&record, true)?;
+        }
+        Err(error)
+    }
+
+    fn record_failure(&self, record: &RunRecord, disk_full: bool) -> Result<(), StationError> {
+        self.store.save(record)?;
         let mut event = AuditEvent::new(&self.station_actor(), "error").run(&record.run_id);
         event.reasons = record.reasons.clone();
+        if disk_full {
+            event.details.insert("disk_full".into(), true.into());
+        }
         self.audit.append(event)?;
-        Err(error)
+        Ok(())
+    }
+
+    /// Makes sure a run that ended in an error is recorded as one: a stage that failed the run
+    /// did so already; an error a stage passed on with `?` (an audit entry or a record that
+    /// could not be written, outputs that could not be kept or sealed) is recorded here.
+    pub(crate) fn settle(
+        &self,
+        run_id: &str,
+        outcome: Result<RunRecord, StationError>,
+    ) -> Result<RunRecord, StationError> {
+        let error = match outcome {
+            Ok(record) => return Ok(record),
+            Err(error) => error,
+        };
+        match self.store.load(run_id) {
+            Ok(record)
+                if record.status == RunStatus::Error && record.reasons == [error.to_string()] =>
+            {
+                Err(error)
+            }
+            Ok(record) => self.fail(record, error),
+            Err(_) => Err(error),
+        }
     }
 }

@@ -54,6 +54,10 @@ pub struct Received {
 }
 
 impl Received {
+    pub fn run_id(&self) -> &str {
+        &self.record.run_id
+    }
+
     pub(super) fn into_parts(self) -> (RunRecord, ImageReference, GivenParameters) {
         (self.record, self.reference, self.parameters)
     }

@@ -42,7 +42,7 @@ pub fn automatic_decision(status: Status, release: Release) -> OutputDecision {
 /// An operator's output decision that cannot be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    #[error("the outputs of run {run_id} are {decision:?}; only withheld (or, with a reason, blocked) outputs can be {action}")]
+    #[error("the outputs of run {run_id} {}; only withheld (or, with a reason, blocked) outputs can be {action}", describe(*.decision))]
     OutputsNotPending {
         run_id: String,
         decision: Option<OutputDecision>,
@@ -50,6 +50,16 @@ pub enum ReleaseError {
     },
     #[error("a release needs a reason (--reason …); it is kept in the audit log")]
     ReasonRequired { run_id: String },
+}
+
+/// Where a run's outputs stand, in words for an operator.
+fn describe(decision: Option<OutputDecision>) -> &'static str {
+    match decision {
+        Some(OutputDecision::Released) => "were released already",
+        Some(OutputDecision::Withheld) => "are withheld",
+        Some(OutputDecision::Blocked) => "are blocked",
+        None => "were never checked (only a run that succeeded has outputs to decide about; see `pht-station show`)",
+    }
 }
 
 /// A run whose outputs were released, with the release decision: what the seal stage takes.
@@ -211,6 +221,17 @@ impl<E> Station<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn releasing_a_failed_runs_outputs_says_so_in_words() {
+        let error = ReleaseError::OutputsNotPending {
+            run_id: "run-1".into(),
+            decision: None,
+            action: "released",
+        };
+        expect_test::expect![[r#"the outputs of run run-1 were never checked (only a run that succeeded has outputs to decide about; see `pht-station show`); only withheld (or, with a reason, blocked) outputs can be released"#]]
+            .assert_eq(&error.to_string());
+    }
 
     #[test]
     fn fail_beats_automatic_release_and_review_waits() {
