@@ -396,7 +396,6 @@ impl RunSpec {
             train_container: format!("pht-run-{}", self.run_id),
             output_holder_container: format!("pht-run-{}-output", self.run_id),
             output_volume: format!("pht-run-{}-output", self.run_id),
-            host_output_dir: None,
         }
     }
 }
@@ -405,11 +404,10 @@ impl RunSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunResourceNames {
     pub train_container: String,
-    /// The holder and volume of the fallback; not created when `host_output_dir` is set.
+    /// The holder and volume of a run whose `/output` is a volume; a run whose `/output` is a
+    /// host tmpfs has neither (the sandbox's output slot says which a run has).
     pub output_holder_container: String,
     pub output_volume: String,
-    /// The host directory (a tmpfs the station mounted) that is the run's `/output`, if any.
-    pub host_output_dir: Option<String>,
 }
 
 /// Where a train's `/output` comes from.
