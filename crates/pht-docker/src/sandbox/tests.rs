@@ -2,7 +2,7 @@
 //! run, that every failing step still removes every resource, spare slots, stale cleanup, and
 //! how a full `/output` is recognised.
 //!
-//! Does not talk to Docker: `tests/sandbox.rs` runs the same sandbox against the real engine.
+//! Does not talk to Docker: `tests/sandbox/` runs the same sandbox against the real engine.
 
 use std::sync::Mutex;
 use std::time::Duration;
