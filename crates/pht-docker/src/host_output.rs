@@ -147,7 +147,8 @@ impl HostOutputs {
     }
 
     /// Unmounts and removes every run directory under the root: what a crashed station left.
-    pub(crate) fn release_all(&self) -> (Vec<String>, Vec<String>) {
+    /// Returns the directories released, and those that could not be with why.
+    pub(crate) fn release_all(&self) -> (Vec<String>, Vec<(String, io::Error)>) {
         let mut released = Vec::new();
         let mut failures = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.root) else {
@@ -157,7 +158,7 @@ impl HostOutputs {
             let dir = entry.path();
             match self.release(&dir) {
                 Ok(()) => released.push(dir.display().to_string()),
-                Err(error) => failures.push(format!("{}: {error}", dir.display())),
+                Err(error) => failures.push((dir.display().to_string(), error)),
             }
         }
         (released, failures)
