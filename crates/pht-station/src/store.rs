@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::pipeline::release::OutputDecision;
-
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -157,6 +155,18 @@ pub struct RunRecord {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What happened to a run's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputDecision {
+    /// Released to the researcher (sealed).
+    Released,
+    /// Waiting for an operator: `pht-station outputs release|block RUN --reason …`.
+    Withheld,
+    /// Not released.
+    Blocked,
 }
 
 /// The decision on a run's outputs.

@@ -10,25 +10,13 @@
 use chrono::Utc;
 use pht_checks::Status;
 use pht_policy::Release;
-use serde::{Deserialize, Serialize};
 
 use super::check::CheckedRun;
 use crate::audit::AuditEvent;
 use crate::error::StationError;
 use crate::station::Station;
+pub use crate::store::OutputDecision;
 use crate::store::{OutputDecisionRecord, RunRecord};
-
-/// What happened to a run's outputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputDecision {
-    /// Released to the researcher (sealed).
-    Released,
-    /// Waiting for an operator: `pht-station outputs release|block RUN --reason …`.
-    Withheld,
-    /// Not released.
-    Blocked,
-}
 
 /// The decision the checks alone lead to, before any operator acts.
 pub fn automatic_decision(status: Status, release: Release) -> OutputDecision {
