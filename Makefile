@@ -1,7 +1,7 @@
 # The commands the README names. Each does its own set-up on a fresh Debian machine with Docker.
 CARGO ?= cargo
 
-.PHONY: deps build test demo bench lint fmt clean
+.PHONY: deps build test demo bench lint fmt fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -22,6 +22,11 @@ bench: deps
 	$(CARGO) build --release --workspace --bins --examples
 	./target/release/pht-bench
 	./target/release/examples/bench_hub
+
+## Fuzz every parser of untrusted input (fuzz/), FUZZ_SECONDS each; fails on a crash.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -83,6 +83,8 @@ pub enum JobRefusal {
     NotAddressed { station: String, route: String },
     #[error("the job's route is invalid: {0}")]
     BadRoute(String),
+    #[error("the job's recipient: {0}")]
+    Recipient(crate::recipient::RecipientError),
 }
 
 /// A job whose envelope was signed by a trusted key, is within its time window and names this
@@ -143,11 +145,7 @@ impl JobV1 {
                 "expires_at is not after issued_at".into(),
             ));
         }
-        if !self.recipient.starts_with("age1") {
-            return Err(JobRefusal::Malformed(
-                "recipient is not an age public key (`age1…`)".into(),
-            ));
-        }
+        crate::recipient::parse_recipient(&self.recipient).map_err(JobRefusal::Recipient)?;
         Ok(())
     }
 

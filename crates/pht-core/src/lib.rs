@@ -14,6 +14,7 @@ pub mod job;
 pub mod keys;
 pub mod manifest;
 pub mod oci;
+pub mod recipient;
 pub mod reference;
 pub mod seal;
 pub mod units;

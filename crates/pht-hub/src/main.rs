@@ -163,25 +163,22 @@ async fn admin(
             age_recipient,
         } => {
             let (public_key_pem, key_id) = read_public_key(&public_key)?;
-            let age_recipient = if age_recipient.starts_with("age1") {
-                age_recipient
+            let (text, origin) = if age_recipient.starts_with("age1") {
+                (age_recipient.clone(), "--age-recipient".to_string())
             } else {
-                std::fs::read_to_string(&age_recipient)
-                    .map_err(|error| AdminFailure {
+                let text =
+                    std::fs::read_to_string(&age_recipient).map_err(|error| AdminFailure {
                         code: 3,
                         message: format!("cannot read the age recipient {age_recipient}: {error}"),
-                    })?
-                    .trim()
-                    .to_string()
+                    })?;
+                (text, format!("--age-recipient {age_recipient}"))
             };
-            if age_recipient.parse::<age::x25519::Recipient>().is_err() {
-                return Err(AdminFailure {
+            let age_recipient = pht_core::recipient::parse_recipient(&text)
+                .map_err(|error| AdminFailure {
                     code: 3,
-                    message: format!(
-                        "--age-recipient: `{age_recipient}` is not an age x25519 recipient (age1…); give the station's station.age.pub"
-                    ),
-                });
-            }
+                    message: format!("{origin}: {error}; give the station's station.age.pub"),
+                })?
+                .to_string();
             let record = client
                 .register_station(&RegisterStationRequest {
                     id,

@@ -66,7 +66,7 @@ pub use policy::{
     DEFAULT_MAX_PARAMETERS_BYTES,
 };
 pub use request::{ResourceRequest, RunRequest};
-pub use values::{AllowList, Approval, Release, Role, Runtime};
+pub use values::{AllowList, Approval, Keep, Release, Role, Runtime};
 
 /// Re-exported so callers can name the embedded output-check settings without a direct dependency.
 pub use pht_checks::CheckConfig;

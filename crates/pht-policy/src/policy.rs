@@ -15,7 +15,7 @@ use pht_checks::CheckConfig;
 use crate::error::PolicyError;
 use crate::glob;
 use crate::raw::{RawPolicy, RawRegistry, RawResources, RawSigner};
-use crate::values::{AllowList, Approval, Release, Role, Runtime};
+use crate::values::{AllowList, Approval, Keep, Release, Role, Runtime};
 
 /// A station operator's policy: who is trusted to sign what, which registries trains may come
 /// from, the sandbox ceilings, and how outputs are released.
@@ -31,6 +31,7 @@ pub struct Policy {
     gpu_allowed: bool,
     outputs: OutputPolicy,
     max_parameters_bytes: u64,
+    failed_outputs: Keep,
 }
 
 /// A signer whose public key the station trusts, and what its signatures are good for.
@@ -118,6 +119,7 @@ impl Policy {
             gpu,
             outputs,
             max_parameters_size,
+            retention,
         } = raw;
         Policy {
             version: version.0,
@@ -137,6 +139,7 @@ impl Policy {
             },
             max_parameters_bytes: max_parameters_size
                 .map_or(DEFAULT_MAX_PARAMETERS_BYTES, |size| size.0),
+            failed_outputs: retention.failed_outputs,
         }
     }
 
@@ -196,6 +199,11 @@ impl Policy {
     /// The largest parameters document a job may carry for this station.
     pub fn max_parameters_bytes(&self) -> u64 {
         self.max_parameters_bytes
+    }
+
+    /// What the station keeps of what a failed run wrote (`retention.failed_outputs`).
+    pub fn failed_outputs(&self) -> Keep {
+        self.failed_outputs
     }
 
     /// The rules that name `registry` (host names compare case-insensitively).

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use pht_checks::CheckConfig;
 
 use crate::values::{
-    self, AllowList, Approval, ByteSize, Cpus, KeyPath, Pids, PolicyVersion, RegistryHost, Release,
-    RepositoryPattern, Role, Runtime, SignerName, WallClock,
+    self, AllowList, Approval, ByteSize, Cpus, Keep, KeyPath, Pids, PolicyVersion, RegistryHost,
+    Release, RepositoryPattern, Role, Runtime, SignerName, WallClock,
 };
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +37,19 @@ pub(crate) struct RawPolicy {
     pub outputs: RawOutputs,
     #[serde(default)]
     pub max_parameters_size: Option<ByteSize>,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "retention: a mapping with `failed_outputs`"
+)]
+pub(crate) struct RawRetention {
+    /// What happens to what a failed run wrote to `/output`.
+    #[serde(default)]
+    pub failed_outputs: Keep,
 }
 
 #[derive(Debug, Deserialize)]

@@ -602,6 +602,16 @@ keyword_enum!(
 );
 
 keyword_enum!(
+    /// What the station keeps of a run that failed (`retention.failed_outputs`).
+    Keep, "`delete` or `keep`", default = Delete, {
+        /// Deleted once the run's record (hashes and sizes) is written: never checked or released.
+        Delete => "delete",
+        /// Kept in the run directory for an operator to look at.
+        Keep => "keep",
+    }
+);
+
+keyword_enum!(
     /// The OCI runtime the station starts trains with (Docker's `--runtime`).
     Runtime, "`runc` or `runsc`", default = Runc, {
         /// Docker's default runtime.

@@ -71,7 +71,7 @@ fn unknown_fields_are_refused_in_every_section() {
     check(
         "registries:",
         "station: hospital-a\nregistries:",
-        expect!["policies/test.yaml:7:1: unknown field `station`, expected one of `version`, `trusted_signers`, `registries`, `resources`, `runtime`, `gpu`, `outputs`, `max_parameters_size`"],
+        expect!["policies/test.yaml:7:1: unknown field `station`, expected one of `version`, `trusted_signers`, `registries`, `resources`, `runtime`, `gpu`, `outputs`, `max_parameters_size`, `retention`"],
     );
     check(
         "    datasets: [cohort]\n",

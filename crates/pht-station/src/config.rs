@@ -286,6 +286,15 @@ impl StationConfig {
                 if concurrency == 0 {
                     return Err(error("hub.concurrency: must be at least 1".into()));
                 }
+                match url::Url::parse(&hub.url) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                    Ok(_) | Err(_) => {
+                        return Err(error(format!(
+                            "hub.url: `{}` is not an http:// or https:// URL of the hub",
+                            hub.url
+                        )))
+                    }
+                }
                 Some(HubAccess {
                     url: hub.url.trim_end_matches('/').to_string(),
                     poll_wait,
@@ -302,6 +311,10 @@ impl StationConfig {
                 )))
             }
         };
+        for (station_id, peer) in &raw.peers {
+            pht_core::recipient::parse_recipient(&peer.age_recipient)
+                .map_err(|e| error(format!("peers.{station_id}.age_recipient: {e}")))?;
+        }
         Ok(StationConfig {
             source: path.to_path_buf(),
             station_id: raw.station_id,

@@ -31,11 +31,8 @@ pub enum SealError {
     UncheckedFileReleased { path: String },
     #[error("no age recipient was given; a bundle is encrypted to at least one recipient")]
     NoRecipients,
-    #[error("`{recipient}` is not an age X25519 recipient (`age1…`): {reason}")]
-    InvalidRecipient {
-        recipient: String,
-        reason: &'static str,
-    },
+    #[error("the recipient: {0}")]
+    InvalidRecipient(crate::recipient::RecipientError),
     #[error("age encryption failed: {reason}")]
     Encryption { reason: String },
 }

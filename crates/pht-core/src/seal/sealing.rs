@@ -91,13 +91,7 @@ fn parse_recipients(recipients: &[String]) -> Result<Vec<x25519::Recipient>, Sea
     recipients
         .iter()
         .map(|recipient| {
-            recipient
-                .trim()
-                .parse::<x25519::Recipient>()
-                .map_err(|reason| SealError::InvalidRecipient {
-                    recipient: recipient.clone(),
-                    reason,
-                })
+            crate::recipient::parse_recipient(recipient).map_err(SealError::InvalidRecipient)
         })
         .collect()
 }

@@ -41,9 +41,7 @@ pub async fn register_station(
     let request: v1::RegisterStationRequest = parse_json(&body)?;
     validate_id("id", &request.id)?;
     validate_public_key(&request.public_key_pem)?;
-    request
-        .age_recipient
-        .parse::<age::x25519::Recipient>()
+    pht_core::recipient::parse_recipient(&request.age_recipient)
         .map_err(|error| ApiError::unprocessable("age_recipient", error))?;
     let row = StationRow {
         id: request.id,

@@ -103,8 +103,14 @@ pub async fn submit_job(
     })?;
     let job: JobV1 = serde_json::from_slice(&verified.payload)
         .map_err(|error| ApiError::unprocessable("payload", error))?;
-    job.validate()
-        .map_err(|error| ApiError::unprocessable("payload", error))?;
+    job.validate().map_err(|error| {
+        let field = match error {
+            pht_core::job::JobRefusal::Recipient(_) => "recipient",
+            pht_core::job::JobRefusal::BadRoute(_) => "route",
+            _ => "payload",
+        };
+        ApiError::unprocessable(field, error)
+    })?;
     let now = state.clock.now();
     if now >= job.expires_at {
         return Err(ApiError::unprocessable(

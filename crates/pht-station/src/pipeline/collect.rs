@@ -4,8 +4,10 @@
 //! Owns writing the train's logs and collected regular files under `runs/<run>/`, the record of
 //! every output (path, kind, size, SHA-256 — never contents), what was not collected and why,
 //! and turning the container's end (exit code, memory or wall-clock kill, a full `/output`) into
-//! the run's status with reasons. Does not judge the outputs: links, special files and size
-//! were already refused by `pht-docker`'s collector, and disclosure checks are `check.rs`'s.
+//! the run's status with reasons; and, for a run that failed, deleting what it wrote unless the
+//! policy keeps it (`retention.failed_outputs`). Does not judge the outputs: links, special
+//! files and size were already refused by `pht-docker`'s collector, and disclosure checks are
+//! `check.rs`'s.
 
 use chrono::Utc;
 use pht_checks::DatasetIndex;
@@ -73,6 +75,7 @@ impl<E> Station<E> {
         self.audit.append(finished)?;
         self.store.save(record)?;
         if record.status != RunStatus::Succeeded {
+            self.apply_failed_output_retention(record)?;
             return Ok(Step::Done(approved.into_record()));
         }
         Ok(Step::Next(CollectedRun {
@@ -80,6 +83,28 @@ impl<E> Station<E> {
             outcome,
             indexes,
         }))
+    }
+
+    /// What a failed run wrote is never checked or released; unless the policy keeps it
+    /// (`retention.failed_outputs: keep`), it is deleted once its hashes are recorded.
+    fn apply_failed_output_retention(&self, record: &RunRecord) -> Result<(), StationError> {
+        if self.policy.failed_outputs() == pht_policy::Keep::Keep {
+            return Ok(());
+        }
+        let outputs_dir = self.store.run_dir(&record.run_id).join("outputs");
+        if !outputs_dir.exists() {
+            return Ok(());
+        }
+        std::fs::remove_dir_all(&outputs_dir).map_err(StateFileError::write(&outputs_dir))?;
+        let files = record.outputs.iter().filter(|o| o.kind == "file");
+        let n_bytes: u64 = files.clone().map(|o| o.size).sum();
+        let deleted = AuditEvent::new(&self.station_actor(), "outputs_deleted")
+            .run(&record.run_id)
+            .detail("files", files.count())
+            .detail("bytes", n_bytes)
+            .detail("rule", "retention.failed_outputs: delete");
+        self.audit.append(deleted)?;
+        Ok(())
     }
 
     /// Fills the record from the outcome and keeps logs and collected files in the run directory.

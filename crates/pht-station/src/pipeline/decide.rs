@@ -1,6 +1,7 @@
 //! Decide: the station's policy says allow, needs approval, or deny, with reasons.
 //!
-//! Owns building the policy's [`RunRequest`] from what verification established, recording
+//! Owns the station's own readiness first (could a result of this run ever be sealed?), then
+//! building the policy's [`RunRequest`] from what verification established, recording
 //! the decision (the policy's content hash with it), and [`ApprovedRun`]: the only way to the
 //! sandbox, made here alone, when the policy allows the run or it needs approval and an
 //! operator has approved it (`approve.rs`). Does not evaluate rules itself: that is
@@ -52,6 +53,10 @@ impl<E> Station<E> {
     /// (awaiting approval) unless an operator approved it already, a denied one is refused.
     pub(super) fn decide(&self, verified: VerifiedRun) -> Result<Step<ApprovedRun>, StationError> {
         let (mut record, train) = verified.into_parts();
+        let unready = self.readiness(&record);
+        if !unready.is_empty() {
+            return self.refuse(record, unready).map(Step::Done);
+        }
         let decision = self.policy.evaluate(&self.run_request(&train, &record));
         record.policy_sha256 = Some(self.policy.content_hash().to_string());
         record.decision =
@@ -94,6 +99,34 @@ impl<E> Station<E> {
                 }))
             }
         }
+    }
+
+    /// What would keep this run's results from ever leaving, checked before the policy and
+    /// long before the train touches the data: a recipient that is not an age recipient, no
+    /// recipient where the policy releases automatically, or no station key to sign the
+    /// provenance with. One reason a line, each naming its rule.
+    fn readiness(&self, record: &RunRecord) -> Vec<String> {
+        let mut reasons = Vec::new();
+        match &record.recipient {
+            Some(recipient) => {
+                if let Err(error) = pht_core::recipient::parse_recipient(recipient) {
+                    reasons.push(format!("seal.recipient: {error}"));
+                }
+            }
+            None if self.policy.outputs().release() == pht_policy::Release::Automatic => {
+                reasons.push("seal.recipient: the policy releases passing outputs automatically, but this run names no recipient to seal them for; exec with --recipient age1…".into());
+            }
+            None => {}
+        }
+        let may_seal = record.recipient.is_some();
+        if may_seal && self.station_key.is_none() {
+            reasons.push(format!(
+                "seal.station_key: station {} has no signing key in {}, so no result could be sealed; create one with `pht-station keys init`",
+                self.config.station_id,
+                self.config.key_dir.display()
+            ));
+        }
+        reasons
     }
 
     fn run_request(&self, train: &VerifiedTrain, record: &RunRecord) -> RunRequest {

@@ -178,7 +178,7 @@ impl<E> Station<E> {
             reason: Some(reason.clone()),
             overridden,
         };
-        record.output_decision = Some(decided.clone());
+        let previous = record.output_decision.replace(decided.clone());
         record.updated_at = Utc::now();
         let event = match decision {
             OutputDecision::Released => "outputs_released",
@@ -199,10 +199,27 @@ impl<E> Station<E> {
         if decision != OutputDecision::Released {
             return Ok(record);
         }
-        self.seal(ReleasedRun {
+        let unsealed = record.clone();
+        match self.seal(ReleasedRun {
             record,
             release: decided,
-        })
+        }) {
+            Ok(sealed) => Ok(sealed),
+            // An operator's release that could not be sealed (a full disk, say) is undone, so
+            // the operator can release again once the cause is mended; the station's own
+            // release fails the run instead (`settle`), and the hub is told.
+            Err(error) if matches!(by, Decider::Operator(_)) => {
+                let mut restored = unsealed;
+                restored.output_decision = previous;
+                restored.updated_at = Utc::now();
+                self.store.save(&restored)?;
+                let mut undone = AuditEvent::new(&actor, "release_undone").run(&restored.run_id);
+                undone.reasons = vec![format!("the outputs could not be sealed: {error}")];
+                self.audit.append(undone)?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
     }
 }
 

@@ -210,8 +210,8 @@ pub(super) fn resolve_recipient(
     recipient_file: Option<&Path>,
     key_path: &Path,
 ) -> CommandResult<String> {
-    let (recipient, origin) = match (recipient, recipient_file) {
-        (Some(recipient), _) => (recipient.trim().to_string(), "--recipient".to_string()),
+    let (text, origin) = match (recipient, recipient_file) {
+        (Some(recipient), _) => (recipient.to_string(), "--recipient".to_string()),
         (None, given_file) => {
             let path = given_file
                 .map(Path::to_path_buf)
@@ -224,29 +224,11 @@ pub(super) fn resolve_recipient(
                     )
                 })
                 .input()?;
-            let recipient = text
-                .lines()
-                .map(str::trim)
-                .find(|line| !line.is_empty() && !line.starts_with('#'))
-                .ok_or_else(|| {
-                    fail(
-                        FailureKind::Input,
-                        format!("{} holds no age recipient", path.display()),
-                    )
-                })?
-                .to_string();
-            (recipient, path.display().to_string())
+            (text, path.display().to_string())
         }
     };
-    recipient
-        .parse::<age::x25519::Recipient>()
-        .map_err(|reason| {
-            fail(
-                FailureKind::Input,
-                format!(
-                    "{origin}: `{recipient}` is not an age X25519 recipient (`age1…`): {reason}"
-                ),
-            )
-        })?;
+    let recipient = pht_core::recipient::parse_recipient(&text)
+        .map_err(|error| fail(FailureKind::Input, format!("{origin}: {error}")))?
+        .to_string();
     Ok(recipient)
 }
