@@ -41,8 +41,9 @@ use crate::spec::OutputSlotSpec;
 const ARCHIVE_ROOT: &str = "output";
 /// Directories nested deeper than this are not read: the walk holds one descriptor per level.
 const MAX_DEPTH: usize = 64;
-/// The name of the probe mount under the root.
-const PROBE_NAME: &str = ".probe";
+/// The name prefix of probe mounts under the root: `.probe-<pid>-<n>`, one per probe, so that
+/// stations started at the same time never mount at the same place.
+const PROBE_PREFIX: &str = ".probe-";
 
 /// The root under which this station mounts each run's `/output`.
 #[derive(Debug, Clone)]
@@ -86,7 +87,12 @@ impl HostOutputs {
             root: std::path::absolute(root)
                 .map_err(|error| format!("cannot resolve {}: {error}", root.display()))?,
         };
-        let probe = outputs.root.join(PROBE_NAME);
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let probe = outputs.root.join(format!(
+            "{PROBE_PREFIX}{}-{}",
+            std::process::id(),
+            PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         outputs
             .mount_at(&probe, "size=4096,nr_inodes=2,mode=0700")
             .map_err(|error| format!("cannot mount a tmpfs at {}: {error}", probe.display()))?;
@@ -146,15 +152,29 @@ impl HostOutputs {
         }
     }
 
-    /// Unmounts and removes every run directory under the root: what a crashed station left.
-    /// Returns the directories released, and those that could not be with why.
-    pub(crate) fn release_all(&self) -> (Vec<String>, Vec<(String, io::Error)>) {
+    /// Unmounts and removes the output directories of runs `is_stale` names (by run id), and
+    /// probes whose process has ended; a live run's or probe's directory is left alone.
+    pub(crate) fn release_stale(
+        &self,
+        is_stale: &dyn Fn(&str) -> bool,
+    ) -> (Vec<String>, Vec<(String, io::Error)>) {
         let mut released = Vec::new();
         let mut failures = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return (released, failures);
         };
         for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = match name.strip_prefix(PROBE_PREFIX) {
+                Some(probe) => probe
+                    .split('-')
+                    .next()
+                    .is_none_or(|pid| !Path::new("/proc").join(pid).exists()),
+                None => is_stale(&name),
+            };
+            if !stale {
+                continue;
+            }
             let dir = entry.path();
             match self.release(&dir) {
                 Ok(()) => released.push(dir.display().to_string()),
@@ -359,6 +379,41 @@ mod tests {
             max_total_bytes: 1024 * 1024,
             max_entries: 100,
         }
+    }
+
+    #[test]
+    fn concurrent_execs_probe_and_clean_up_without_touching_each_other() {
+        // Concurrent `exec`s on one state directory each probe at their own place, and a
+        // cleanup releases only stale runs and probes of processes that have ended.
+        let dir = tempfile::tempdir().unwrap();
+        let outputs = HostOutputs {
+            root: dir.path().to_path_buf(),
+        };
+        let own_probe = format!("{PROBE_PREFIX}{}-0", std::process::id());
+        let dead_probe = format!("{PROBE_PREFIX}4294967294-0");
+        for name in [
+            "run-stale",
+            "run-live",
+            own_probe.as_str(),
+            dead_probe.as_str(),
+        ] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        let (released, failures) = outputs.release_stale(&|run_id| run_id == "run-stale");
+        assert!(failures.is_empty(), "{failures:?}");
+        let mut released: Vec<String> = released
+            .iter()
+            .map(|path| {
+                Path::new(path)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        released.sort();
+        assert_eq!(released, [dead_probe.clone(), "run-stale".to_string()]);
+        assert!(dir.path().join("run-live").exists() && dir.path().join(&own_probe).exists());
     }
 
     #[test]

@@ -100,8 +100,8 @@ enum Command {
     /// volumes kept ready so the next run starts sooner (`docker.warm_output_slots`). A stopping
     /// daemon removes its own; `exec` leaves one for the next `exec`.
     ///
-    /// With --leftovers, also remove the containers and volumes of runs a crashed station left
-    /// behind. Only with no station process running: that removes runs in progress too.
+    /// With --leftovers, also remove the containers, volumes and /output mounts of runs a
+    /// crashed station process left behind (runs no live station process is carrying out).
     Cleanup {
         #[arg(long)]
         leftovers: bool,
@@ -365,6 +365,13 @@ fn output_storage(
     })
 }
 
+/// Which sandbox leftovers are this station's to remove: runs its records name that no live
+/// station process is carrying out. Another station's runs (one given the same id by mistake)
+/// and a concurrent `exec`'s stay.
+fn stale_run(store: &pht_station::store::RunStore) -> impl Fn(&str) -> bool + Sync + '_ {
+    move |run_id| store.knows(run_id) && !store.is_live(run_id)
+}
+
 fn operator_name(cli_operator: Option<String>) -> String {
     cli_operator
         .or_else(|| std::env::var("USER").ok())
@@ -580,10 +587,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     message: e.to_string(),
                 })?;
             let station = open_station(config).await?;
+            // One daemon per state directory, and per station id on this host.
+            let _claim = station
+                .store()
+                .claim_daemon(&station.config().station_id)
+                .map_err(StationError::from)?;
             let cleaned = station
                 .engine()
                 .sandbox()
-                .cleanup_stale()
+                .cleanup_stale_runs(&stale_run(station.store()))
                 .await
                 .map_err(|e| Failure {
                     code: 4,
@@ -633,7 +645,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let mut removed = sandbox.remove_spares().await.map_err(failure)?;
             if leftovers {
-                let stale = sandbox.cleanup_stale().await.map_err(failure)?;
+                let stale = sandbox
+                    .cleanup_stale_runs(&stale_run(station.store()))
+                    .await
+                    .map_err(failure)?;
                 removed.removed_containers.extend(stale.removed_containers);
                 removed.removed_volumes.extend(stale.removed_volumes);
             }

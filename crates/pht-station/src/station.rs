@@ -150,7 +150,9 @@ impl<E> Station<E> {
     /// daemon calls this, at start: an operator command beside a running daemon must not.
     pub fn recover_interrupted_runs(&self) -> Result<(), StationError> {
         for mut record in self.store.list()? {
-            if record.status == RunStatus::Running {
+            // A run another station process (an operator's `exec`) is carrying out is not
+            // interrupted.
+            if record.status == RunStatus::Running && !self.store.is_live(&record.run_id) {
                 record.status = RunStatus::Error;
                 record.reasons.push(crate::store::INTERRUPTED_REASON.into());
                 record.updated_at = Utc::now();

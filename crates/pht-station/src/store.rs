@@ -231,6 +231,72 @@ pub enum StoreError {
     Damaged { path: PathBuf, detail: String },
     #[error("no run `{run_id}` (list runs with `pht-station runs`)")]
     UnknownRun { run_id: String },
+    #[error("run {run_id} is being carried out by another pht-station process; wait for it to finish (`pht-station show {run_id}`)")]
+    RunBusy { run_id: String },
+    #[error("another pht-station daemon{} is running with the state directory {}; stop it first, or give this station its own state directory", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), state_dir.display())]
+    DaemonRunning {
+        state_dir: PathBuf,
+        pid: Option<u32>,
+    },
+    #[error("another pht-station daemon{} is running as station `{station_id}` on this host; two stations with one id would remove each other's trains — give each its own station_id", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    StationIdTaken {
+        station_id: String,
+        pid: Option<u32>,
+    },
+}
+
+/// Run ids are made by the station (`run-` and hex); anything else an operator types is not one,
+/// and never becomes a path.
+fn valid_run_id(run_id: &str) -> bool {
+    !run_id.is_empty()
+        && run_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A run this process is carrying out: while it is held, no other station process takes the
+/// run for interrupted, or removes its sandbox as a leftover. Released when dropped (and by
+/// the kernel when the process dies, which is what makes a crashed run recognisable).
+#[derive(Debug)]
+pub struct RunHold {
+    _lock: std::fs::File,
+}
+
+/// The daemon's claim on its state directory (and station id on this host), for its lifetime.
+#[derive(Debug)]
+pub struct DaemonClaim {
+    _locks: Vec<std::fs::File>,
+}
+
+/// Takes an exclusive lock on `path` without waiting, writing this process's id into it;
+/// `Ok(Err(pid))` when another process holds it (with that process's id, if it wrote one).
+fn try_claim(path: &Path) -> Result<Result<std::fs::File, Option<u32>>, StoreError> {
+    use std::io::Write as _;
+    let write_error = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(write_error)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(write_error)?;
+            write!(file, "{}", std::process::id()).map_err(write_error)?;
+            Ok(Ok(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            Ok(Err(pid))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(write_error(source)),
+    }
 }
 
 /// The run records and seen job ids under a state directory.
@@ -240,6 +306,82 @@ pub struct RunStore {
 }
 
 impl RunStore {
+    /// Claims a run this station knows for this process (see [`RunHold`]); refuses an unknown
+    /// run, and a run another process holds.
+    pub fn hold(&self, run_id: &str) -> Result<RunHold, StoreError> {
+        if !self.knows(run_id) {
+            return Err(StoreError::UnknownRun {
+                run_id: run_id.to_string(),
+            });
+        }
+        self.hold_new(run_id)
+    }
+
+    /// Claims a run about to be recorded (its id made by this station).
+    pub fn hold_new(&self, run_id: &str) -> Result<RunHold, StoreError> {
+        let dir = self.run_dir(run_id);
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        match try_claim(&dir.join("live.lock"))? {
+            Ok(lock) => Ok(RunHold { _lock: lock }),
+            Err(_) => Err(StoreError::RunBusy {
+                run_id: run_id.to_string(),
+            }),
+        }
+    }
+
+    /// Whether a live station process holds the run (see [`RunHold`]).
+    pub fn is_live(&self, run_id: &str) -> bool {
+        let path = self.run_dir(run_id).join("live.lock");
+        let Ok(file) = std::fs::OpenOptions::new().read(true).open(path) else {
+            return false;
+        };
+        matches!(
+            file.try_lock_shared(),
+            Err(std::fs::TryLockError::WouldBlock)
+        )
+    }
+
+    /// Whether this station's records name the run.
+    pub fn knows(&self, run_id: &str) -> bool {
+        valid_run_id(run_id) && self.run_dir(run_id).join("record.json").exists()
+    }
+
+    /// Claims the state directory for one daemon, and `station_id` for one daemon on this host
+    /// (a lock under `/run/lock`, where the host has one). Refuses when another daemon holds
+    /// either.
+    pub fn claim_daemon(&self, station_id: &str) -> Result<DaemonClaim, StoreError> {
+        let mut locks = Vec::new();
+        match try_claim(&self.root.join("daemon.lock"))? {
+            Ok(lock) => locks.push(lock),
+            Err(pid) => {
+                return Err(StoreError::DaemonRunning {
+                    state_dir: self.root.clone(),
+                    pid,
+                })
+            }
+        }
+        let host_locks = Path::new("/run/lock");
+        if host_locks.is_dir() {
+            let path = host_locks.join(format!("pht-station-{station_id}.lock"));
+            match try_claim(&path) {
+                Ok(Ok(lock)) => locks.push(lock),
+                Ok(Err(pid)) => {
+                    return Err(StoreError::StationIdTaken {
+                        station_id: station_id.to_string(),
+                        pid,
+                    })
+                }
+                // A host lock directory this user may not write to: the state directory's
+                // lock still stands.
+                Err(error) => tracing::warn!(%error, "cannot take the host-wide station id lock"),
+            }
+        }
+        Ok(DaemonClaim { _locks: locks })
+    }
+
     pub fn open(state_dir: &Path) -> Result<RunStore, StoreError> {
         for dir in ["runs", "jobs-seen"] {
             let path = state_dir.join(dir);
@@ -267,10 +409,7 @@ impl RunStore {
     }
 
     pub fn load(&self, run_id: &str) -> Result<RunRecord, StoreError> {
-        let valid = !run_id.is_empty()
-            && run_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let valid = valid_run_id(run_id);
         let path = self.run_dir(run_id).join("record.json");
         if !valid || !path.exists() {
             return Err(StoreError::UnknownRun {

@@ -192,11 +192,14 @@ impl SandboxEngine for BollardEngine {
         }
     }
 
-    fn release_all_host_outputs(&self) -> (Vec<String>, Vec<RemovalFailure>) {
+    fn release_stale_host_outputs(
+        &self,
+        is_stale: &dyn Fn(&str) -> bool,
+    ) -> (Vec<String>, Vec<RemovalFailure>) {
         let Some(outputs) = &self.host_outputs else {
             return (Vec::new(), Vec::new());
         };
-        let (released, failures) = outputs.release_all();
+        let (released, failures) = outputs.release_stale(is_stale);
         let failures = failures
             .into_iter()
             .map(|(dir, source)| RemovalFailure::OutputDir { dir, source })

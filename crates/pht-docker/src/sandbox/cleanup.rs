@@ -80,14 +80,23 @@ impl<E: SandboxEngine> Drop for CleanupOnDrop<'_, E> {
     }
 }
 
-/// Removes every resource of this station except ready spares, then the host output
-/// directories.
+/// The run a resource belongs to, from its name (`pht-run-<id>` or `pht-run-<id>-output`).
+fn run_id_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("pht-run-")?;
+    Some(rest.strip_suffix("-output").unwrap_or(rest))
+}
+
+/// Removes this station's resources of the runs `is_stale` names, and its claimed or stopped
+/// spares (ready spares stay), then those runs' host output directories. A resource of a run
+/// that is still live, or that this station does not know, stays.
 pub(super) async fn cleanup_stale_resources<E: SandboxEngine>(
     engine: &E,
+    is_stale: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<StaleCleanup, SandboxError> {
-    let mut cleanup = remove_station_resources(engine, |_| true, true).await?;
+    let selected = |container: &ListedContainer| run_id_of(&container.name).is_none_or(is_stale);
+    let mut cleanup = remove_station_resources(engine, selected, true, is_stale).await?;
     // After the containers: a leftover train container may still bind-mount its directory.
-    let (released, failures) = engine.release_all_host_outputs();
+    let (released, failures) = engine.release_stale_host_outputs(is_stale);
     if !failures.is_empty() {
         return Err(SandboxError::StaleCleanup {
             station_id: engine.station_id().to_string(),
@@ -106,6 +115,7 @@ pub(super) async fn remove_spare_slots<E: SandboxEngine>(
         engine,
         |container| container.name.starts_with(SPARE_NAME_PREFIX),
         false,
+        &|_| false,
     )
     .await
 }
@@ -117,6 +127,7 @@ async fn remove_station_resources<E: SandboxEngine>(
     engine: &E,
     selected: impl Fn(&ListedContainer) -> bool,
     keep_ready_spares: bool,
+    is_stale_run: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<StaleCleanup, SandboxError> {
     let labels = vec![
         format!("{LABEL_MANAGED}=true"),
@@ -151,7 +162,7 @@ async fn remove_station_resources<E: SandboxEngine>(
     }
     for volume in engine.list_volumes(&labels).await.map_err(list_error)? {
         let removable = if keep_ready_spares {
-            !kept_volumes.contains(&volume)
+            !kept_volumes.contains(&volume) && run_id_of(&volume).is_none_or(is_stale_run)
         } else {
             volume.starts_with(SPARE_NAME_PREFIX) && !kept_volumes.contains(&volume)
         };

@@ -67,9 +67,12 @@ pub(crate) trait SandboxEngine: Send + Sync {
     ) -> impl Future<Output = Result<CollectedOutputs, CollectError>> + Send;
     /// Unmounts and removes a host output directory.
     fn release_host_output(&self, dir: &str) -> io::Result<()>;
-    /// Unmounts and removes every host output directory (what a crashed station left):
-    /// (released, failures).
-    fn release_all_host_outputs(&self) -> (Vec<String>, Vec<RemovalFailure>);
+    /// Unmounts and removes the host output directories of the runs `is_stale` names (what a
+    /// crashed station left): (released, failures).
+    fn release_stale_host_outputs(
+        &self,
+        is_stale: &dyn Fn(&str) -> bool,
+    ) -> (Vec<String>, Vec<RemovalFailure>);
     /// The container's stdout and stderr from its start to its exit.
     fn attach_output(
         &self,

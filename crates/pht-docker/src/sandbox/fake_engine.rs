@@ -189,7 +189,10 @@ impl SandboxEngine for FakeEngine {
             .map_err(io::Error::other)
     }
 
-    fn release_all_host_outputs(&self) -> (Vec<String>, Vec<RemovalFailure>) {
+    fn release_stale_host_outputs(
+        &self,
+        _is_stale: &dyn Fn(&str) -> bool,
+    ) -> (Vec<String>, Vec<RemovalFailure>) {
         let _ = self.record("release_all_host_outputs".to_string());
         (Vec::new(), Vec::new())
     }

@@ -206,7 +206,18 @@ impl DockerSandbox {
     /// when the station starts, before it runs anything: it also removes the resources of runs
     /// in progress.
     pub async fn cleanup_stale(&self) -> Result<StaleCleanup, SandboxError> {
-        cleanup::cleanup_stale_resources(&self.engine).await
+        cleanup::cleanup_stale_resources(&self.engine, &|_| true).await
+    }
+
+    /// Like [`cleanup_stale`](Self::cleanup_stale), but only for the runs `is_stale` names (by
+    /// run id): a station passes the runs its own records say it started and no live process
+    /// still carries out, so a concurrent `exec`, or another station given the same id on this
+    /// engine, keeps its running trains. Spares are this station's to remove either way.
+    pub async fn cleanup_stale_runs(
+        &self,
+        is_stale: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<StaleCleanup, SandboxError> {
+        cleanup::cleanup_stale_resources(&self.engine, is_stale).await
     }
 }
 

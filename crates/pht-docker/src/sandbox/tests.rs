@@ -290,7 +290,7 @@ async fn image_volumes_are_covered_by_a_capped_tmpfs() {
 #[tokio::test]
 async fn cleanup_stale_removes_this_stations_leftovers() {
     let engine = FakeEngine::default();
-    let cleanup = cleanup_stale_resources(&engine)
+    let cleanup = cleanup_stale_resources(&engine, &|_| true)
         .await
         .expect("the fake engine does not fail");
     expect![[r#"
@@ -303,6 +303,21 @@ async fn cleanup_stale_removes_this_stations_leftovers() {
     .assert_eq(&engine.calls().join("\n"));
     assert_eq!(cleanup.removed_containers.len(), 2);
     assert_eq!(cleanup.removed_volumes.len(), 1);
+}
+
+#[tokio::test]
+async fn a_daemon_removes_at_start_only_the_runs_its_records_say_are_dead() {
+    // `pht-run-old` is live (a concurrent `exec`) or another station's: it stays.
+    let engine = FakeEngine::default();
+    let cleanup = cleanup_stale_resources(&engine, &|run_id| run_id != "old")
+        .await
+        .expect("the fake engine does not fail");
+    expect![[r#"
+        list_containers org.pht.managed=true,org.pht.station=test-station
+        list_volumes org.pht.managed=true,org.pht.station=test-station
+        release_all_host_outputs"#]]
+    .assert_eq(&engine.calls().join("\n"));
+    assert!(cleanup.removed_containers.is_empty() && cleanup.removed_volumes.is_empty());
 }
 
 #[tokio::test]
@@ -584,7 +599,7 @@ async fn cleanup_stale_keeps_ready_spares_and_removes_claimed_and_stopped_ones()
         ]),
         ..Default::default()
     };
-    let cleanup = cleanup_stale_resources(&engine)
+    let cleanup = cleanup_stale_resources(&engine, &|_| true)
         .await
         .expect("the fake engine does not fail");
     assert_eq!(cleanup.kept_spares, ["pht-spare-ready"]);

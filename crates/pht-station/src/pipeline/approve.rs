@@ -37,6 +37,7 @@ impl<E: Engine> Station<E> {
         operator: &str,
         reason: Option<String>,
     ) -> Result<RunRecord, StationError> {
+        let _hold = self.store.hold(run_id)?;
         let mut record = self.load_awaiting_approval(run_id, "approved")?;
         record.approval = Some(OperatorDecision {
             by: operator.to_string(),
@@ -80,6 +81,7 @@ impl<E> Station<E> {
         operator: &str,
         reason: &str,
     ) -> Result<RunRecord, StationError> {
+        let _hold = self.store.hold(run_id)?;
         let mut record = self.load_awaiting_approval(run_id, "rejected")?;
         record.status = RunStatus::Rejected;
         record.approval = Some(OperatorDecision {

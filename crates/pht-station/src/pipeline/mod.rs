@@ -74,7 +74,7 @@ impl<E: Engine> Station<E> {
     /// awaiting approval, succeeded or failed. `Err` only when the station itself could not
     /// proceed.
     pub async fn submit(&self, submission: Submission) -> Result<RunRecord, StationError> {
-        let received = self.receive(submission)?;
+        let (received, _hold) = self.receive(submission)?;
         let run_id = received.run_id().to_string();
         let carried = async {
             let verified = next_or_return!(self.verify(received).await?);

@@ -22,7 +22,7 @@ use crate::audit::AuditEvent;
 use crate::error::{StateFileError, StationError};
 use crate::hub_link::HubLink;
 use crate::station::Station;
-use crate::store::{JobRef, RunRecord, RunStatus, TrainRef};
+use crate::store::{JobRef, RunHold, RunRecord, RunStatus, TrainRef};
 
 /// Parameters as they arrive: typed JSON from a job, or `k=v` text from the command line.
 #[derive(Debug, Clone)]
@@ -115,8 +115,14 @@ impl<E> Station<E> {
     /// directory, the receipt is audited, and the record is saved before any registry traffic,
     /// so a stop the hub offers again while this run is still fetching finds it instead of
     /// taking it for a replay.
-    pub(super) fn receive(&self, submission: Submission) -> Result<Received, StationError> {
+    pub(super) fn receive(
+        &self,
+        submission: Submission,
+    ) -> Result<(Received, RunHold), StationError> {
         let record = new_record(&submission);
+        // Held before the record exists, so no other station process ever sees this run
+        // `running` without a live holder.
+        let hold = self.store.hold_new(&record.run_id)?;
         if !submission.input_state.is_empty() {
             let state_dir = self
                 .store
@@ -141,11 +147,14 @@ impl<E> Station<E> {
             .insert("reference".into(), submission.reference.to_string().into());
         self.audit.append(received)?;
         self.store.save(&record)?;
-        Ok(Received {
-            record,
-            reference: submission.reference,
-            parameters: submission.parameters,
-        })
+        Ok((
+            Received {
+                record,
+                reference: submission.reference,
+                parameters: submission.parameters,
+            },
+            hold,
+        ))
     }
 
     /// Checks a work item from the hub against the signed job it carries: the envelope must

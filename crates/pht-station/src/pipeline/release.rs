@@ -146,6 +146,12 @@ impl<E> Station<E> {
         pending: &[OutputDecision],
     ) -> Result<(RunRecord, OutputDecision), StationError> {
         let record = self.store.load(run_id)?;
+        if self.store.is_live(run_id) {
+            return Err(crate::store::StoreError::RunBusy {
+                run_id: run_id.to_string(),
+            }
+            .into());
+        }
         let current = record.output_decision.as_ref().map(|d| d.decision);
         match current {
             Some(decision) if pending.contains(&decision) => Ok((record, decision)),
