@@ -324,6 +324,30 @@ fn hub_admin_cli_registers_lists_and_refuses_clearly() {
         bad_recipient.stderr
     );
 
+    // Given the identity (the secret key) where the recipient belongs, it says so and never
+    // prints the key.
+    let identity = keys.path().join("bob.age");
+    let identity_text = identity.display().to_string();
+    let secret_given = hub.admin_cli(&[
+        "add-station",
+        "umc",
+        "--public-key",
+        &bob_key,
+        "--age-recipient",
+        &identity_text,
+    ]);
+    assert_eq!(secret_given.code, 3, "{}", secret_given.stderr);
+    assert!(
+        secret_given.stderr.contains("age identity") && secret_given.stderr.contains(".age.pub"),
+        "{}",
+        secret_given.stderr
+    );
+    assert!(
+        !secret_given.stderr.contains("AGE-SECRET-KEY-"),
+        "the secret key was printed: {}",
+        secret_given.stderr
+    );
+
     let listed = hub.admin_cli(&["researchers", "--json"]).success();
     let researchers: Vec<pht_api::v1::ResearcherRecord> =
         serde_json::from_str(&listed.stdout).unwrap();

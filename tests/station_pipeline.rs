@@ -4,10 +4,12 @@
 //! and `audit verify` catches every kind of tampering.
 
 use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use pht_e2e::{
-    count_by, hostile_train_dir, pht, publish_train, require_docker, workspace_root, PolicySigner,
-    Registry, Researcher, StationFixture,
+    binary, count_by, hostile_train_dir, pht, publish_train, require_docker, run, workspace_root,
+    Daemon, Hub, PolicySigner, Registry, Researcher, StationFixture,
 };
 
 struct World {
@@ -43,6 +45,16 @@ impl World {
     }
 
     fn station(&self, datasets: &str, approval: &str) -> StationFixture {
+        self.station_with_policy(datasets, approval, "")
+    }
+
+    /// A station with `extra_policy` appended to its policy (e.g. `outputs:` settings).
+    fn station_with_policy(
+        &self,
+        datasets: &str,
+        approval: &str,
+        extra_policy: &str,
+    ) -> StationFixture {
         let signer = PolicySigner {
             name: "alice",
             public_key: &self.alice.public_key,
@@ -54,7 +66,7 @@ impl World {
             "station-a",
             self.registry.address(),
             &[signer],
-            "",
+            extra_policy,
         )
     }
 }
@@ -529,4 +541,203 @@ fn audit_verify_detects_each_kind_of_tampering() {
         std::fs::write(&log, &original).unwrap();
     }
     station.station(&["audit", "verify"]).success();
+}
+
+/// A tmpfs mounted at a station's state directory for one test, with an inode limit the test
+/// moves (the tests run as root, as in CI).
+struct SmallStateDisk {
+    mount_point: std::path::PathBuf,
+}
+
+impl SmallStateDisk {
+    fn mount(mount_point: &Path) -> SmallStateDisk {
+        std::fs::create_dir_all(mount_point).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256m,nr_inodes=100000", "tmpfs"])
+            .arg(mount_point)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a tmpfs for the state directory needs root"
+        );
+        SmallStateDisk {
+            mount_point: mount_point.to_path_buf(),
+        }
+    }
+
+    /// Inodes in use now.
+    fn inodes_used(&self) -> u64 {
+        let output = Command::new("stat")
+            .args(["-f", "--format=%c %d"])
+            .arg(&self.mount_point)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        let mut fields = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+        let (total, free) = (fields.next().unwrap(), fields.next().unwrap());
+        total - free
+    }
+
+    /// Lets the file system hold `n_inodes` files and directories at most.
+    fn limit_inodes(&self, n_inodes: u64) {
+        let status = Command::new("mount")
+            .arg("-o")
+            .arg(format!("remount,nr_inodes={n_inodes}"))
+            .arg(&self.mount_point)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount with nr_inodes={n_inodes}");
+    }
+}
+
+impl Drop for SmallStateDisk {
+    fn drop(&mut self) {
+        // Any /output tmpfs a run left below, then the state directory itself.
+        let _ = Command::new("umount")
+            .arg("--recursive")
+            .arg("--lazy")
+            .arg(&self.mount_point)
+            .status();
+    }
+}
+
+fn assert_no_run_left_running(station: &StationFixture, context: &str) {
+    let runs = station.station(&["--json", "runs"]).success().json();
+    for run in runs.as_array().unwrap() {
+        assert_ne!(run["status"], "running", "{context}: {run:#}");
+    }
+}
+
+/// The disk under the state directory fills at every point where the station creates a file:
+/// the audit log's head, run records, input files, logs, outputs, the check report, the sealed
+/// bundle. However far a run got, the audit log still verifies, no run is left `running`, and
+/// once there is room again the next run succeeds and seals its result.
+#[test]
+fn a_full_disk_at_any_write_point_never_breaks_the_audit_log_or_leaves_a_run_running() {
+    let world = World::new("disk-full");
+    let station =
+        world.station_with_policy("[cohort]", "automatic", "outputs:\n  release: automatic\n");
+    station.station(&["keys", "init"]).success();
+    let disk = SmallStateDisk::mount(&station.dir.path().join("state"));
+    let exec = |station: &StationFixture| {
+        station.station(&[
+            "--json",
+            "exec",
+            &world.cohort_stats,
+            "--recipient",
+            &world.alice.age_recipient,
+        ])
+    };
+    // One run with room, to learn how many inodes a run takes at its peak.
+    let before = disk.inodes_used();
+    let first = exec(&station).success().json();
+    assert!(first["sealed"].is_object(), "{first:#}");
+    let per_run = disk.inodes_used() - before + 4;
+
+    let mut outcomes = std::collections::BTreeMap::<i32, u32>::new();
+    for spare_inodes in 0..per_run {
+        let used = disk.inodes_used();
+        disk.limit_inodes(used + spare_inodes);
+        let attempt = exec(&station);
+        let context = format!("{spare_inodes} spare inodes: {}", attempt.stderr);
+        assert!(!attempt.stderr.contains("panicked"), "{context}");
+        *outcomes.entry(attempt.code).or_default() += 1;
+        station.station(&["audit", "verify"]).success();
+        assert_no_run_left_running(&station, &context);
+
+        disk.limit_inodes(100_000);
+        let after = exec(&station).success().json();
+        assert_eq!(after["status"], "succeeded", "{context}: {after:#}");
+        assert!(after["sealed"].is_object(), "{context}: {after:#}");
+        station.station(&["audit", "verify"]).success();
+    }
+    // The sweep reached both runs that could not finish and runs that could.
+    assert!(outcomes.keys().any(|code| *code != 0), "{outcomes:?}");
+    assert!(outcomes.contains_key(&0), "{outcomes:?}");
+}
+
+/// Eight operator `exec`s and a daemon starting while they run, all on one state directory: the
+/// daemon takes none of them for interrupted and removes none of their sandboxes; every run
+/// succeeds; one audit chain holds every entry. A second daemon on the same state directory is
+/// refused.
+#[test]
+fn eight_concurrent_execs_and_a_starting_daemon_share_one_state_dir() {
+    let world = World::new("concurrent");
+    let station = world.station("[cohort]", "automatic");
+    station.station(&["keys", "init"]).success();
+    let hub = Hub::start();
+    let key_dir = station.dir.path().join("keys");
+    hub.admin_cli(&[
+        "add-station",
+        "station-a",
+        "--public-key",
+        &key_dir.join("station.pub").display().to_string(),
+        "--age-recipient",
+        &key_dir.join("station.age.pub").display().to_string(),
+    ])
+    .success();
+    let mut config = std::fs::read_to_string(&station.config).unwrap();
+    config.push_str(&format!("hub:\n  url: {}\n  poll_wait: 1s\n", hub.url));
+    std::fs::write(&station.config, config).unwrap();
+
+    let execs: Vec<_> = (0..8)
+        .map(|_| {
+            let config = station.config.clone();
+            let train = world.cohort_stats.clone();
+            std::thread::spawn(move || {
+                pht_e2e::pht_station(
+                    &config,
+                    &["--json", "exec", &train, "--param", "delay_seconds=3"],
+                )
+            })
+        })
+        .collect();
+    // The daemon starts while the execs run: its start-up recovery and cleanup must leave them.
+    std::thread::sleep(Duration::from_millis(1500));
+    let daemon = Daemon::start(&station.config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon.log().contains("polling") {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not start: {}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = run(Command::new("timeout")
+        .arg("30")
+        .arg(binary("pht-station"))
+        .arg("--config")
+        .arg(&station.config)
+        .arg("run"));
+    assert_eq!(second.code, 3, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("another pht-station daemon"),
+        "{}",
+        second.stderr
+    );
+
+    for exec in execs {
+        let finished = exec.join().unwrap();
+        assert_eq!(finished.code, 0, "{}", finished.stderr);
+        assert_eq!(finished.json()["status"], "succeeded");
+    }
+    drop(daemon);
+    station.station(&["audit", "verify"]).success();
+    let entries = station
+        .station(&["--json", "audit", "show"])
+        .success()
+        .json();
+    let count = |event: &str| {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == event)
+            .count()
+    };
+    assert_eq!(count("run_finished"), 8);
+    assert_eq!(count("run_interrupted"), 0);
+    assert_eq!(count("daemon_started"), 1);
 }

@@ -58,11 +58,16 @@ pub fn dataset_indexes(
             &std::fs::read(file)?,
         ));
     }
-    std::fs::create_dir_all(cache_dir)?;
-    pht_fs::write_atomic(
-        &cache_path,
-        &serde_json::to_vec(&indexes).expect("indexes always serialise"),
-    )?;
+    // The cache only saves time: a run goes on without it (a full disk, say).
+    let cached = std::fs::create_dir_all(cache_dir).and_then(|()| {
+        pht_fs::write_atomic(
+            &cache_path,
+            &serde_json::to_vec(&indexes).expect("indexes always serialise"),
+        )
+    });
+    if let Err(error) = cached {
+        tracing::warn!(%error, path = %cache_path.display(), "cannot cache the dataset index; it is built again next run");
+    }
     Ok((indexes, version))
 }
 

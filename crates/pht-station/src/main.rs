@@ -156,6 +156,9 @@ struct Failure {
 impl From<StationError> for Failure {
     fn from(error: StationError) -> Failure {
         let code = match &error {
+            // No room in the state directory: the operator frees space, nothing is wrong with
+            // the input.
+            error if error.is_disk_full() => 4,
             // Docker, a registry or the hub could not be reached, or there is no room to run.
             StationError::Verify(_)
             | StationError::Pull(_)

@@ -201,6 +201,24 @@ fn recipient_file_defaults_to_the_age_pub_next_to_the_key() {
 }
 
 #[test]
+fn an_identity_file_given_as_the_recipient_file_is_named_and_its_secret_never_printed() {
+    use age::secrecy::ExposeSecret as _;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = age::x25519::Identity::generate();
+    let secret = identity.to_string().expose_secret().to_string();
+    let path = dir.path().join("alice.age");
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    let (kind, message) = failure_message(resolve_recipient(
+        None,
+        Some(&path),
+        Path::new("/nonexistent/a.key"),
+    ));
+    assert_eq!(kind, FailureKind::Input);
+    assert!(message.contains("age identity"), "{message}");
+    assert!(!message.contains("AGE-SECRET-KEY-"), "{message}");
+}
+
+#[test]
 fn given_recipient_wins_and_is_checked() {
     let recipient = recipient();
     let resolved =
