@@ -20,13 +20,14 @@ cargo fuzz build --sanitizer none --debug-assertions
 for target in $targets; do
   mkdir -p "target/corpus/$target"
   echo "fuzzing $target for ${seconds}s"
-  cargo fuzz run --sanitizer none --debug-assertions "$target" \
+  log="target/fuzz-$target.log"
+  if ! cargo fuzz run --sanitizer none --debug-assertions "$target" \
     "target/corpus/$target" "seeds/$target" -- \
-    -max_total_time="$seconds" -print_final_stats=0 2>&1 | tail -n 3
-  status=${PIPESTATUS[0]}
-  if [ "$status" -ne 0 ]; then
-    echo "fuzz target $target crashed (exit $status); the input is in fuzz/artifacts/$target/" >&2
+    -max_total_time="$seconds" -print_final_stats=0 >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "fuzz target $target crashed; the input is in fuzz/artifacts/$target/ (reproduce: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $target fuzz/artifacts/$target/<file>)" >&2
     exit 1
   fi
+  grep -E '^Done [0-9]+ runs' "$log" || true
 done
 echo "every fuzz target ran ${seconds}s without a crash"
