@@ -470,3 +470,80 @@ fn station_killed_mid_run_and_hub_restarted_lose_nothing() {
         "station-b resumes its interrupted run once; its audit log:\n{audit}"
     );
 }
+
+/// Idle and slow clients cannot take the hub down: with its connection cap reached by hundreds
+/// of connections that never send a request, `/v1/health` still answers (the idle ones are
+/// closed after the header timeout, and the hub logs that its limit was reached); a client
+/// sending its headers a byte at a time is disconnected too.
+#[test]
+fn idle_and_slow_connections_never_keep_the_hub_from_answering() {
+    use std::io::{Read as _, Write as _};
+    let hub = Hub::start_with("header_read_timeout_secs: 2\nmax_connections: 50\n");
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(hub.address()).ok())
+        .collect();
+    assert!(
+        idle.len() >= 250,
+        "only {} idle connections opened",
+        idle.len()
+    );
+
+    let started = std::time::Instant::now();
+    let mut answered = false;
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        if let Ok(mut stream) = std::net::TcpStream::connect(hub.address()) {
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut response = String::new();
+            if stream.write_all(b"GET /v1/health HTTP/1.0\r\n\r\n").is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && response.contains(" 200 ")
+            {
+                answered = true;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(answered, "/v1/health never answered: {}", hub.log());
+    assert!(
+        hub.log().contains("connection limit reached"),
+        "{}",
+        hub.log()
+    );
+
+    // The idle connections the hub served were closed by it.
+    let mut closed_by_hub = 0;
+    for mut stream in idle.into_iter().take(10) {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buffer = [0u8; 16];
+        if matches!(stream.read(&mut buffer), Ok(0)) {
+            closed_by_hub += 1;
+        }
+    }
+    assert!(
+        closed_by_hub > 0,
+        "no idle connection was closed by the hub"
+    );
+
+    // Headers dribbled a byte a second never finish within the timeout: disconnected.
+    let mut slow = std::net::TcpStream::connect(hub.address()).unwrap();
+    let mut disconnected = false;
+    for byte in b"GET /v1/health HTTP/1.1\r\nHost: hub\r\n".iter() {
+        if slow.write_all(&[*byte]).is_err() {
+            disconnected = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    if !disconnected {
+        slow.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buffer = [0u8; 64];
+        disconnected = matches!(slow.read(&mut buffer), Ok(0) | Err(_));
+    }
+    assert!(disconnected, "a client sending its headers slowly was kept");
+}

@@ -440,13 +440,18 @@ pub struct Hub {
 
 impl Hub {
     pub fn start() -> Hub {
+        Hub::start_with("")
+    }
+
+    /// A hub whose configuration has `extra_config` appended (YAML lines).
+    pub fn start_with(extra_config: &str) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_token = "test-admin-token-0123456789".to_string();
         let config = dir.path().join("hub.yaml");
         std::fs::write(
             &config,
-            format!("listen: 127.0.0.1:{port}\nstate_dir: state\nadmin_token: {admin_token}\nlong_poll_max_wait_secs: 5\npickup_lease_secs: 20\n"),
+            format!("listen: 127.0.0.1:{port}\nstate_dir: state\nadmin_token: {admin_token}\nlong_poll_max_wait_secs: 5\npickup_lease_secs: 20\n{extra_config}"),
         )
         .unwrap();
         let mut hub = Hub {
@@ -461,12 +466,18 @@ impl Hub {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("hub.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("hub.log"))
+            .unwrap();
+        // The hub logs to stdout (as a service under systemd would), errors to stderr.
         let child = Command::new(binary("pht-hub"))
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
-            .stdout(Stdio::null())
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
@@ -489,6 +500,16 @@ impl Hub {
             "pht-hub did not become ready: {}",
             std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
         );
+    }
+
+    /// The hub's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
+    }
+
+    /// The hub's `host:port`.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     /// Stops the hub process and starts it again on the same state.

@@ -91,6 +91,9 @@ impl HubClient {
         const TCP_KEEPALIVE_RETRIES: u32 = 3;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // The hub closes a connection that sends no request for its header timeout (10 s by
+            // default); the client lets an idle one go first, so it never sends on a closing one.
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_keepalive(TCP_KEEPALIVE_IDLE)
             .tcp_keepalive_interval(TCP_KEEPALIVE_INTERVAL)
             .tcp_keepalive_retries(TCP_KEEPALIVE_RETRIES)

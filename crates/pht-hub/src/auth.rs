@@ -92,6 +92,20 @@ async fn registered_key(state: &HubState, principal: &Principal) -> Result<Publi
     PublicKey::from_pem(&pem).map_err(|error| ApiError::internal(&error))
 }
 
+/// The largest body of a request that is not a result upload: a job envelope with its
+/// parameters, a status report. Result uploads may carry up to `max_upload_bytes`.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// How large a body the route of `method` and `path` takes.
+pub fn body_limit(method: &axum::http::Method, path: &str, max_upload_bytes: usize) -> usize {
+    let is_result_upload = method == axum::http::Method::PUT && path.ends_with("/result");
+    if is_result_upload {
+        max_upload_bytes
+    } else {
+        MAX_REQUEST_BYTES.min(max_upload_bytes)
+    }
+}
+
 /// Middleware: verifies the RFC 9421 signature over method, path, query and body digest,
 /// refuses replayed nonces, and passes the request on with its [`Principal`].
 pub async fn require_signature(
@@ -117,7 +131,11 @@ pub async fn require_signature(
     })?;
     let key = registered_key(&state, &principal).await?;
     let content_digest = received.content_digest.map(str::to_string);
-    let limit = state.settings.max_upload_bytes;
+    let limit = body_limit(
+        &parts.method,
+        parts.uri.path(),
+        state.settings.max_upload_bytes,
+    );
     let body = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::payload_too_large(limit))?;

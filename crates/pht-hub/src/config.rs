@@ -23,6 +23,8 @@ struct RawHubConfig {
     long_poll_max_wait_secs: Option<u64>,
     pickup_lease_secs: Option<u64>,
     max_upload_bytes: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// The admin token; never printed.
@@ -49,6 +51,11 @@ impl std::fmt::Debug for AdminToken {
 pub const DEFAULT_LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_PICKUP_LEASE: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+/// A client that has not sent a request's headers in this long (idle between requests, or
+/// sending them slowly) is disconnected. Long-polls are unaffected: they wait after the headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the kernel's backlog (a long-poll holds one).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Shortest admin token accepted; a short one could be guessed.
 pub const MIN_ADMIN_TOKEN_LENGTH: usize = 16;
 
@@ -68,6 +75,8 @@ pub struct HubConfig {
     /// unless the station reports.
     pub pickup_lease: Duration,
     pub max_upload_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Why the configuration could not be used.
@@ -214,6 +223,20 @@ impl HubConfig {
             Some(bytes) => usize::try_from(bytes)
                 .map_err(|_| invalid("max_upload_bytes", "too large".into()))?,
         };
+        let header_read_timeout = raw
+            .header_read_timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT);
+        if header_read_timeout.is_zero() {
+            return Err(invalid(
+                "header_read_timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".into()));
+        }
         Ok(HubConfig {
             listen,
             state_dir,
@@ -223,6 +246,8 @@ impl HubConfig {
             long_poll_max_wait,
             pickup_lease,
             max_upload_bytes,
+            header_read_timeout,
+            max_connections,
         })
     }
 }

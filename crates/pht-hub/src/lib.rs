@@ -13,6 +13,7 @@ pub mod error;
 pub mod notify;
 pub mod routes;
 pub mod rules;
+pub mod server;
 pub mod store;
 
 use std::path::PathBuf;
@@ -171,7 +172,8 @@ impl Hub {
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 auth::require_admin_token,
-            ));
+            ))
+            .layer(DefaultBodyLimit::max(auth::MAX_REQUEST_BYTES));
         let signed = Router::new()
             .route("/v1/jobs", post(routes::submit_job))
             .route("/v1/jobs/{job_id}", get(routes::get_job_status))
@@ -204,7 +206,11 @@ impl Hub {
             .merge(admin)
             .merge(signed)
             .fallback(routes::fallback)
-            .layer(DefaultBodyLimit::max(state.settings.max_upload_bytes))
+            // The signature middleware reads signed bodies itself, with the route's limit
+            // (`auth::body_limit`); admin registrations have their own limit above.
+            .layer(DefaultBodyLimit::max(
+                state.settings.max_upload_bytes.max(auth::MAX_REQUEST_BYTES),
+            ))
             .layer(middleware::from_fn(request_scope))
             .with_state(state)
     }

@@ -292,8 +292,23 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<std::process::ExitCode> {
+async fn main() -> std::process::ExitCode {
     let arguments = Arguments::parse();
+    match run(arguments).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            // The README's exit codes: 3 for a configuration that cannot be used, 4 for what is
+            // unavailable (the address taken, the database unreachable).
+            let invalid = error
+                .downcast_ref::<pht_hub::config::ConfigError>()
+                .is_some();
+            std::process::ExitCode::from(if invalid { 3 } else { 4 })
+        }
+    }
+}
+
+async fn run(arguments: Arguments) -> anyhow::Result<std::process::ExitCode> {
     match arguments.command {
         Command::Admin {
             config,
@@ -335,11 +350,14 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            tracing::info!(listen = %config.listen, database = %config.database_url, "pht-hub serving");
-            axum::serve(listener, hub.router())
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("the server failed")?;
+            let limits = pht_hub::server::ServeLimits {
+                header_read_timeout: config.header_read_timeout,
+                max_connections: pht_hub::server::fit_connection_limit(config.max_connections),
+                // A long-poll ends by itself within its maximum wait.
+                shutdown_grace: config.long_poll_max_wait + Duration::from_secs(5),
+            };
+            tracing::info!(listen = %config.listen, database = %config.database_url, max_connections = limits.max_connections, "pht-hub serving");
+            pht_hub::server::serve(listener, hub.router(), limits, shutdown_signal()).await;
             sweeper.abort();
             hub.close().await;
             Ok(std::process::ExitCode::SUCCESS)
