@@ -42,7 +42,7 @@ pub fn fit_connection_limit(max_connections: usize) -> usize {
     if current < wanted {
         let ceiling = limit.maximum.unwrap_or(u64::MAX);
         limit.current = Some(wanted.min(ceiling));
-        if let Err(error) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
             tracing::warn!(%error, "cannot raise the open-files limit");
         }
     }
