@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pht_api::v1::{JobState, JobStatus, StopStatus};
+use pht_api::v1::{JobState, JobStatus, StopState, StopStatus};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -41,6 +41,18 @@ pub async fn status(
     }
     let deadline = tokio::time::Instant::now() + timeout;
     while job_status.status == JobState::Active {
+        if let Some(stations) = waiting_for_operators(&job_status) {
+            // Nothing moves until a data steward reviews the withheld outputs, which can take
+            // days: stop watching and say so.
+            output.print(&job_status, String::new);
+            if !output.json {
+                eprintln!(
+                    "job {job_id} waits for the operator of {} to review withheld outputs; run `pht status {job_id} --watch` again later",
+                    stations.join(", ")
+                );
+            }
+            return Ok(());
+        }
         if tokio::time::Instant::now() >= deadline {
             output.print(&job_status, String::new);
             return Err(fail(
@@ -62,6 +74,24 @@ pub async fn status(
     }
     output.print(&job_status, String::new);
     job_outcome(&job_status)
+}
+
+/// The stations whose operators the job waits for, when nothing else can move: some stop is
+/// withheld for review and none is ready, leased or running.
+pub(super) fn waiting_for_operators(job_status: &JobStatus) -> Option<Vec<String>> {
+    let moving = job_status.stops.iter().any(|stop| {
+        matches!(
+            stop.status,
+            StopState::Ready | StopState::Leased | StopState::Running
+        )
+    });
+    let withheld: Vec<String> = job_status
+        .stops
+        .iter()
+        .filter(|stop| stop.status == StopState::Withheld)
+        .map(|stop| stop.station.clone())
+        .collect();
+    (!moving && !withheld.is_empty()).then_some(withheld)
 }
 
 /// Exit 0 for a completed or still active job, exit 1 (refused) for a job that ended without

@@ -12,7 +12,7 @@ use pht_core::job::RouteMode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::status::{describe_changes, job_outcome, render_job_status};
+use super::status::{describe_changes, job_outcome, render_job_status, waiting_for_operators};
 use super::submit::{
     build_job, build_parameters, default_recipient_file, resolve_recipient, train_pin,
 };
@@ -286,6 +286,27 @@ fn completed_job_succeeds_and_incomplete_job_is_refused_naming_the_stop() {
     let (kind, message) = failure_message(job_outcome(&incomplete));
     assert_eq!(kind, FailureKind::Refused);
     assert!(message.contains("b denied (untrusted signer)"), "{message}");
+}
+
+#[test]
+fn watch_ends_on_a_withheld_stop_that_nothing_else_can_move() {
+    // Regression: `pht status --watch` never ended while a stop waited for review.
+    let withheld = job_status(
+        JobState::Active,
+        vec![
+            stop(0, "a", StopState::Done, None),
+            stop(1, "b", StopState::Withheld, Some("outputs withheld")),
+        ],
+    );
+    assert_eq!(waiting_for_operators(&withheld), Some(vec!["b".to_string()]));
+    let still_running = job_status(
+        JobState::Active,
+        vec![
+            stop(0, "a", StopState::Running, None),
+            stop(1, "b", StopState::Withheld, None),
+        ],
+    );
+    assert_eq!(waiting_for_operators(&still_running), None);
 }
 
 #[test]
