@@ -381,6 +381,34 @@ state_dir: state
     }
 
     #[test]
+    fn a_hub_url_that_is_not_a_url_is_refused_at_load() {
+        let text = format!("{GOOD}hub:\n  url: hub.example.org:8080\n");
+        let error =
+            StationConfig::from_yaml(&text, Path::new("/etc/pht/station.yaml")).unwrap_err();
+        assert!(error.to_string().contains("hub.url"), "{error}");
+    }
+
+    #[test]
+    fn a_peer_recipient_that_is_not_one_is_refused_at_load_without_echoing_a_secret() {
+        for (recipient, expected) in [
+            ("age1garbage", "peers.b.age_recipient"),
+            (
+                "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+                "age identity",
+            ),
+        ] {
+            let text = format!(
+                "{GOOD}peers:\n  b:\n    public_key: b.pub\n    age_recipient: {recipient}\n"
+            );
+            let error = StationConfig::from_yaml(&text, Path::new("/etc/pht/station.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("AGE-SECRET-KEY-1"), "{error}");
+        }
+    }
+
+    #[test]
     fn relative_paths_resolve_against_the_file() {
         let config = StationConfig::from_yaml(GOOD, Path::new("/etc/pht/station.yaml")).unwrap();
         assert_eq!(

@@ -16,6 +16,7 @@ pub mod hub_link;
 pub mod keys;
 pub mod params;
 pub mod pipeline;
+pub mod readiness;
 pub mod space;
 pub mod station;
 pub mod store;

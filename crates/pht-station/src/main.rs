@@ -691,65 +691,69 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::CheckConfig => {
             let config = load_config(&cli.config)?;
-            let pht_station::trust::Trust {
-                policy,
-                train_keys,
-                job_keys,
-            } = pht_station::trust::load_policy(&config.policy).map_err(StationError::from)?;
-            let missing: Vec<String> = config
-                .datasets
-                .values()
-                .filter(|d| !d.path.is_dir())
-                .map(|d| format!("{} ({})", d.name, d.path.display()))
-                .collect();
-            if !missing.is_empty() {
-                return Err(Failure {
-                    code: 3,
-                    message: format!(
-                        "{}: dataset directories missing: {}",
-                        config.source.display(),
-                        missing.join(", ")
-                    ),
-                });
-            }
+            let (mut checks, trust) = pht_station::readiness::check(&config);
+            let outputs = match output_storage(&config) {
+                Ok((_, description)) => pht_station::readiness::Check {
+                    name: "/output",
+                    ok: true,
+                    detail: description,
+                },
+                Err(failure) => pht_station::readiness::Check {
+                    name: "/output",
+                    ok: false,
+                    detail: failure.message,
+                },
+            };
+            checks.push(outputs);
             #[derive(Serialize)]
             struct Checked {
                 station_id: String,
-                policy: String,
-                policy_hash: String,
+                ok: bool,
                 train_signers: Vec<String>,
                 job_signers: Vec<String>,
-                datasets: Vec<String>,
-                outputs: String,
+                checks: Vec<pht_station::readiness::Check>,
             }
+            let signers = |keys: &[(String, pht_core::PublicKey)]| -> Vec<String> {
+                keys.iter()
+                    .map(|(name, key)| format!("{name} ({})", key.key_id()))
+                    .collect()
+            };
             let checked = Checked {
                 station_id: config.station_id.clone(),
-                policy: config.policy.display().to_string(),
-                policy_hash: policy.content_hash().to_string(),
-                train_signers: train_keys
-                    .iter()
-                    .map(|(name, key)| format!("{name} ({})", key.key_id()))
-                    .collect(),
-                job_signers: job_keys
-                    .iter()
-                    .map(|(name, key)| format!("{name} ({})", key.key_id()))
-                    .collect(),
-                datasets: config.datasets.keys().cloned().collect(),
-                outputs: output_storage(&config)?.1,
+                ok: checks.iter().all(|check| check.ok),
+                train_signers: trust
+                    .as_ref()
+                    .map(|t| signers(&t.train_keys))
+                    .unwrap_or_default(),
+                job_signers: trust
+                    .as_ref()
+                    .map(|t| signers(&t.job_keys))
+                    .unwrap_or_default(),
+                checks,
             };
             print(json, &checked, || {
-                format!(
-                    "station {} is configured\n  policy        {} (sha256 {})\n  train signers {}\n  job signers   {}\n  datasets      {}\n  /output       {}",
-                    checked.station_id,
-                    checked.policy,
-                    &checked.policy_hash[..16],
-                    checked.train_signers.join(", "),
-                    checked.job_signers.join(", "),
-                    checked.datasets.join(", "),
-                    checked.outputs
-                )
+                let mut text = if checked.ok {
+                    format!("station {} is configured\n", checked.station_id)
+                } else {
+                    format!(
+                        "station {} is NOT ready: fix what is marked FAIL\n",
+                        checked.station_id
+                    )
+                };
+                for check in &checked.checks {
+                    let mark = if check.ok { "  ok  " } else { "  FAIL" };
+                    text.push_str(&format!("{mark} {:<13} {}\n", check.name, check.detail));
+                }
+                if !checked.train_signers.is_empty() {
+                    text.push_str(&format!(
+                        "       train signers {}\n       job signers   {}\n",
+                        checked.train_signers.join(", "),
+                        checked.job_signers.join(", ")
+                    ));
+                }
+                text
             });
-            Ok(0)
+            Ok(if checked.ok { 0 } else { 3 })
         }
     }
 }

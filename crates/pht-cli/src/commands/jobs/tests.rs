@@ -298,7 +298,10 @@ fn watch_ends_on_a_withheld_stop_that_nothing_else_can_move() {
             stop(1, "b", StopState::Withheld, Some("outputs withheld")),
         ],
     );
-    assert_eq!(waiting_for_operators(&withheld), Some(vec!["b".to_string()]));
+    assert_eq!(
+        waiting_for_operators(&withheld),
+        Some(vec!["b".to_string()])
+    );
     let still_running = job_status(
         JobState::Active,
         vec![
