@@ -247,6 +247,20 @@ struct OutputCheck {
     human_review_reasons: Vec<String>,
 }
 
+/// `text` if it is short plain ASCII, otherwise `fallback`: a report never carries control
+/// characters or long text from an entry's description.
+fn plain_or<'a>(text: &'a str, fallback: &'a str) -> &'a str {
+    let plain = text.len() <= 80
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() || byte == b' ');
+    if plain {
+        text
+    } else {
+        fallback
+    }
+}
+
 fn check_entry(
     entry: &OutputEntry,
     entry_name: EntryName,
@@ -269,6 +283,18 @@ fn check_entry(
                 Status::Fail,
                 1,
                 "a symbolic link; links are never followed or released".to_string(),
+            ));
+        }
+        EntryContent::NotCollected { reason } => {
+            output_check.properties.format = "not collected".to_string();
+            output_check.checks.push(rule_result(
+                Rule::RegularFile,
+                Status::Fail,
+                1,
+                format!(
+                    "not collected: {}",
+                    plain_or(reason, "refused by the collector")
+                ),
             ));
         }
         EntryContent::Special { description } => {

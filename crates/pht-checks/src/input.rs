@@ -35,6 +35,17 @@ impl OutputEntry {
         }
     }
 
+    /// Something the collector found but did not collect, with why (a name that is not UTF-8,
+    /// a path that escapes, a hard link, a cap reached). Never released.
+    pub fn not_collected(path: impl Into<String>, reason: impl Into<String>) -> OutputEntry {
+        OutputEntry {
+            path: path.into(),
+            content: EntryContent::NotCollected {
+                reason: reason.into(),
+            },
+        }
+    }
+
     /// A device, fifo, socket or anything else that is neither a file nor a link.
     pub fn special(path: impl Into<String>, description: impl Into<String>) -> OutputEntry {
         OutputEntry {
@@ -58,6 +69,8 @@ pub enum EntryContent {
     Symlink { target: String },
     /// A device, fifo, socket or other special file, described by the collector (e.g. `fifo`).
     Special { description: String },
+    /// An entry the collector refused to collect, and why (its own words, never file content).
+    NotCollected { reason: String },
 }
 
 impl std::fmt::Debug for EntryContent {
@@ -67,6 +80,7 @@ impl std::fmt::Debug for EntryContent {
             EntryContent::Regular(bytes) => write!(formatter, "Regular({} bytes)", bytes.len()),
             EntryContent::Symlink { .. } => write!(formatter, "Symlink"),
             EntryContent::Special { description } => write!(formatter, "Special({description})"),
+            EntryContent::NotCollected { reason } => write!(formatter, "NotCollected({reason})"),
         }
     }
 }

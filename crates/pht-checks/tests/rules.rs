@@ -596,6 +596,25 @@ fn symlinks_and_special_files_fail() {
 }
 
 #[test]
+fn an_entry_the_collector_refused_is_reported_as_not_collected_not_as_a_special_file() {
+    // Regression: a name with a newline or invalid UTF-8 read as "a special file".
+    check_report(
+        &[OutputEntry::not_collected(
+            "bad?name.csv",
+            "name is not UTF-8 or contains a control character",
+        )],
+        &[DeclaredOutput::new("*.csv", OutputKind::Table)],
+        &[],
+        &CheckConfig::default(),
+        expect![[r#"
+            overall: fail
+            bad?name.csv fail [Custom]
+              regular-file fail 1 [] not collected: name is not UTF-8 or contains a control character
+        "#]],
+    );
+}
+
+#[test]
 fn paths_that_escape_or_repeat_fail() {
     let counts = b"group,n\na,12\n".to_vec();
     check_report(

@@ -39,7 +39,14 @@ pub enum ImageError {
     Archive { image: String, detail: String },
     #[error("docker load produced image {actual}, expected {expected}: the blobs do not match the signed config")]
     LoadedIdMismatch { expected: Digest, actual: String },
+    #[error("the image labels take {n_bytes} bytes (label `{largest}` most of them), but Docker's build API carries labels in its request URI, which holds at most {MAX_BUILD_LABEL_BYTES}: shorten the longest texts (descriptions) in train.yaml")]
+    LabelsTooLarge { n_bytes: usize, largest: String },
 }
+
+/// The most label bytes (JSON, as sent) a build request carries: Docker reads them from the
+/// request URI, percent-encoded (up to three bytes each), and refuses a URI past 64 KiB or so
+/// ("uri too long"); this leaves room for the rest of the query.
+pub const MAX_BUILD_LABEL_BYTES: usize = 16 * 1024;
 
 /// The labels, user and command of a local image, and its id (the config digest).
 #[derive(Debug, Clone)]
@@ -69,6 +76,18 @@ pub async fn build_image(
     labels: HashMap<String, String>,
     log: BuildLog<'_>,
 ) -> Result<Digest, ImageError> {
+    let n_label_bytes = serde_json::to_vec(&labels).map_or(usize::MAX, |json| json.len());
+    if n_label_bytes > MAX_BUILD_LABEL_BYTES {
+        let largest = labels
+            .iter()
+            .max_by_key(|(key, value)| key.len() + value.len())
+            .map(|(key, _)| key.clone())
+            .unwrap_or_default();
+        return Err(ImageError::LabelsTooLarge {
+            n_bytes: n_label_bytes,
+            largest,
+        });
+    }
     let context = build_context(context_dir)?;
     let options = BuildImageOptions {
         t: Some(tag.to_string()),
@@ -312,6 +331,23 @@ pub async fn load_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_train_yaml_too_large_for_a_label_is_refused_before_docker_is_asked() {
+        // Regression: a train.yaml over ~32 KB failed with Docker's "uri too long".
+        // A client for the engine on this machine; nothing is sent to it.
+        let docker = Docker::connect_with_socket_defaults().unwrap();
+        let labels = HashMap::from([("org.pht.train.v1".to_string(), "x".repeat(40 * 1024))]);
+        let mut log = |_: &str| {};
+        let error = build_image(&docker, Path::new("/nonexistent"), "t:1", labels, &mut log)
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("org.pht.train.v1") && message.contains("train.yaml"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn load_archive_round_trips_through_the_save_format() {

@@ -101,6 +101,8 @@ pub struct RunOutcome {
     /// `/output` was full: the kernel refused (or would have refused) the train's next write, or
     /// collection stopped at a cap. Outputs may be incomplete.
     pub output_limit_reached: bool,
+    /// Of which: the number of files and directories reached its cap (not the byte size).
+    pub output_file_limit_reached: bool,
 }
 
 impl fmt::Debug for RunOutcome {
@@ -120,6 +122,7 @@ impl fmt::Debug for RunOutcome {
             .field("logs_truncated", &self.logs_truncated)
             .field("outputs", &self.outputs)
             .field("output_limit_reached", &self.output_limit_reached)
+            .field("output_file_limit_reached", &self.output_file_limit_reached)
             .finish()
     }
 }

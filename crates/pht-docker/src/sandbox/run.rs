@@ -146,6 +146,7 @@ async fn run_steps<E: SandboxEngine>(
         .collect(engine, run_id, collect_limits(limits))
         .await?;
     let output_limit_reached = output_limit_reached(&outputs, limits);
+    let output_file_limit_reached = outputs.entries_seen >= limits.output_files;
 
     Ok(RunOutcome {
         exit_code: exit_state.exit_code,
@@ -156,6 +157,7 @@ async fn run_steps<E: SandboxEngine>(
         logs_truncated,
         outputs,
         output_limit_reached,
+        output_file_limit_reached,
     })
 }
 

@@ -114,11 +114,9 @@ pub(crate) fn check_entries(collected: &CollectedOutputs, state: &[String]) -> V
                 OutputEntry::special(file.path.clone(), description.clone())
             }
         })
-        .chain(
-            collected.refused.iter().map(|refused| {
-                OutputEntry::special(refused.path.clone(), refused.reason.to_string())
-            }),
-        )
+        .chain(collected.refused.iter().map(|refused| {
+            OutputEntry::not_collected(refused.path.clone(), refused.reason.to_string())
+        }))
         .collect()
 }
 

@@ -155,7 +155,14 @@ impl<E> Station<E> {
             logs_truncated: outcome.logs_truncated,
             log_bytes: outcome.logs.len() as u64,
         });
-        record.reasons = outcome_reasons(outcome, grant);
+        record.reasons = outcome_reasons(
+            outcome,
+            &Granted {
+                memory_bytes: grant.memory_bytes(),
+                wall_clock: grant.wall_clock(),
+                output_bytes: grant.output_bytes(),
+            },
+        );
         let succeeded = outcome.exit_code == Some(0) && !outcome.oom_killed && !outcome.timed_out;
         record.status = if succeeded {
             RunStatus::Succeeded
@@ -168,24 +175,35 @@ impl<E> Station<E> {
 }
 
 /// Why a run ended the way it did, one line per cause, each naming the limit or exit.
-fn outcome_reasons(outcome: &RunOutcome, grant: &Grant) -> Vec<String> {
+/// The limits a run's end is judged against.
+struct Granted {
+    memory_bytes: u64,
+    wall_clock: std::time::Duration,
+    output_bytes: u64,
+}
+
+fn outcome_reasons(outcome: &RunOutcome, grant: &Granted) -> Vec<String> {
     let mut reasons = Vec::new();
     if outcome.oom_killed {
         reasons.push(format!(
             "resources.memory: killed at the memory limit of {} bytes",
-            grant.memory_bytes()
+            grant.memory_bytes
         ));
     }
     if outcome.timed_out {
         reasons.push(format!(
             "resources.wall_clock: killed at the wall-clock limit of {}s",
-            grant.wall_clock().as_secs_f64()
+            grant.wall_clock.as_secs_f64()
         ));
     }
-    if outcome.output_limit_reached {
+    if outcome.output_file_limit_reached {
+        reasons.push(
+            "resources.output_files: /output held more files and directories than this station collects (the policy's outputs.checks.max_files sets how many); outputs may be cut".to_string(),
+        );
+    } else if outcome.output_limit_reached {
         reasons.push(format!(
             "resources.output_size: /output reached its limit of {} bytes; outputs may be cut",
-            grant.output_bytes()
+            grant.output_bytes
         ));
     }
     match outcome.exit_code {
@@ -199,4 +217,41 @@ fn outcome_reasons(outcome: &RunOutcome, grant: &Grant) -> Vec<String> {
         }
     }
     reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(output_limit_reached: bool, output_file_limit_reached: bool) -> RunOutcome {
+        RunOutcome {
+            exit_code: Some(0),
+            oom_killed: false,
+            timed_out: false,
+            duration: std::time::Duration::from_secs(1),
+            logs: Vec::new(),
+            logs_truncated: false,
+            outputs: Default::default(),
+            output_limit_reached,
+            output_file_limit_reached,
+        }
+    }
+
+    #[test]
+    fn hitting_the_file_count_cap_is_not_reported_as_the_byte_size_limit() {
+        let granted = Granted {
+            memory_bytes: 1 << 28,
+            wall_clock: std::time::Duration::from_secs(60),
+            output_bytes: 1 << 20,
+        };
+        let files = outcome_reasons(&outcome(true, true), &granted);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].starts_with("resources.output_files:"), "{files:?}");
+        let bytes = outcome_reasons(&outcome(true, false), &granted);
+        assert!(
+            bytes[0]
+                .starts_with("resources.output_size: /output reached its limit of 1048576 bytes"),
+            "{bytes:?}"
+        );
+    }
 }
