@@ -741,3 +741,76 @@ fn eight_concurrent_execs_and_a_starting_daemon_share_one_state_dir() {
     assert_eq!(count("run_interrupted"), 0);
     assert_eq!(count("daemon_started"), 1);
 }
+
+/// Work that could never finish never touches the data: a run whose results could not be
+/// sealed (no recipient under automatic release, a recipient that is not one, no station key)
+/// is refused before the policy, so nothing is pulled or run. Regression: the train ran, its
+/// outputs were "released", then sealing failed and the run said `succeeded`.
+#[test]
+fn a_run_whose_results_could_never_be_sealed_is_refused_before_it_runs() {
+    let world = World::new("unsealable");
+    let station =
+        world.station_with_policy("[cohort]", "automatic", "outputs:\n  release: automatic\n");
+    let cases: [(&[&str], &str); 2] = [
+        (&[], "seal.recipient"),
+        (&["--recipient", "age1garbage"], "seal.recipient"),
+    ];
+    station.station(&["keys", "init"]).success();
+    for (extra, rule) in cases {
+        let mut args = vec!["--json", "exec", world.cohort_stats.as_str()];
+        args.extend_from_slice(extra);
+        let refused = station.station(&args).code(1).json();
+        assert!(reasons(&refused).contains(rule), "{refused:#}");
+        let events = events(&station, refused["run_id"].as_str().unwrap());
+        assert!(
+            !events.iter().any(|e| e == "pulled" || e == "run_started"),
+            "{events:?}"
+        );
+    }
+    // No station key: nothing could be signed, so nothing runs.
+    std::fs::remove_file(station.dir.path().join("keys/station.key")).unwrap();
+    let refused = station
+        .station(&[
+            "--json",
+            "exec",
+            &world.cohort_stats,
+            "--recipient",
+            &world.alice.age_recipient,
+        ])
+        .code(1)
+        .json();
+    assert!(
+        reasons(&refused).contains("seal.station_key"),
+        "{refused:#}"
+    );
+}
+
+/// What a failed run wrote is deleted once its record holds the hashes (policy
+/// `retention.failed_outputs`, default `delete`), and the deletion is audited; `keep` keeps it.
+#[test]
+fn a_failed_runs_outputs_are_deleted_unless_the_policy_keeps_them() {
+    let world = World::new("retention");
+    let scratch = tempfile::tempdir().unwrap();
+    let hostile = publish_train(
+        &hostile_train_dir(scratch.path()),
+        &format!("{}/trains/hostile:retention", world.registry.address()),
+        &["--no-compile"],
+    );
+    world.alice.sign(&hostile);
+    for (retention, kept) in [("", false), ("retention:\n  failed_outputs: keep\n", true)] {
+        let station = world.station_with_policy("[cohort]", "automatic", retention);
+        // An unknown mode: the train writes its report.txt to /output, then exits 2.
+        let failed = run_hostile(&station, &hostile, &["mode=fail-after-writing"]);
+        assert_eq!(failed["status"], "failed", "{failed:#}");
+        let run_id = failed["run_id"].as_str().unwrap();
+        let outputs_dir = station
+            .dir
+            .path()
+            .join("state/runs")
+            .join(run_id)
+            .join("outputs");
+        assert_eq!(outputs_dir.join("report.txt").exists(), kept, "{failed:#}");
+        let deleted = events(&station, run_id).contains(&"outputs_deleted".to_string());
+        assert_eq!(deleted, !kept);
+    }
+}

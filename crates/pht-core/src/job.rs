@@ -217,7 +217,7 @@ mod tests {
                 "*".into(),
                 BTreeMap::from([("k".into(), serde_json::json!(1))]),
             )]),
-            recipient: "age1qqqq".into(),
+            recipient: "age175g0ksqujt32anura8w5z7uygzspy28h2cvdrfjwh9ss5elnrefs4278nk".into(),
         }
     }
 

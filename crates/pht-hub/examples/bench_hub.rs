@@ -103,7 +103,7 @@ fn signed_job(researcher_key: &SigningKey, station_id: &str) -> pht_core::dsse::
             stations: vec![station_id.into()],
         },
         parameters: Default::default(),
-        recipient: "age1benchrecipient".into(),
+        recipient: "age175g0ksqujt32anura8w5z7uygzspy28h2cvdrfjwh9ss5elnrefs4278nk".into(),
     }
     .sign(researcher_key)
 }

@@ -411,9 +411,14 @@ async fn invalid_submissions_name_the_field() {
     let mut expired = job(Uuid::new_v4(), RouteMode::Parallel, &["a"], now);
     expired.issued_at = now - chrono::Duration::hours(2);
     expired.expires_at = now - chrono::Duration::hours(1);
+    // Regression: a job whose recipient is no age recipient was accepted with 201, and its
+    // stations ran the train on their data before sealing failed.
+    let mut garbage_recipient = job(Uuid::new_v4(), RouteMode::Parallel, &["a"], now);
+    garbage_recipient.recipient = "age1garbage".into();
     for (job, field) in [
         (unregistered, "`route.stations`"),
         (expired, "`expires_at`"),
+        (garbage_recipient, "`recipient`"),
     ] {
         let answer = hub
             .call(&requests::submit_job(&job.sign(&alice_key)), &alice)

@@ -488,3 +488,50 @@ impl RunStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_daemon_per_state_dir_and_per_station_id_on_a_host() {
+        let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = RunStore::open(first_dir.path()).unwrap();
+        let second = RunStore::open(second_dir.path()).unwrap();
+        let station_id = format!("test-claim-{}", std::process::id());
+        let claim = first.claim_daemon(&station_id).unwrap();
+        assert!(matches!(
+            first.claim_daemon("another-id"),
+            Err(StoreError::DaemonRunning { pid: Some(pid), .. }) if pid == std::process::id()
+        ));
+        // Regression: two stations given one id on a Docker host removed each other's trains.
+        assert!(
+            Path::new("/run/lock").is_dir(),
+            "this test needs the host's /run/lock"
+        );
+        assert!(matches!(
+            second.claim_daemon(&station_id),
+            Err(StoreError::StationIdTaken { .. })
+        ));
+        drop(claim);
+        second.claim_daemon(&station_id).unwrap();
+    }
+
+    #[test]
+    fn a_held_run_is_live_until_its_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(dir.path()).unwrap();
+        let hold = store.hold_new("run-1").unwrap();
+        assert!(store.is_live("run-1"));
+        assert!(matches!(
+            store.hold_new("run-1"),
+            Err(StoreError::RunBusy { .. })
+        ));
+        drop(hold);
+        assert!(!store.is_live("run-1"));
+        assert!(matches!(
+            store.hold("../etc"),
+            Err(StoreError::UnknownRun { .. })
+        ));
+    }
+}

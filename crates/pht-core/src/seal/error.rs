@@ -31,7 +31,7 @@ pub enum SealError {
     UncheckedFileReleased { path: String },
     #[error("no age recipient was given; a bundle is encrypted to at least one recipient")]
     NoRecipients,
-    #[error("the recipient: {0}")]
+    #[error("{0}")]
     InvalidRecipient(crate::recipient::RecipientError),
     #[error("age encryption failed: {reason}")]
     Encryption { reason: String },

@@ -275,7 +275,7 @@ pub fn job(job_id: Uuid, mode: RouteMode, stations: &[&str], now: DateTime<Utc>)
             stations: stations.iter().map(|s| s.to_string()).collect(),
         },
         parameters: BTreeMap::new(),
-        recipient: "age1researcherrecipientplaceholder".into(),
+        recipient: "age175g0ksqujt32anura8w5z7uygzspy28h2cvdrfjwh9ss5elnrefs4278nk".into(),
     }
 }
 
