@@ -8,6 +8,8 @@ need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v age >/dev/null 2>&1 || need+=(age)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "missing: ${need[*]} — install them with your package manager (Debian: apt-get install ${need[*]})" >&2
@@ -18,6 +20,22 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} with apt-get"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Test peers from PyPI, in a virtual environment of their own: schemathesis fuzzes the hub's API
+# from its OpenAPI document (tests/hub_api_fuzz.rs).
+tools="${PHT_TOOLS_DIR:-$HOME/.cache/pht-tools}"
+schemathesis_version=4.32.5
+if ! "$tools/schemathesis/bin/schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; then
+  echo "installing schemathesis $schemathesis_version in $tools/schemathesis"
+  python3 -m venv "$tools/schemathesis"
+  "$tools/schemathesis/bin/pip" install --quiet "schemathesis==$schemathesis_version"
+fi
+
+# cargo-fuzz for `make fuzz` (fuzz/).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
 fi
 
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then

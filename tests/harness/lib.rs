@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod containers;
+pub mod signing_proxy;
 
 /// The repository root.
 pub fn workspace_root() -> PathBuf {
@@ -451,7 +452,15 @@ impl Hub {
         let config = dir.path().join("hub.yaml");
         std::fs::write(
             &config,
-            format!("listen: 127.0.0.1:{port}\nstate_dir: state\nadmin_token: {admin_token}\nlong_poll_max_wait_secs: 5\npickup_lease_secs: 20\n{extra_config}"),
+            {
+                // Settings `extra_config` names replace these defaults.
+                let defaults: String = ["long_poll_max_wait_secs: 5", "pickup_lease_secs: 20"]
+                    .iter()
+                    .filter(|line| !extra_config.contains(line.split(':').next().unwrap_or("")))
+                    .map(|line| format!("{line}\n"))
+                    .collect();
+                format!("listen: 127.0.0.1:{port}\nstate_dir: state\nadmin_token: {admin_token}\n{defaults}{extra_config}")
+            },
         )
         .unwrap();
         let mut hub = Hub {
