@@ -70,7 +70,10 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_documented_schem
             key: station_key,
         },
     );
+    // Schemathesis keeps a cache where it runs: a scratch directory, not the checkout.
+    let scratch = tempfile::tempdir().unwrap();
     let finished = run(Command::new(&schemathesis)
+        .current_dir(scratch.path())
         .arg("run")
         .arg(format!("{}/v1/openapi.json", proxy.url))
         .args([

@@ -554,7 +554,11 @@ fn idle_and_slow_connections_never_keep_the_hub_from_answering() {
 fn an_invalid_hub_configuration_exits_3_with_its_location_and_no_backtrace() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hub.yaml");
-    std::fs::write(&config, "listen: 127.0.0.1:8080\nstate_dir: state\ncolour: red\n").unwrap();
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:8080\nstate_dir: state\ncolour: red\n",
+    )
+    .unwrap();
     for command in ["check-config", "serve"] {
         let finished = pht_e2e::run(
             std::process::Command::new(pht_e2e::binary("pht-hub"))
@@ -564,7 +568,15 @@ fn an_invalid_hub_configuration_exits_3_with_its_location_and_no_backtrace() {
                 .env("RUST_BACKTRACE", "1"),
         );
         assert_eq!(finished.code, 3, "{command}: {}", finished.stderr);
-        assert!(finished.stderr.contains("hub.yaml:3:"), "{command}: {}", finished.stderr);
-        assert!(!finished.stderr.contains("backtrace"), "{command}: {}", finished.stderr);
+        assert!(
+            finished.stderr.contains("hub.yaml:3:"),
+            "{command}: {}",
+            finished.stderr
+        );
+        assert!(
+            !finished.stderr.contains("backtrace"),
+            "{command}: {}",
+            finished.stderr
+        );
     }
 }

@@ -66,7 +66,7 @@ pub fn check(config: &StationConfig) -> (Vec<Check>, Option<Trust>) {
     checks.push(datasets(config));
     checks.push(state_dir(&config.state_dir));
     checks.push(audit_log(&config.state_dir.join("audit.log")));
-    checks.push(station_key(config));
+    checks.push(station_key(config, trust.as_ref()));
     if !config.peers.is_empty() {
         checks.push(age_identity(config));
         checks.push(peer_keys(config));
@@ -149,28 +149,35 @@ fn audit_log(path: &Path) -> Check {
     }
 }
 
-fn station_key(config: &StationConfig) -> Check {
+fn station_key(config: &StationConfig, trust: Option<&Trust>) -> Check {
+    // Without a key nothing can be sealed: the daemon cannot start and a release cannot be
+    // signed. A station that only runs trains by hand under manual release can still work, so
+    // there a missing key is a note, not a failure.
+    let releases_automatically = trust
+        .is_some_and(|trust| trust.policy.outputs().release() == pht_policy::Release::Automatic);
+    let key_needed = config.hub.is_some() || releases_automatically;
+    let missing = |detail: String| {
+        if key_needed {
+            Check::fail("station key", detail)
+        } else {
+            Check::pass("station key", format!("none yet: {detail}"))
+        }
+    };
     if !config.key_dir.is_dir() {
-        return Check::fail(
-            "station key",
-            format!(
-                "the key directory {} does not exist; create the station's keys with `pht-station keys init`",
-                config.key_dir.display()
-            ),
-        );
+        return missing(format!(
+            "the key directory {} does not exist, so no result can be sealed; create the station's keys with `pht-station keys init`",
+            config.key_dir.display()
+        ));
     }
     match crate::keys::read_signing_key(&config.key_dir) {
         Ok(Some(key)) => Check::pass(
             "station key",
             format!("{} (key id {})", key.algorithm(), key.public_key().key_id()),
         ),
-        Ok(None) => Check::fail(
-            "station key",
-            format!(
-                "no station.key in {}: no result could be sealed; create one with `pht-station keys init`",
-                config.key_dir.display()
-            ),
-        ),
+        Ok(None) => missing(format!(
+            "no station.key in {}, so no result can be sealed; create one with `pht-station keys init`",
+            config.key_dir.display()
+        )),
         Err(error) => Check::fail("station key", error.to_string()),
     }
 }
@@ -250,6 +257,12 @@ mod tests {
     #[test]
     fn check_config_fails_where_exec_would_refuse_a_missing_key_dir() {
         let (_dir, config) = station_dir();
+        // A station that only runs trains by hand can do without a key for now.
+        assert_eq!(failing(&config), []);
+        // The daemon cannot: it signs its requests to the hub with the key.
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str("hub:\n  url: http://127.0.0.1:9\n");
+        std::fs::write(&config, text).unwrap();
         let failures = failing(&config);
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert_eq!(failures[0].0, "station key");
