@@ -122,7 +122,7 @@ fn output_checks() {
 }
 
 fn seal_throughput() -> anyhow::Result<()> {
-    use pht_core::intoto::{CheckVerdict, FileVerdict, Release, ResultPredicateV1};
+    use pht_core::intoto::{CheckVerdict, ResultPredicateV1};
     const FILE_BYTES: usize = 4 << 20;
     const N_FILES: usize = 16;
     let files: Vec<(String, Vec<u8>)> = (0..N_FILES)
@@ -137,34 +137,11 @@ fn seal_throughput() -> anyhow::Result<()> {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let station_key = SigningKey::generate(KeyAlgorithm::Ed25519);
-    let now = chrono::Utc::now();
-    let predicate = ResultPredicateV1 {
-        job_id: None,
-        run_id: "run-bench".into(),
-        train: pht_core::job::TrainPin {
-            repository: "127.0.0.1:5000/trains/bench".into(),
-            digest: Digest::of(b"bench"),
-        },
-        station: "bench".into(),
-        policy_sha256: Digest::of(b"policy"),
-        datasets: Vec::new(),
-        started_at: now,
-        finished_at: now,
-        verdict: CheckVerdict::Pass,
-        files: files
-            .iter()
-            .map(|(path, _)| FileVerdict {
-                path: path.clone(),
-                verdict: CheckVerdict::Pass,
-            })
-            .collect(),
-        released: Release {
-            by: "bench".into(),
-            at: now,
-            reason: "bench".into(),
-            overrides_failed_checks: false,
-        },
-    };
+    let file_verdicts: Vec<(&str, CheckVerdict)> = files
+        .iter()
+        .map(|(path, _)| (path.as_str(), CheckVerdict::Pass))
+        .collect();
+    let predicate = ResultPredicateV1::example(CheckVerdict::Pass, &file_verdicts);
     let mut seal_times = Vec::new();
     for _ in 0..3 {
         let start = Instant::now();

@@ -205,7 +205,25 @@ pub struct ResultPredicateV1 {
     pub verdict: CheckVerdict,
     /// The verdict on every output file, including the ones that were withheld.
     pub files: Vec<FileVerdict>,
+    /// The verdict on every state file handed to the next stop of a sequential route (state is
+    /// checked like any output before it leaves; it goes to the next station, not here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_files: Vec<FileVerdict>,
+    /// The state this stop received from the previous one: who sent it and the SHA-256 of the
+    /// sealed bundle as it arrived. The stop's outputs were also checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_state: Option<ReceivedState>,
     pub released: Release,
+}
+
+/// State a stop received from the previous stop of its route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedState {
+    /// The station that sealed and signed it.
+    pub from_station: String,
+    /// SHA-256 (hex) of the sealed state bundle.
+    #[serde(with = "sha256_hex")]
+    pub sha256: Digest,
 }
 
 impl ResultPredicateV1 {
@@ -241,6 +259,8 @@ impl ResultPredicateV1 {
                     verdict: *verdict,
                 })
                 .collect(),
+            state_files: Vec::new(),
+            received_state: None,
             released: Release {
                 by: "operator:jansen".into(),
                 at: at(300),
