@@ -13,8 +13,8 @@ use pht_api::{Credentials, HubClient};
 use pht_core::job::{JobV1, Route, RouteMode, TrainPin};
 use pht_core::{PublicKey, SigningKey};
 use pht_e2e::{
-    count_by, publish_train, require_docker, workspace_root, Daemon, Hub, PolicySigner, Registry,
-    Researcher, StationFixture,
+    count_by, hostile_train_dir, publish_train, require_docker, workspace_root, Daemon, Hub,
+    PolicySigner, Registry, Researcher, StationFixture,
 };
 
 /// The example datasets; each test names its stations `<tag>-station-a` … so that tests running
@@ -24,7 +24,7 @@ const STATIONS: [&str; 3] = ["station-a", "station-b", "station-c"];
 
 struct World {
     runtime: tokio::runtime::Runtime,
-    _registry: Registry,
+    registry: Registry,
     _keys: tempfile::TempDir,
     alice: Researcher,
     cohort_stats: String,
@@ -124,7 +124,7 @@ impl World {
         assert_eq!(listed.len(), ids.len(), "{listed:?}");
         World {
             runtime,
-            _registry: registry,
+            registry,
             _keys: keys,
             alice,
             cohort_stats,
@@ -132,6 +132,17 @@ impl World {
             stations,
             ids,
         }
+    }
+
+    /// The hostile test train, published to this world's registry and signed by alice.
+    fn hostile_train(&self, scratch: &Path) -> String {
+        let reference = publish_train(
+            &hostile_train_dir(scratch),
+            &format!("{}/trains/hostile:routes", self.registry.address()),
+            &["--no-compile"],
+        );
+        self.alice.sign(&reference);
+        reference
     }
 
     fn researcher(&self) -> HubClient {
@@ -151,8 +162,25 @@ impl World {
     }
 
     fn submit_with(&self, mode: RouteMode, delay_seconds: u64) -> uuid::Uuid {
+        let parameters = BTreeMap::from([
+            ("group_by".to_string(), serde_json::json!("sex")),
+            (
+                "delay_seconds".to_string(),
+                serde_json::json!(delay_seconds),
+            ),
+        ]);
+        self.submit_train(mode, &self.cohort_stats.clone(), parameters)
+    }
+
+    /// Submits `train` (`repository@digest`) over every station, with `parameters` for all.
+    fn submit_train(
+        &self,
+        mode: RouteMode,
+        train: &str,
+        parameters: BTreeMap<String, serde_json::Value>,
+    ) -> uuid::Uuid {
         let stations = &self.ids;
-        let (repository, digest) = self.cohort_stats.split_once('@').unwrap();
+        let (repository, digest) = train.split_once('@').unwrap();
         let now = chrono::Utc::now();
         let job = JobV1 {
             job_id: uuid::Uuid::new_v4(),
@@ -166,16 +194,7 @@ impl World {
                 mode,
                 stations: stations.iter().map(|s| s.to_string()).collect(),
             },
-            parameters: BTreeMap::from([(
-                "*".to_string(),
-                BTreeMap::from([
-                    ("group_by".to_string(), serde_json::json!("sex")),
-                    (
-                        "delay_seconds".to_string(),
-                        serde_json::json!(delay_seconds),
-                    ),
-                ]),
-            )]),
+            parameters: BTreeMap::from([("*".to_string(), parameters)]),
             recipient: self.alice.age_recipient.clone(),
         };
         let key = SigningKey::from_pkcs8_pem(&read(&self.alice.private_key), None).unwrap();
@@ -579,4 +598,164 @@ fn an_invalid_hub_configuration_exits_3_with_its_location_and_no_backtrace() {
             finished.stderr
         );
     }
+}
+
+/// Waits until a stop of `job_id` reaches `wanted`, and returns the job's status then.
+fn wait_for_stop(
+    world: &World,
+    job_id: uuid::Uuid,
+    stop_index: usize,
+    wanted: pht_api::v1::StopState,
+    daemons: &[Daemon],
+) -> pht_api::v1::JobStatus {
+    let researcher = world.researcher();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = world
+            .runtime
+            .block_on(researcher.job_status(job_id))
+            .unwrap();
+        if status.stops[stop_index].status == wanted {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
+            panic!(
+                "stop {stop_index} never became {wanted:?}: {status:#?}\n{}",
+                logs.join("\n-----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The newest run of a station, as JSON.
+fn newest_run(station: &StationFixture) -> serde_json::Value {
+    let runs = station.station(&["--json", "runs"]).success().json();
+    runs.as_array().unwrap().last().cloned().unwrap()
+}
+
+/// State is an output: a train that writes its whole dataset into the state for the next stop
+/// is stopped at the first station; the second never receives it; the job shows the failed
+/// stop with its reason. Regression: the state was never checked, and the next stop released
+/// the first station's 400 rows.
+#[test]
+fn a_train_that_puts_its_dataset_in_state_is_stopped_at_the_first_station() {
+    let world = World::new("state-copy");
+    let scratch = tempfile::tempdir().unwrap();
+    let hostile = world.hostile_train(scratch.path());
+    let daemons: Vec<Daemon> = world
+        .stations
+        .iter()
+        .map(|s| Daemon::start(&s.config))
+        .collect();
+    let parameters = BTreeMap::from([
+        ("mode".to_string(), serde_json::json!("smuggle")),
+        ("dataset".to_string(), serde_json::json!("cohort")),
+        ("file".to_string(), serde_json::json!("cohort.csv")),
+    ]);
+    let job_id = world.submit_train(RouteMode::Sequential, &hostile, parameters);
+    let status = world.wait_for_end(job_id, &daemons);
+    assert_eq!(status.status, JobState::Incomplete, "{status:#?}");
+    let first = &status.stops[0];
+    assert_eq!(first.status, pht_api::v1::StopState::Failed, "{status:#?}");
+    let reason = first.reason.clone().unwrap_or_default();
+    assert!(reason.contains("state.checks"), "{reason}");
+    // Nothing was handed on, and the next stations never ran the train.
+    assert!(status.stops[1].input_state.is_none(), "{status:#?}");
+    for station in &world.stations[1..] {
+        let runs = station.station(&["--json", "runs"]).success().json();
+        assert!(runs.as_array().unwrap().is_empty(), "{runs:#}");
+    }
+    // The station's own record and audit log say why.
+    let run = newest_run(&world.stations[0]);
+    assert_eq!(run["state_checks"], "fail", "{run:#}");
+    let events: Vec<String> = world.stations[0]
+        .audit_of(run["run_id"].as_str().unwrap())
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert!(events.contains(&"state_checked".to_string()), "{events:?}");
+    assert!(!events.contains(&"delivered".to_string()), "{events:?}");
+}
+
+/// A few rows disguised past the first station's checks, carried in state and released at the
+/// next stop split over two files, are blocked there by the leakage check against the state
+/// the stop received. The received state's sender and digest are in the audit log and the
+/// record, and the received state is gone from the run directory once the run has ended.
+#[test]
+fn rows_smuggled_through_state_are_blocked_at_the_next_station() {
+    let world = World::new("state-smuggle");
+    let scratch = tempfile::tempdir().unwrap();
+    let hostile = world.hostile_train(scratch.path());
+    let daemons: Vec<Daemon> = world
+        .stations
+        .iter()
+        .map(|s| Daemon::start(&s.config))
+        .collect();
+    let parameters = BTreeMap::from([
+        ("mode".to_string(), serde_json::json!("smuggle")),
+        ("dataset".to_string(), serde_json::json!("cohort")),
+        ("file".to_string(), serde_json::json!("cohort.csv")),
+        ("rows".to_string(), serde_json::json!(6)),
+        ("disguise".to_string(), serde_json::json!("true")),
+    ]);
+    let job_id = world.submit_train(RouteMode::Sequential, &hostile, parameters);
+    // The hostile train's report.txt is free text and its state a table without counts, so the
+    // first stop waits for its operator, who releases it: the disguised rows match nothing of
+    // this station's data, so no check fails there.
+    wait_for_stop(
+        &world,
+        job_id,
+        0,
+        pht_api::v1::StopState::Withheld,
+        &daemons,
+    );
+    let first_run = newest_run(&world.stations[0]);
+    assert_ne!(first_run["state_checks"], "fail", "{first_run:#}");
+    world.stations[0]
+        .station(&[
+            "outputs",
+            "release",
+            first_run["run_id"].as_str().unwrap(),
+            "--reason",
+            "report reviewed",
+        ])
+        .success();
+    let status = wait_for_stop(&world, job_id, 1, pht_api::v1::StopState::Blocked, &daemons);
+    assert!(status.stops[1].input_state.is_some(), "{status:#?}");
+
+    let second = &world.stations[1];
+    let second_run = newest_run(second);
+    let run_id = second_run["run_id"].as_str().unwrap();
+    assert_eq!(second_run["checks"], "fail", "{second_run:#}");
+    assert_eq!(
+        second_run["received_state"]["from_station"],
+        world.ids[0].as_str(),
+        "{second_run:#}"
+    );
+    let report = second
+        .station(&["outputs", "show", run_id])
+        .success()
+        .stdout;
+    assert!(report.contains("leakage"), "{report}");
+    let events: Vec<String> = second
+        .audit_of(run_id)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    for event in [
+        "state_received",
+        "received_state_deleted",
+        "outputs_blocked",
+    ] {
+        assert!(events.contains(&event.to_string()), "{event}: {events:?}");
+    }
+    let received_dir = second
+        .dir
+        .path()
+        .join("state/runs")
+        .join(run_id)
+        .join("input/state");
+    assert!(!received_dir.exists(), "the received state was kept");
 }

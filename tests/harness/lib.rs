@@ -311,8 +311,8 @@ pub fn hostile_train_dir(parent: &Path) -> PathBuf {
     std::fs::write(
         dir.join("train.yaml"),
         "name: hostile\nversion: 0.1.0\ndescription: tries to escape\nauthors: []\npurpose: aggregate statistics\ndatasets: [cohort]\n\
-parameters:\n  - {name: mode, type: string, required: true}\n  - {name: host, type: string}\n  - {name: port, type: integer}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: bytes, type: integer}\n  - {name: name, type: string}\n\
-outputs:\n  - {path: report.txt, kind: text}\nresources: {memory: 64MiB, wall_clock: 3s}\nentrypoint: [\"/hostile\"]\n",
+parameters:\n  - {name: mode, type: string, required: true}\n  - {name: host, type: string}\n  - {name: port, type: integer}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: bytes, type: integer}\n  - {name: name, type: string}\n  - {name: rows, type: integer}\n  - {name: parts, type: integer}\n  - {name: disguise, type: string}\n\
+outputs:\n  - {path: report.txt, kind: text}\n  - {path: state.csv, kind: state}\n  - {path: \"part-*.csv\", kind: table}\nresources: {memory: 64MiB, wall_clock: 3s}\nentrypoint: [\"/hostile\"]\n",
     )
     .unwrap();
     dir

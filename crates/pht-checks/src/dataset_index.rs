@@ -47,6 +47,10 @@ pub struct DatasetIndex {
     cell_counts: Vec<u64>,
     /// Sorted and deduplicated.
     row_hashes: Vec<RowHash>,
+    /// Compared with outputs for leakage only, not for row counts: the state a stop received
+    /// is a few rows of running results, not a dataset an output could be a copy of by size.
+    /// Never serialised (such an index is not cached).
+    leakage_only: bool,
 }
 
 impl DatasetIndex {
@@ -89,7 +93,19 @@ impl DatasetIndex {
             n_columns,
             cell_counts,
             row_hashes,
+            leakage_only: false,
         }
+    }
+
+    /// This index, used for the leakage rule only (see the field's documentation).
+    pub fn for_leakage_only(mut self) -> DatasetIndex {
+        self.leakage_only = true;
+        self
+    }
+
+    /// Whether the index is used for the leakage rule only.
+    pub fn is_leakage_only(&self) -> bool {
+        self.leakage_only
     }
 
     /// The dataset's name as the train and policy know it.
@@ -213,6 +229,7 @@ impl TryFrom<RawDatasetIndex<'_>> for DatasetIndex {
             n_columns: raw.n_columns,
             cell_counts,
             row_hashes,
+            leakage_only: false,
         })
     }
 }

@@ -612,7 +612,8 @@ impl<'c> TableChecker<'c> {
             .datasets
             .iter()
             .filter(|dataset_index| {
-                dataset_index.n_rows() > 0
+                !dataset_index.is_leakage_only()
+                    && dataset_index.n_rows() > 0
                     && self.n_rows as f64 >= ratio * dataset_index.n_rows() as f64
             })
             .collect();

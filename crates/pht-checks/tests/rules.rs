@@ -239,6 +239,32 @@ fn table_as_long_as_a_dataset_is_flagged_for_review() {
 }
 
 #[test]
+fn received_state_is_compared_for_leakage_but_not_for_row_count() {
+    // The state a stop received is a few rows; a table as long as it is no copy of a dataset,
+    // but a row copied from it is a leak.
+    let state = DatasetIndex::from_csv("state from a", COHORT_CSV.as_bytes()).for_leakage_only();
+    check_report(
+        &[
+            OutputEntry::regular("t.csv", b"group,n\na,10\nb,11\nc,12\nd,13\n".to_vec()),
+            OutputEntry::regular("copy.csv", COHORT_CSV.as_bytes().to_vec()),
+        ],
+        &[
+            DeclaredOutput::table("t.csv", ["n"]),
+            DeclaredOutput::new("copy.csv", OutputKind::Table),
+        ],
+        &[state],
+        &CheckConfig::default(),
+        expect![[r#"
+            overall: fail
+            copy.csv fail [Table]
+              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              leakage fail 4 [2:1#1 3:1#1 4:1#1 5:1#1] 4 rows identical to rows of dataset `state from a`
+            t.csv pass [Table]
+        "#]],
+    );
+}
+
+#[test]
 fn leaked_dataset_row_fails_even_respelled_or_behind_an_index_column() {
     // Row 1 is a dataset row in other case and spacing; row 2 carries pandas' index column.
     check_report(

@@ -63,7 +63,7 @@ pub use decision::{Decision, Grant, Reason, Rule};
 pub use error::PolicyError;
 pub use policy::{
     OutputPolicy, Policy, RegistryRule, ResourceCeilings, TrustedSigner,
-    DEFAULT_MAX_PARAMETERS_BYTES,
+    DEFAULT_MAX_PARAMETERS_BYTES, DEFAULT_MAX_STATE_BYTES,
 };
 pub use request::{ResourceRequest, RunRequest};
 pub use values::{AllowList, Approval, Keep, Release, Role, Runtime};

@@ -32,6 +32,7 @@ pub struct Policy {
     outputs: OutputPolicy,
     max_parameters_bytes: u64,
     failed_outputs: Keep,
+    received_state: Keep,
 }
 
 /// A signer whose public key the station trusts, and what its signatures are good for.
@@ -69,7 +70,12 @@ pub struct ResourceCeilings {
 pub struct OutputPolicy {
     release: Release,
     checks: CheckConfig,
+    max_state_bytes: u64,
 }
+
+/// The most state a stop hands on unless the policy says otherwise: running counts and model
+/// parameters fit; a dataset does not.
+pub const DEFAULT_MAX_STATE_BYTES: u64 = 1 << 20;
 
 impl Default for ResourceCeilings {
     /// Strict defaults for a hospital: enough for aggregate statistics over a cohort table.
@@ -136,10 +142,14 @@ impl Policy {
             outputs: OutputPolicy {
                 release: outputs.release,
                 checks: outputs.checks,
+                max_state_bytes: outputs
+                    .max_state_size
+                    .map_or(DEFAULT_MAX_STATE_BYTES, |size| size.0),
             },
             max_parameters_bytes: max_parameters_size
                 .map_or(DEFAULT_MAX_PARAMETERS_BYTES, |size| size.0),
             failed_outputs: retention.failed_outputs,
+            received_state: retention.received_state,
         }
     }
 
@@ -204,6 +214,12 @@ impl Policy {
     /// What the station keeps of what a failed run wrote (`retention.failed_outputs`).
     pub fn failed_outputs(&self) -> Keep {
         self.failed_outputs
+    }
+
+    /// What the station keeps of the state a stop received, once its run has ended
+    /// (`retention.received_state`).
+    pub fn received_state(&self) -> Keep {
+        self.received_state
     }
 
     /// The rules that name `registry` (host names compare case-insensitively).
@@ -325,6 +341,11 @@ impl OutputPolicy {
     /// The thresholds of the output checks.
     pub fn checks(&self) -> &CheckConfig {
         &self.checks
+    }
+
+    /// The most bytes of state a stop may hand to the next one (`outputs.max_state_size`).
+    pub fn max_state_bytes(&self) -> u64 {
+        self.max_state_bytes
     }
 }
 

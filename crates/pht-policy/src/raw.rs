@@ -44,12 +44,15 @@ pub(crate) struct RawPolicy {
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "retention: a mapping with `failed_outputs`"
+    expecting = "retention: a mapping with `failed_outputs` and `received_state`"
 )]
 pub(crate) struct RawRetention {
     /// What happens to what a failed run wrote to `/output`.
     #[serde(default)]
     pub failed_outputs: Keep,
+    /// What happens to the state a stop received, once its run has ended.
+    #[serde(default)]
+    pub received_state: Keep,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +117,9 @@ pub(crate) struct RawGpu {
 pub(crate) struct RawOutputs {
     #[serde(default)]
     pub release: Release,
+    /// The most bytes of state a stop may hand to the next one.
+    #[serde(default)]
+    pub max_state_size: Option<ByteSize>,
     #[serde(default)]
     pub checks: CheckConfig,
 }

@@ -81,10 +81,14 @@ pub async fn handle_work<E: Engine, H: HubLink>(
 
     // State handed over by the previous stop must be signed by that peer, per local config.
     let mut input_state = Vec::new();
+    let mut received_state = None;
     if job.route.mode == RouteMode::Sequential && verified.stop_index() > 0 {
         let previous = &job.route.stations[verified.stop_index() - 1];
         match station.receive_state(hub, item.job_id, previous).await {
-            Ok(files) => input_state = files,
+            Ok(incoming) => {
+                input_state = incoming.files;
+                received_state = Some(incoming.from);
+            }
             Err(reason) => return refuse(format!("job.state: {reason}")).await,
         }
     }
@@ -115,6 +119,7 @@ pub async fn handle_work<E: Engine, H: HubLink>(
             }),
             recipient: Some(job.recipient.clone()),
             input_state,
+            received_state,
             actor: format!("hub:job:{job_id}"),
         })
         .await?;
@@ -159,6 +164,7 @@ pub async fn resume_interrupted<E: Engine, H: HubLink>(
                 job: record.job.clone(),
                 recipient: record.recipient.clone(),
                 input_state,
+                received_state: record.received_state.clone(),
                 actor: format!("station:resume:{}", record.run_id),
             })
             .await?;

@@ -256,6 +256,18 @@ fn render_record(record: &RunRecord) -> String {
             record.run_id
         ));
     }
+    if let Some(state_checks) = &record.state_checks {
+        text.push_str(&format!(
+            "  state     {state_checks} (handed to the next stop)\n"
+        ));
+    }
+    if let Some(received) = &record.received_state {
+        text.push_str(&format!(
+            "  received  state from {} (sealed bundle sha256 {})\n",
+            received.from_station,
+            &received.sha256[..16.min(received.sha256.len())]
+        ));
+    }
     if let Some(decision) = &record.output_decision {
         text.push_str(&format!(
             "  outputs   {:?} by {}{}\n",
@@ -405,6 +417,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     job: None,
                     recipient,
                     input_state: Vec::new(),
+                    received_state: None,
                     actor: format!("operator:{operator}"),
                 })
                 .await;
@@ -497,7 +510,24 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                             )
                             .to_lowercase()
                         });
-                format!("{}\noutputs: {decision}", report.render_text())
+                let state_report = std::fs::read(
+                    store
+                        .run_dir(&run_id)
+                        .join(pht_station::pipeline::check::STATE_REPORT_FILE),
+                )
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<pht_checks::CheckReport>(&bytes).ok())
+                .map(|state| {
+                    format!(
+                        "\nstate for the next stop (checked like an output; it goes to that station):\n{}",
+                        state.render_text()
+                    )
+                })
+                .unwrap_or_default();
+                format!(
+                    "{}{state_report}\noutputs: {decision}",
+                    report.render_text()
+                )
             });
             Ok(0)
         }

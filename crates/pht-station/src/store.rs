@@ -142,6 +142,12 @@ pub struct RunRecord {
     /// Paths the train declared as `state` (handed to the next stop, never released).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_paths: Vec<String>,
+    /// The verdict of the checks on that state (`state-report.json` in the run directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_checks: Option<String>,
+    /// The state this stop received from the previous one: sender and sealed bundle's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_state: Option<ReceivedStateRef>,
     /// The last stop status reported to the hub, and whether the sealed result was delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported: Option<String>,
@@ -181,6 +187,14 @@ pub struct OutputDecisionRecord {
     /// An operator released outputs the checks failed.
     #[serde(default)]
     pub overridden: bool,
+}
+
+/// State received from the previous stop of a sequential route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedStateRef {
+    pub from_station: String,
+    /// SHA-256 (hex) of the sealed state bundle as it arrived.
+    pub sha256: String,
 }
 
 /// A dataset as it was when a run read it.

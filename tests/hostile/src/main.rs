@@ -8,7 +8,9 @@
 //!
 //! Modes that attack: `net-tcp`, `net-loopback`, `dns`, `forkbomb`, `memhog`, `spin`,
 //! `write-data`, `write-root`, `big-output`, `symlink-passwd`, `symlink-data`, `docker-socket`,
-//! `whoami`, `log-flood`, `copy-data` (copies a dataset file to `/output`). Modes that help the
+//! `whoami`, `log-flood`, `copy-data` (copies a dataset file to `/output`), `smuggle` (carries
+//! rows from one stop of a sequential route to the next in its state and releases them there;
+//! see [`mode_smuggle`]). Modes that help the
 //! tests: `ok` (a well-behaved train), `exit` (exit with
 //! a chosen code) and `listen` (a TCP listener that logs every connection it accepts).
 //! `big-output` writes to `/output/big.bin`, or to the `path` its params name.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         "symlink-data" => mode_symlink_data(&params, &mut report),
         "docker-socket" => mode_docker_socket(&mut report),
         "copy-data" => mode_copy_data(&params, &mut report),
+        "smuggle" => mode_smuggle(&params, &mut report),
         "whoami" => mode_whoami(&mut report),
         "log-flood" => mode_log_flood(&params, &mut report),
         unknown => {
@@ -425,6 +428,67 @@ fn mode_copy_data(params: &BTreeMap<String, String>, report: &mut Report) -> u8 
     };
     let copied = fs::copy(format!("/data/{dataset}/{file}"), format!("/output/{file}"));
     report.record("copy_data", &describe(copied));
+    0
+}
+
+/// At a stop that received no state: copies `rows` rows (0: all) of `/data/<dataset>/<file>`
+/// into the declared state `/output/state.csv` — verbatim, or with every cell reversed when
+/// `disguise` is `true`, so they no longer look like this station's rows. At a stop that
+/// received `/input/state/state.csv`: writes its rows, verbatim, split over `parts` declared
+/// tables `/output/part-<n>.csv` — releasing the previous station's rows here.
+fn mode_smuggle(params: &BTreeMap<String, String>, report: &mut Report) -> u8 {
+    if let Ok(state) = fs::read_to_string("/input/state/state.csv") {
+        let mut lines = state.lines();
+        let header = lines.next().unwrap_or_default();
+        let rows: Vec<&str> = lines.collect();
+        let parts = number_or(params, "parts", 2).max(1) as usize;
+        let per_part = rows.len().div_ceil(parts).max(1);
+        for (part_index, chunk) in rows.chunks(per_part).enumerate() {
+            let mut text = format!("{header}\n");
+            for row in chunk {
+                text.push_str(row);
+                text.push('\n');
+            }
+            let written = fs::write(format!("/output/part-{}.csv", part_index + 1), text);
+            report.record(&format!("release_part_{}", part_index + 1), &describe(written));
+        }
+        report.record("released_rows", &rows.len().to_string());
+        return 0;
+    }
+    let (dataset, file) = match (required(params, "dataset"), required(params, "file")) {
+        (Ok(dataset), Ok(file)) => (dataset, file),
+        (Err(message), _) | (_, Err(message)) => {
+            report.record("error", &message);
+            return 2;
+        }
+    };
+    let text = match fs::read_to_string(format!("/data/{dataset}/{file}")) {
+        Ok(text) => text,
+        Err(error) => {
+            report.record("read_data", &format!("failed: {error}"));
+            return 2;
+        }
+    };
+    let disguise = params.get("disguise").is_some_and(|value| value == "true");
+    let wanted = number_or(params, "rows", 0) as usize;
+    let mut lines = text.lines();
+    let mut state = format!("{}\n", lines.next().unwrap_or_default());
+    let mut n_rows = 0;
+    for line in lines.take(if wanted == 0 { usize::MAX } else { wanted }) {
+        let row = if disguise {
+            line.split(',')
+                .map(|cell| cell.chars().rev().collect::<String>())
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            line.to_string()
+        };
+        state.push_str(&row);
+        state.push('\n');
+        n_rows += 1;
+    }
+    let written = fs::write("/output/state.csv", state);
+    report.record("smuggle_rows", &format!("{n_rows} {}", describe(written)));
     0
 }
 

@@ -1,13 +1,17 @@
-//! Check: every collected output is checked for disclosure risk before anything may leave, and
-//! the report is kept beside the run.
+//! Check: every collected output is checked for disclosure risk before anything may leave —
+//! what goes to the researcher, and the state handed to the next stop of a sequential route,
+//! which leaves this hospital for another organisation's station — and the reports are kept
+//! beside the run.
 //!
 //! Owns building the inputs of `pht-checks` from what this station knows (the outputs the
-//! train declared, the collected entries — everything but declared state — and the dataset row
-//! indexes taken before the run), writing `report.json`, and auditing its hash and verdict.
-//! Does not apply any rule itself (that is `pht-checks`'s) and does not decide what happens to
-//! the outputs (`release.rs`).
+//! train declared, the collected entries, the dataset row indexes taken before the run, which
+//! include the state this stop received), writing `report.json` and `state-report.json`, the
+//! state size cap (`outputs.max_state_size`), and auditing hashes and verdicts. State gets the
+//! structure, identifier and leakage rules, not the small-cell rules: it goes to a station, not
+//! to a researcher. Does not apply any rule itself (that is `pht-checks`'s) and does not decide
+//! what happens to the outputs (`release.rs`).
 
-use pht_checks::{CheckReport, DatasetIndex, DeclaredOutput, OutputEntry, OutputKind};
+use pht_checks::{CheckConfig, CheckReport, DatasetIndex, DeclaredOutput, OutputEntry, OutputKind};
 use pht_core::manifest::{OutputKind as ManifestKind, TrainManifest};
 use pht_docker::collect::CollectedKind;
 use pht_docker::CollectedOutputs;
@@ -19,22 +23,34 @@ use crate::error::{StateFileError, StationError};
 use crate::station::Station;
 use crate::store::RunRecord;
 
-/// A run whose outputs were checked: the verdict, with the report in the run directory. Only
+/// The name of the state check report in a run directory.
+pub const STATE_REPORT_FILE: &str = "state-report.json";
+
+/// What the checks said about the state a run would hand to the next stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateVerdict {
+    pub status: pht_checks::Status,
+    /// Why the state may not leave, one line each (the report has the details).
+    pub reasons: Vec<String>,
+}
+
+/// A run whose outputs were checked: the verdicts, with the reports in the run directory. Only
 /// [`Station::check`] makes one.
 #[derive(Debug)]
 pub struct CheckedRun {
     record: RunRecord,
     status: pht_checks::Status,
+    state: Option<StateVerdict>,
 }
 
 impl CheckedRun {
-    pub(super) fn into_parts(self) -> (RunRecord, pht_checks::Status) {
-        (self.record, self.status)
+    pub(super) fn into_parts(self) -> (RunRecord, pht_checks::Status, Option<StateVerdict>) {
+        (self.record, self.status, self.state)
     }
 }
 
 impl<E> Station<E> {
-    /// Checks the outputs of a collected run and keeps the report beside it.
+    /// Checks the outputs of a collected run, and its state, and keeps the reports beside it.
     pub(super) fn check(&self, collected: CollectedRun) -> Result<CheckedRun, StationError> {
         let (approved, outcome, indexes) = collected.into_parts();
         let manifest = approved.train().manifest().clone();
@@ -44,14 +60,11 @@ impl<E> Station<E> {
         let entries = check_entries(&outcome.outputs, &state);
         let report = run_checks(
             &entries,
-            &manifest,
+            &declared_outputs(&manifest),
             &indexes,
             self.policy.outputs().checks(),
         );
-        let report_path = self.store.run_dir(&record.run_id).join("report.json");
-        let report_json = serde_json::to_vec_pretty(&report).expect("reports always serialise");
-        pht_fs::write_atomic(&report_path, &report_json)
-            .map_err(StateFileError::write(&report_path))?;
+        let report_json = self.write_report(&record, "report.json", &report)?;
         let status = report.status();
         record.checks = Some(status.to_string());
         let mut checked =
@@ -63,8 +76,126 @@ impl<E> Station<E> {
             hex::encode(sha2::Sha256::digest(&report_json)).into(),
         );
         self.audit.append(checked)?;
-        Ok(CheckedRun { record, status })
+
+        let state_verdict = self.check_state(&mut record, &outcome.outputs, &state, &indexes)?;
+        Ok(CheckedRun {
+            record,
+            status,
+            state: state_verdict,
+        })
     }
+
+    /// The state files a run wrote, checked as outputs that leave for the next station.
+    fn check_state(
+        &self,
+        record: &mut RunRecord,
+        collected: &CollectedOutputs,
+        state: &[String],
+        indexes: &[DatasetIndex],
+    ) -> Result<Option<StateVerdict>, StationError> {
+        let entries = state_entries(collected, state);
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let report = run_checks(
+            &entries,
+            &state_declarations(&entries),
+            indexes,
+            &state_config(self.policy.outputs().checks()),
+        );
+        let report_json = self.write_report(record, STATE_REPORT_FILE, &report)?;
+        let mut verdict = StateVerdict {
+            status: report.status(),
+            reasons: Vec::new(),
+        };
+        if verdict.status == pht_checks::Status::Fail {
+            verdict.reasons.push(format!(
+                "state.checks: the state for the next stop failed its checks ({}: {})",
+                STATE_REPORT_FILE,
+                report.render_text().lines().next().unwrap_or_default()
+            ));
+        }
+        let n_state_bytes: u64 = entries
+            .iter()
+            .map(|entry| match &entry.content {
+                pht_checks::EntryContent::Regular(bytes) => bytes.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        let max_state_bytes = self.policy.outputs().max_state_bytes();
+        if n_state_bytes > max_state_bytes {
+            verdict.status = pht_checks::Status::Fail;
+            verdict.reasons.push(format!(
+                "state.size: the state for the next stop is {n_state_bytes} bytes, more than the policy's outputs.max_state_size of {max_state_bytes}"
+            ));
+        }
+        record.state_checks = Some(verdict.status.to_string());
+        let mut checked =
+            AuditEvent::new(&self.station_actor(), "state_checked").run(&record.run_id);
+        checked.train_digest = Some(record.train.digest.clone());
+        checked.decision = Some(verdict.status.to_string());
+        checked.reasons = verdict.reasons.clone();
+        checked.details.insert(
+            "report_sha256".into(),
+            hex::encode(sha2::Sha256::digest(&report_json)).into(),
+        );
+        checked
+            .details
+            .insert("state_bytes".into(), n_state_bytes.into());
+        self.audit.append(checked)?;
+        Ok(Some(verdict))
+    }
+
+    fn write_report(
+        &self,
+        record: &RunRecord,
+        file_name: &str,
+        report: &CheckReport,
+    ) -> Result<Vec<u8>, StationError> {
+        let path = self.store.run_dir(&record.run_id).join(file_name);
+        let json = serde_json::to_vec_pretty(report).expect("reports always serialise");
+        pht_fs::write_atomic(&path, &json).map_err(StateFileError::write(&path))?;
+        Ok(json)
+    }
+}
+
+/// The checks for state: the policy's, without the small-cell rules (state goes to a station,
+/// not to a researcher) and without flagging undeclared files (every state file is declared).
+fn state_config(checks: &CheckConfig) -> CheckConfig {
+    CheckConfig {
+        min_cell_count: 0,
+        flag_zero_cells: false,
+        review_undeclared_outputs: false,
+        ..checks.clone()
+    }
+}
+
+/// State files as the checks read them: tables where their format is one, text otherwise.
+fn state_declarations(entries: &[OutputEntry]) -> Vec<DeclaredOutput> {
+    entries
+        .iter()
+        .map(|entry| {
+            let is_table = [".csv", ".tsv", ".json", ".parquet"]
+                .iter()
+                .any(|extension| entry.path.ends_with(extension));
+            let kind = if is_table {
+                OutputKind::Table
+            } else {
+                OutputKind::Text
+            };
+            DeclaredOutput::new(entry.path.clone(), kind)
+        })
+        .collect()
+}
+
+/// The collected entries that are declared state.
+fn state_entries(collected: &CollectedOutputs, state: &[String]) -> Vec<OutputEntry> {
+    collected
+        .files
+        .iter()
+        .filter(|file| state.contains(&file.path))
+        .map(entry_of)
+        .collect()
 }
 
 /// Paths the train declared as `state`: handed to the next stop, never released or checked as
@@ -97,35 +228,38 @@ pub(crate) fn declared_outputs(manifest: &TrainManifest) -> Vec<DeclaredOutput> 
         .collect()
 }
 
-/// The collected entries the checks look at: everything but declared state.
+/// The collected entries the checks look at for release: everything but declared state.
 pub(crate) fn check_entries(collected: &CollectedOutputs, state: &[String]) -> Vec<OutputEntry> {
     collected
         .files
         .iter()
         .filter(|file| !state.contains(&file.path))
-        .map(|file| match &file.kind {
-            CollectedKind::Regular { bytes } => {
-                OutputEntry::regular(file.path.clone(), bytes.clone())
-            }
-            CollectedKind::Symlink { target } => {
-                OutputEntry::symlink(file.path.clone(), target.clone())
-            }
-            CollectedKind::Special { description } => {
-                OutputEntry::special(file.path.clone(), description.clone())
-            }
-        })
+        .map(entry_of)
         .chain(collected.refused.iter().map(|refused| {
             OutputEntry::not_collected(refused.path.clone(), refused.reason.to_string())
         }))
         .collect()
 }
 
+/// One collected file as the checks read it.
+fn entry_of(file: &pht_docker::CollectedFile) -> OutputEntry {
+    match &file.kind {
+        CollectedKind::Regular { bytes } => OutputEntry::regular(file.path.clone(), bytes.clone()),
+        CollectedKind::Symlink { target } => {
+            OutputEntry::symlink(file.path.clone(), target.clone())
+        }
+        CollectedKind::Special { description } => {
+            OutputEntry::special(file.path.clone(), description.clone())
+        }
+    }
+}
+
 /// Runs the checks.
 fn run_checks(
     entries: &[OutputEntry],
-    manifest: &TrainManifest,
+    declared: &[DeclaredOutput],
     datasets: &[DatasetIndex],
-    config: &pht_checks::CheckConfig,
+    config: &CheckConfig,
 ) -> CheckReport {
-    pht_checks::check_outputs(entries, &declared_outputs(manifest), datasets, config)
+    pht_checks::check_outputs(entries, declared, datasets, config)
 }

@@ -74,6 +74,7 @@ impl<E> Station<E> {
         );
         self.audit.append(finished)?;
         self.store.save(record)?;
+        self.apply_received_state_retention(record)?;
         if record.status != RunStatus::Succeeded {
             self.apply_failed_output_retention(record)?;
             return Ok(Step::Done(approved.into_record()));
@@ -83,6 +84,42 @@ impl<E> Station<E> {
             outcome,
             indexes,
         }))
+    }
+
+    /// The state the previous stop handed over holds what came from other stations' data: once
+    /// the run has ended it is deleted from the run directory, unless the policy keeps it
+    /// (`retention.received_state: keep`). Either way the audit log says which.
+    fn apply_received_state_retention(&self, record: &RunRecord) -> Result<(), StationError> {
+        let state_dir = self
+            .store
+            .run_dir(&record.run_id)
+            .join("input")
+            .join("state");
+        if record.received_state.is_none() || !state_dir.exists() {
+            return Ok(());
+        }
+        let kept = self.policy.received_state() == pht_policy::Keep::Keep;
+        if !kept {
+            std::fs::remove_dir_all(&state_dir).map_err(StateFileError::write(&state_dir))?;
+        }
+        let event = if kept {
+            "received_state_kept"
+        } else {
+            "received_state_deleted"
+        };
+        self.audit.append(
+            AuditEvent::new(&self.station_actor(), event)
+                .run(&record.run_id)
+                .detail(
+                    "rule",
+                    if kept {
+                        "retention.received_state: keep"
+                    } else {
+                        "retention.received_state: delete"
+                    },
+                ),
+        )?;
+        Ok(())
     }
 
     /// What a failed run wrote is never checked or released; unless the policy keeps it

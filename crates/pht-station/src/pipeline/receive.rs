@@ -16,13 +16,14 @@ use pht_api::v1::WorkItem;
 use pht_core::dsse::Envelope;
 use pht_core::job::{verify_job, VerifiedJob};
 use pht_core::{Digest, ImageReference, PublicKey};
+use sha2::Digest as _;
 use uuid::Uuid;
 
 use crate::audit::AuditEvent;
 use crate::error::{StateFileError, StationError};
 use crate::hub_link::HubLink;
 use crate::station::Station;
-use crate::store::{JobRef, RunHold, RunRecord, RunStatus, TrainRef};
+use crate::store::{JobRef, ReceivedStateRef, RunHold, RunRecord, RunStatus, TrainRef};
 
 /// Parameters as they arrive: typed JSON from a job, or `k=v` text from the command line.
 #[derive(Debug, Clone)]
@@ -41,8 +42,17 @@ pub struct Submission {
     pub recipient: Option<String>,
     /// Files the previous stop handed over, mounted read-only at `/input/state`.
     pub input_state: Vec<(String, Vec<u8>)>,
+    /// Who handed them over, and the hash of the sealed bundle they came in.
+    pub received_state: Option<ReceivedStateRef>,
     /// Who asked (recorded in the audit log).
     pub actor: String,
+}
+
+/// State the previous stop handed over, opened and verified.
+#[derive(Debug, Clone)]
+pub struct IncomingState {
+    pub files: Vec<(String, Vec<u8>)>,
+    pub from: ReceivedStateRef,
 }
 
 /// A run that has been received: its record saved (status `running`) and audited.
@@ -105,6 +115,8 @@ fn new_record(submission: &Submission) -> RunRecord {
         finished_at: None,
         policy_sha256: None,
         state_paths: Vec::new(),
+        state_checks: None,
+        received_state: submission.received_state.clone(),
         reported: None,
         delivered_at: None,
     }
@@ -138,6 +150,27 @@ impl<E> Station<E> {
                 }
                 std::fs::write(&target, bytes).map_err(StateFileError::write(&target))?;
             }
+        }
+        if let Some(state) = &submission.received_state {
+            let mut event =
+                AuditEvent::new(&self.station_actor(), "state_received").run(&record.run_id);
+            event.job_id = submission.job.as_ref().map(|j| j.job_id.clone());
+            event.outputs = submission
+                .input_state
+                .iter()
+                .map(|(path, bytes)| crate::audit::OutputHash {
+                    path: path.clone(),
+                    sha256: hex::encode(sha2::Sha256::digest(bytes)),
+                    size: bytes.len() as u64,
+                })
+                .collect();
+            event
+                .details
+                .insert("from_station".into(), state.from_station.clone().into());
+            event
+                .details
+                .insert("bundle_sha256".into(), state.sha256.clone().into());
+            self.audit.append(event)?;
         }
         let mut received = AuditEvent::new(&submission.actor, "received").run(&record.run_id);
         received.train_digest = submission.reference.digest().map(Digest::to_string);
@@ -197,7 +230,7 @@ impl<E> Station<E> {
         hub: &H,
         job_id: Uuid,
         previous: &str,
-    ) -> Result<Vec<(String, Vec<u8>)>, String> {
+    ) -> Result<IncomingState, String> {
         let station_id = &self.config.station_id;
         let peer = self.config.peers.get(previous).ok_or_else(|| {
             format!(
@@ -227,10 +260,16 @@ impl<E> Station<E> {
                 predicate.job_id, predicate.station, predicate.next_station,
             ));
         }
-        Ok(opened
-            .files()
-            .iter()
-            .map(|(path, bytes)| (path.trim_start_matches("state/").to_string(), bytes.clone()))
-            .collect())
+        Ok(IncomingState {
+            files: opened
+                .files()
+                .iter()
+                .map(|(path, bytes)| (path.trim_start_matches("state/").to_string(), bytes.clone()))
+                .collect(),
+            from: ReceivedStateRef {
+                from_station: previous.to_string(),
+                sha256: hex::encode(sha2::Sha256::digest(&sealed)),
+            },
+        })
     }
 }

@@ -16,7 +16,7 @@ use crate::audit::AuditEvent;
 use crate::error::StationError;
 use crate::station::Station;
 pub use crate::store::OutputDecision;
-use crate::store::{OutputDecisionRecord, RunRecord};
+use crate::store::{OutputDecisionRecord, RunRecord, RunStatus};
 
 /// The decision the checks alone lead to, before any operator acts.
 pub fn automatic_decision(status: Status, release: Release) -> OutputDecision {
@@ -38,6 +38,8 @@ pub enum ReleaseError {
     },
     #[error("a release needs a reason (--reason …); it is kept in the audit log")]
     ReasonRequired { run_id: String },
+    #[error("run {run_id} failed ({reasons}); nothing of a failed run is released")]
+    RunFailed { run_id: String, reasons: String },
 }
 
 /// Where a run's outputs stand, in words for an operator.
@@ -74,7 +76,24 @@ enum Decider<'a> {
 impl<E> Station<E> {
     /// Decides about checked outputs by the policy's rule, and seals what it releases.
     pub(super) fn release_checked(&self, checked: CheckedRun) -> Result<RunRecord, StationError> {
-        let (record, status) = checked.into_parts();
+        let (mut record, outputs_status, state) = checked.into_parts();
+        if let Some(state) = state.as_ref().filter(|state| state.status == Status::Fail) {
+            // State that may not leave fails the stop: nothing is released or handed on, and
+            // the hub is told why.
+            record.status = RunStatus::Failed;
+            record.reasons.extend(state.reasons.iter().cloned());
+            record.updated_at = Utc::now();
+            let reason = "the state for the next stop failed its checks; nothing leaves this station (`pht-station outputs show` has the reports)";
+            return self.decide_outputs(
+                record,
+                OutputDecision::Blocked,
+                Decider::Station,
+                reason.to_string(),
+                false,
+            );
+        }
+        // State that needs review holds the outputs back with it: an operator releases both.
+        let status = outputs_status.max(state.map_or(Status::Pass, |state| state.status));
         let decision = automatic_decision(status, self.policy.outputs().release());
         let reason = match decision {
             OutputDecision::Released => "every check passed and the policy releases passing outputs automatically",
@@ -103,6 +122,13 @@ impl<E> Station<E> {
             "released",
             &[OutputDecision::Withheld, OutputDecision::Blocked],
         )?;
+        if record.status != RunStatus::Succeeded {
+            return Err(ReleaseError::RunFailed {
+                run_id: run_id.to_string(),
+                reasons: record.reasons.join("; "),
+            }
+            .into());
+        }
         if reason.trim().is_empty() {
             return Err(ReleaseError::ReasonRequired {
                 run_id: run_id.to_string(),

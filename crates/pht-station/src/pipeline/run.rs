@@ -110,7 +110,40 @@ impl<E: Engine> Station<E> {
             });
         }
         approved.record_mut().datasets = versions;
+        indexes.extend(self.received_state_indexes(approved.record()));
         Ok(indexes)
+    }
+
+    /// Row indexes of the state this stop received (tables only), so that this stop's outputs
+    /// are checked for leakage against the previous stations' data as far as it came in.
+    fn received_state_indexes(&self, record: &crate::store::RunRecord) -> Vec<DatasetIndex> {
+        let Some(received) = &record.received_state else {
+            return Vec::new();
+        };
+        let state_dir = self
+            .store
+            .run_dir(&record.run_id)
+            .join("input")
+            .join("state");
+        let Ok(entries) = std::fs::read_dir(&state_dir) else {
+            return Vec::new();
+        };
+        let mut indexes = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_table = path
+                .extension()
+                .is_some_and(|extension| extension == "csv" || extension == "tsv");
+            if let (true, Ok(bytes)) = (is_table, std::fs::read(&path)) {
+                let name = format!(
+                    "state from {} ({})",
+                    received.from_station,
+                    entry.file_name().to_string_lossy()
+                );
+                indexes.push(DatasetIndex::from_csv(name, &bytes).for_leakage_only());
+            }
+        }
+        indexes
     }
 
     fn run_spec(&self, approved: &ApprovedRun, image_id: &Digest) -> Result<RunSpec, StationError> {

@@ -158,6 +158,17 @@ impl<E> Station<E> {
             finished_at: record.finished_at.unwrap_or(record.updated_at),
             verdict: verdict_of(report.status()),
             files: verdicts,
+            state_files: self.state_verdicts(&run_dir)?,
+            received_state: record
+                .received_state
+                .as_ref()
+                .map(|state| {
+                    Ok::<_, SealError>(pht_core::intoto::ReceivedState {
+                        from_station: state.from_station.clone(),
+                        sha256: digest_field(&run_id, "received state hash", &state.sha256)?,
+                    })
+                })
+                .transpose()?,
             released: Release {
                 by: release.by.clone(),
                 at: release.at,
@@ -198,6 +209,29 @@ impl<E> Station<E> {
             .insert("bundle_sha256".into(), bundle_sha256.into());
         self.audit.append(sealed_event)?;
         Ok(record)
+    }
+
+    /// The verdict on each state file, from the state report (none when the run had no state).
+    fn state_verdicts(&self, run_dir: &std::path::Path) -> Result<Vec<FileVerdict>, StationError> {
+        let path = run_dir.join(super::check::STATE_REPORT_FILE);
+        let json = match std::fs::read(&path) {
+            Ok(json) => json,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(StateFileError::read(&path)(error).into()),
+        };
+        let report: pht_checks::CheckReport =
+            serde_json::from_slice(&json).map_err(|e| SealError::DamagedReport {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(report
+            .results
+            .iter()
+            .map(|(uid, result)| FileVerdict {
+                path: uid.clone(),
+                verdict: verdict_of(result.status),
+            })
+            .collect())
     }
 
     /// The state for the next stop of a sequential route, sealed once to that peer's locally
