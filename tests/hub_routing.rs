@@ -134,6 +134,14 @@ impl World {
         }
     }
 
+    /// A daemon for every station.
+    fn daemons(&self) -> Vec<Daemon> {
+        self.stations
+            .iter()
+            .map(|station| Daemon::start(&station.config))
+            .collect()
+    }
+
     /// The hostile test train, published to this world's registry and signed by alice.
     fn hostile_train(&self, scratch: &Path) -> String {
         let reference = publish_train(
@@ -205,6 +213,19 @@ impl World {
     }
 
     fn wait_for_end(&self, job_id: uuid::Uuid, daemons: &[Daemon]) -> pht_api::v1::JobStatus {
+        self.wait_until(job_id, daemons, "finish", |status| {
+            status.status != JobState::Active
+        })
+    }
+
+    /// Polls the job until `reached` holds (three minutes at most), and returns its status.
+    fn wait_until(
+        &self,
+        job_id: uuid::Uuid,
+        daemons: &[Daemon],
+        what: &str,
+        reached: impl Fn(&pht_api::v1::JobStatus) -> bool,
+    ) -> pht_api::v1::JobStatus {
         let researcher = self.researcher();
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
@@ -212,13 +233,13 @@ impl World {
                 .runtime
                 .block_on(researcher.job_status(job_id))
                 .unwrap();
-            if status.status != JobState::Active {
+            if reached(&status) {
                 return status;
             }
             if Instant::now() > deadline {
                 let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
                 panic!(
-                    "job {job_id} did not finish: {status:#?}\ndaemon logs:\n{}",
+                    "job {job_id} did not {what}: {status:#?}\ndaemon logs:\n{}",
                     logs.join("\n-----\n")
                 );
             }
@@ -386,11 +407,7 @@ fn hub_admin_cli_registers_lists_and_refuses_clearly() {
 #[test]
 fn parallel_job_returns_three_verified_results() {
     let world = World::new("parallel");
-    let daemons: Vec<Daemon> = world
-        .stations
-        .iter()
-        .map(|s| Daemon::start(&s.config))
-        .collect();
+    let daemons = world.daemons();
     let job_id = world.submit(RouteMode::Parallel);
     let status = world.wait_for_end(job_id, &daemons);
     assert_eq!(status.status, JobState::Completed, "{status:#?}");
@@ -408,11 +425,7 @@ fn parallel_job_returns_three_verified_results() {
 #[test]
 fn sequential_job_passes_state_from_stop_to_stop() {
     let world = World::new("sequential");
-    let daemons: Vec<Daemon> = world
-        .stations
-        .iter()
-        .map(|s| Daemon::start(&s.config))
-        .collect();
+    let daemons = world.daemons();
     let job_id = world.submit(RouteMode::Sequential);
     let status = world.wait_for_end(job_id, &daemons);
     assert_eq!(status.status, JobState::Completed, "{status:#?}");
@@ -426,11 +439,7 @@ fn sequential_job_passes_state_from_stop_to_stop() {
 #[test]
 fn station_killed_mid_run_and_hub_restarted_lose_nothing() {
     let mut world = World::new("restarts");
-    let mut daemons: Vec<Daemon> = world
-        .stations
-        .iter()
-        .map(|s| Daemon::start(&s.config))
-        .collect();
+    let mut daemons = world.daemons();
     // Each stop takes a few seconds, so the second station can be killed while its train runs.
     let job_id = world.submit_with(RouteMode::Sequential, 3);
     let researcher = world.researcher();
@@ -608,25 +617,32 @@ fn wait_for_stop(
     wanted: pht_api::v1::StopState,
     daemons: &[Daemon],
 ) -> pht_api::v1::JobStatus {
-    let researcher = world.researcher();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = world
-            .runtime
-            .block_on(researcher.job_status(job_id))
-            .unwrap();
-        if status.stops[stop_index].status == wanted {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
-            panic!(
-                "stop {stop_index} never became {wanted:?}: {status:#?}\n{}",
-                logs.join("\n-----\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let what = format!("bring stop {stop_index} to {wanted:?}");
+    world.wait_until(job_id, daemons, &what, |status| {
+        status.stops[stop_index].status == wanted
+    })
+}
+
+/// Parameters of the hostile train's `smuggle` mode over the cohort, with `extra` ones.
+fn smuggle(extra: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::Value> {
+    [
+        ("mode", serde_json::json!("smuggle")),
+        ("dataset", serde_json::json!("cohort")),
+        ("file", serde_json::json!("cohort.csv")),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(name, value)| (name.to_string(), value.clone()))
+    .collect()
+}
+
+/// The audit events of a station's run, in order.
+fn run_events(station: &StationFixture, run_id: &str) -> Vec<String> {
+    station
+        .audit_of(run_id)
+        .iter()
+        .map(|entry| entry["event"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The newest run of a station, as JSON.
@@ -644,17 +660,8 @@ fn a_train_that_puts_its_dataset_in_state_is_stopped_at_the_first_station() {
     let world = World::new("state-copy");
     let scratch = tempfile::tempdir().unwrap();
     let hostile = world.hostile_train(scratch.path());
-    let daemons: Vec<Daemon> = world
-        .stations
-        .iter()
-        .map(|s| Daemon::start(&s.config))
-        .collect();
-    let parameters = BTreeMap::from([
-        ("mode".to_string(), serde_json::json!("smuggle")),
-        ("dataset".to_string(), serde_json::json!("cohort")),
-        ("file".to_string(), serde_json::json!("cohort.csv")),
-    ]);
-    let job_id = world.submit_train(RouteMode::Sequential, &hostile, parameters);
+    let daemons = world.daemons();
+    let job_id = world.submit_train(RouteMode::Sequential, &hostile, smuggle(&[]));
     let status = world.wait_for_end(job_id, &daemons);
     assert_eq!(status.status, JobState::Incomplete, "{status:#?}");
     let first = &status.stops[0];
@@ -670,11 +677,7 @@ fn a_train_that_puts_its_dataset_in_state_is_stopped_at_the_first_station() {
     // The station's own record and audit log say why.
     let run = newest_run(&world.stations[0]);
     assert_eq!(run["state_checks"], "fail", "{run:#}");
-    let events: Vec<String> = world.stations[0]
-        .audit_of(run["run_id"].as_str().unwrap())
-        .iter()
-        .map(|e| e["event"].as_str().unwrap().to_string())
-        .collect();
+    let events = run_events(&world.stations[0], run["run_id"].as_str().unwrap());
     assert!(events.contains(&"state_checked".to_string()), "{events:?}");
     assert!(!events.contains(&"delivered".to_string()), "{events:?}");
 }
@@ -688,17 +691,10 @@ fn rows_smuggled_through_state_are_blocked_at_the_next_station() {
     let world = World::new("state-smuggle");
     let scratch = tempfile::tempdir().unwrap();
     let hostile = world.hostile_train(scratch.path());
-    let daemons: Vec<Daemon> = world
-        .stations
-        .iter()
-        .map(|s| Daemon::start(&s.config))
-        .collect();
-    let parameters = BTreeMap::from([
-        ("mode".to_string(), serde_json::json!("smuggle")),
-        ("dataset".to_string(), serde_json::json!("cohort")),
-        ("file".to_string(), serde_json::json!("cohort.csv")),
-        ("rows".to_string(), serde_json::json!(6)),
-        ("disguise".to_string(), serde_json::json!("true")),
+    let daemons = world.daemons();
+    let parameters = smuggle(&[
+        ("rows", serde_json::json!(6)),
+        ("disguise", serde_json::json!("true")),
     ]);
     let job_id = world.submit_train(RouteMode::Sequential, &hostile, parameters);
     // The hostile train's report.txt is free text and its state a table without counts, so the
@@ -739,11 +735,7 @@ fn rows_smuggled_through_state_are_blocked_at_the_next_station() {
         .success()
         .stdout;
     assert!(report.contains("leakage"), "{report}");
-    let events: Vec<String> = second
-        .audit_of(run_id)
-        .iter()
-        .map(|e| e["event"].as_str().unwrap().to_string())
-        .collect();
+    let events = run_events(second, run_id);
     for event in [
         "state_received",
         "received_state_deleted",
