@@ -256,6 +256,9 @@ enum Commands {
     /// Build, push, sign, verify and inspect trains.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Base images for trains in Python and R, built from Debian's packages.
+    #[command(subcommand)]
+    Base(BaseCommand),
     /// Sign a job (a train by digest, a route of stations, parameters) and submit it to the hub.
     Submit(SubmitArgs),
     /// Show where a job stands at the hub, stop by stop; --watch follows it to the end.
@@ -284,6 +287,44 @@ enum Commands {
         /// The file that was signed.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BaseCommand {
+    /// Build a base from Debian's packages with debootstrap (as root; a few minutes), load it
+    /// into Docker, push it to TAG and sign it with the base signer's key.
+    ///
+    /// The same package versions give the same image digest: times, owners and order in the
+    /// layer are fixed, and so is the config. Researchers' Dockerfiles start `FROM` the printed
+    /// REPOSITORY@sha256:…; a station's policy can accept bases by that digest or by this key.
+    ///
+    ///   pht base build python --tag 127.0.0.1:5000/bases/python:bookworm --key base.key
+    Build {
+        /// Which base: python (numpy, pandas, scipy, statsmodels, scikit-learn) or r (survival,
+        /// data.table and the recommended packages).
+        #[arg(value_enum)]
+        kind: BaseArg,
+        /// Where to push it: REGISTRY/REPOSITORY:TAG.
+        #[arg(long)]
+        tag: String,
+        /// The base signer's private key (keep it apart from researchers' keys).
+        #[arg(long)]
+        key: PathBuf,
+        /// A package list to use instead of the built-in trains/base/KIND/packages.txt.
+        #[arg(long)]
+        packages: Option<PathBuf>,
+        /// The Debian mirror.
+        #[arg(long, default_value = commands::base::DEFAULT_MIRROR)]
+        mirror: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BaseArg {
+    Python,
+    R,
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,6 +495,29 @@ async fn run(cli: Cli) -> CommandResult {
                 registry,
             } => commands::train::inspect(output, &registry.client(), &reference, &key).await,
         },
+        Commands::Base(BaseCommand::Build {
+            kind,
+            tag,
+            key,
+            packages,
+            mirror,
+            registry,
+        }) => {
+            let kind = match kind {
+                BaseArg::Python => pht_base::BaseKind::Python,
+                BaseArg::R => pht_base::BaseKind::R,
+            };
+            commands::base::build(
+                output,
+                &registry.client(),
+                kind,
+                &tag,
+                &key,
+                packages.as_deref(),
+                &mirror,
+            )
+            .await
+        }
         Commands::Submit(arguments) => {
             let request = SubmitRequest {
                 train_reference: arguments.train,

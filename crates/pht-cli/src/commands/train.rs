@@ -299,54 +299,13 @@ pub async fn push(
         .await
         .input()?;
 
-    let mut layers = Vec::new();
-    let mut bytes_uploaded = 0u64;
-    for (index, layer) in saved.layers.iter().enumerate() {
-        let digest = Digest::of(layer);
-        let bar = output.bytes_bar(layer.len() as u64, &format!("layer {}", index + 1));
-        let progress = |done: u64| bar.set_position(done);
-        let uploaded = client
-            .push_blob(&reference, layer.clone(), Some(&progress))
-            .await
-            .map_err(registry_failure)?;
-        bar.finish_and_clear();
-        if uploaded {
-            bytes_uploaded += layer.len() as u64;
-        }
-        layers.push(Descriptor {
-            media_type: OCI_LAYER_TAR.to_string(),
-            digest,
-            size: layer.len() as u64,
-            annotations: None,
-        });
-    }
-    client
-        .push_blob(&reference, saved.config.clone(), None)
-        .await
-        .map_err(registry_failure)?;
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(OCI_MANIFEST.to_string()),
-        config: Descriptor {
-            media_type: OCI_CONFIG.to_string(),
-            digest: Digest::of(&saved.config),
-            size: saved.config.len() as u64,
-            annotations: None,
-        },
-        layers,
-        annotations: None,
-        subject: None,
-    };
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest always serialises");
-    let digest = client
-        .put_manifest(
-            &reference,
-            &reference.manifest_selector(),
-            OCI_MANIFEST,
-            manifest_bytes,
-        )
-        .await
-        .map_err(registry_failure)?;
+    let layers: Vec<(bytes::Bytes, &str)> = saved
+        .layers
+        .iter()
+        .map(|layer| (layer.clone(), OCI_LAYER_TAR))
+        .collect();
+    let (digest, bytes_uploaded) =
+        push_image(output, client, &reference, saved.config.clone(), &layers).await?;
     let pushed = Pushed {
         reference: reference.to_string(),
         pinned: reference.pinned(digest.clone()).to_string(),
@@ -355,6 +314,67 @@ pub async fn push(
     };
     output.print(&pushed, || pushed.pinned.clone());
     Ok(())
+}
+
+/// Pushes an image — its layers (blob and media type), then its config, then the manifest —
+/// to `reference`, with a progress bar per layer; returns the manifest digest and how many
+/// layer bytes were uploaded (blobs the registry already had are not sent again).
+pub(crate) async fn push_image(
+    output: Output,
+    client: &RegistryClient,
+    reference: &ImageReference,
+    config: bytes::Bytes,
+    layers: &[(bytes::Bytes, &str)],
+) -> CommandResult<(Digest, u64)> {
+    let mut descriptors = Vec::new();
+    let mut bytes_uploaded = 0u64;
+    for (index, (layer, media_type)) in layers.iter().enumerate() {
+        let digest = Digest::of(layer);
+        let bar = output.bytes_bar(layer.len() as u64, &format!("layer {}", index + 1));
+        let progress = |done: u64| bar.set_position(done);
+        let uploaded = client
+            .push_blob(reference, layer.clone(), Some(&progress))
+            .await
+            .map_err(registry_failure)?;
+        bar.finish_and_clear();
+        if uploaded {
+            bytes_uploaded += layer.len() as u64;
+        }
+        descriptors.push(Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size: layer.len() as u64,
+            annotations: None,
+        });
+    }
+    client
+        .push_blob(reference, config.clone(), None)
+        .await
+        .map_err(registry_failure)?;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(OCI_MANIFEST.to_string()),
+        config: Descriptor {
+            media_type: OCI_CONFIG.to_string(),
+            digest: Digest::of(&config),
+            size: config.len() as u64,
+            annotations: None,
+        },
+        layers: descriptors,
+        annotations: None,
+        subject: None,
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest always serialises");
+    let digest = client
+        .put_manifest(
+            reference,
+            &reference.manifest_selector(),
+            OCI_MANIFEST,
+            manifest_bytes,
+        )
+        .await
+        .map_err(registry_failure)?;
+    Ok((digest, bytes_uploaded))
 }
 
 // ---------------------------------------------------------------------------------------------
