@@ -322,6 +322,13 @@ enum BaseCommand {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LanguageArg {
+    Rust,
+    Python,
+    R,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum BaseArg {
     Python,
     R,
@@ -382,14 +389,27 @@ enum KeyCommand {
 
 #[derive(Debug, Subcommand)]
 enum TrainCommand {
-    /// Scaffold a train that builds offline: train.yaml, a Dockerfile FROM scratch and a Rust
-    /// program compiled as a static binary.
+    /// Scaffold a train: train.yaml, a Dockerfile and a program that reads the mounted dataset
+    /// and writes aggregates to /output.
+    ///
+    /// --lang rust (the default: it builds with nothing but the Rust toolchain) compiles a
+    /// static binary into an image FROM scratch. --lang python (pandas) and --lang r start FROM
+    /// one of the project's base images, named by digest with --base (what `pht base build`
+    /// printed).
+    ///
+    ///   pht train init counts --lang python --base 127.0.0.1:5000/bases/python@sha256:…
     Init {
         /// The train's name (lower-case letters, digits, `-`, `_`).
         name: String,
         /// Directory to create (default: NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The language of the analysis.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: LanguageArg,
+        /// The base image, REPOSITORY@sha256:… (Python and R trains).
+        #[arg(long)]
+        base: Option<String>,
     },
     /// Validate train.yaml and build the image through the Docker Engine.
     ///
@@ -463,8 +483,18 @@ async fn run(cli: Cli) -> CommandResult {
             commands::key::generate(output, algorithm, &dir, &name, force)
         }
         Commands::Train(command) => match command {
-            TrainCommand::Init { name, dir } => {
-                commands::train::init(output, &name, dir.as_deref())
+            TrainCommand::Init {
+                name,
+                dir,
+                lang,
+                base,
+            } => {
+                let language = match lang {
+                    LanguageArg::Rust => commands::scaffold::Language::Rust,
+                    LanguageArg::Python => commands::scaffold::Language::Python,
+                    LanguageArg::R => commands::scaffold::Language::R,
+                };
+                commands::train::init(output, &name, dir.as_deref(), language, base.as_deref())
             }
             TrainCommand::Build {
                 dir,

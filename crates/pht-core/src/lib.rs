@@ -17,6 +17,7 @@ pub mod oci;
 pub mod recipient;
 pub mod reference;
 pub mod seal;
+pub mod train_sources;
 pub mod units;
 
 pub use digest::Digest;

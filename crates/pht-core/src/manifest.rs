@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::units;
+use crate::Digest;
 
 /// The image label that carries the manifest as JSON.
 pub const TRAIN_LABEL: &str = "org.pht.train.v1";
@@ -38,6 +39,20 @@ pub struct TrainManifest {
     pub entrypoint: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// The base image the train is built on, by digest: recorded by `pht train build` from the
+    /// Dockerfile's `FROM` (absent for a train `FROM scratch`). A station's policy may restrict
+    /// bases (`base_images:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseImage>,
+}
+
+/// A base image, by repository and manifest digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseImage {
+    /// `registry/repository`.
+    pub repository: String,
+    pub digest: Digest,
 }
 
 macro_rules! validated_string {

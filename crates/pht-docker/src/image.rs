@@ -64,6 +64,23 @@ pub struct SavedImage {
     pub layers: Vec<Bytes>,
 }
 
+/// Pulls `reference` (`REPOSITORY@sha256:…`) into the local engine, as `docker pull` does; the
+/// engine checks every blob against the digest. For a researcher's build machine, to get a
+/// train's base: a station never lets the engine contact a registry (it pulls blobs itself).
+pub async fn pull_image(docker: &Docker, reference: &str) -> Result<(), ImageError> {
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
+        .from_image(reference)
+        .build();
+    let mut progress = docker.create_image(Some(options), None, None);
+    while let Some(item) = progress.next().await {
+        item.map_err(|source| ImageError::Engine {
+            operation: format!("pulling {reference}"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Lines of `docker build` output, as they come.
 pub type BuildLog<'a> = &'a mut (dyn FnMut(&str) + Send);
 
@@ -272,7 +289,10 @@ pub fn split_save_archive(image: &str, archive: &[u8]) -> Result<SavedImage, Ima
 }
 
 /// Builds a `docker load` archive from a config and its layers (plain or gzip tars).
-pub fn load_archive(config: &[u8], layers: &[Bytes]) -> Result<Vec<u8>, std::io::Error> {
+///
+/// A layer given as `None` is one the engine holds already (by chain id, see
+/// [`local_layer_chains`]): its file is left out, and the engine takes its own copy.
+pub fn load_archive(config: &[u8], layers: &[Option<Bytes>]) -> Result<Vec<u8>, std::io::Error> {
     let layer_names: Vec<String> = (0..layers.len()).map(|i| format!("layer{i}.tar")).collect();
     let manifest =
         serde_json::json!([{ "Config": "config.json", "RepoTags": null, "Layers": layer_names }]);
@@ -287,17 +307,51 @@ pub fn load_archive(config: &[u8], layers: &[Bytes]) -> Result<Vec<u8>, std::io:
     append("manifest.json", manifest.to_string().as_bytes())?;
     append("config.json", config)?;
     for (name, layer) in layer_names.iter().zip(layers) {
-        append(name, layer)?;
+        if let Some(layer) = layer {
+            append(name, layer)?;
+        }
     }
     builder.into_inner()
 }
 
+/// The chain ids of every layer the engine holds, from its images' root file systems: a layer
+/// whose chain id is here need not be fetched or sent again.
+pub async fn local_layer_chains(
+    docker: &Docker,
+) -> Result<std::collections::HashSet<Digest>, ImageError> {
+    let engine_error = |source| ImageError::Engine {
+        operation: "listing the local images".into(),
+        source,
+    };
+    let images = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .map_err(engine_error)?;
+    let mut chains = std::collections::HashSet::new();
+    for image in images {
+        let Ok(inspected) = docker.inspect_image(&image.id).await else {
+            // Removed since it was listed: it holds nothing for us any more.
+            continue;
+        };
+        let diff_ids: Vec<Digest> = inspected
+            .root_fs
+            .and_then(|root_fs| root_fs.layers)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|layer| layer.parse().ok())
+            .collect();
+        chains.extend(pht_core::oci::chain_ids(&diff_ids));
+    }
+    Ok(chains)
+}
+
 /// Loads an image from its config and layers and checks that Docker's image id is the config
-/// digest, i.e. that what Docker will run is exactly what was fetched and verified.
+/// digest, i.e. that what Docker will run is exactly what was fetched and verified. A layer
+/// given as `None` is one the engine holds already (see [`load_archive`]).
 pub async fn load_image(
     docker: &Docker,
     config: &[u8],
-    layers: &[Bytes],
+    layers: &[Option<Bytes>],
 ) -> Result<Digest, ImageError> {
     let expected = Digest::of(config);
     let archive = load_archive(config, layers).map_err(|e| ImageError::Archive {
@@ -356,7 +410,11 @@ mod tests {
             Bytes::from_static(b"layer-a"),
             Bytes::from_static(b"layer-b"),
         ];
-        let archive = load_archive(&config, &layers).unwrap();
+        let archive = load_archive(
+            &config,
+            &layers.iter().cloned().map(Some).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let saved = split_save_archive("test", &archive).unwrap();
         assert_eq!(saved.config, config);
         assert_eq!(saved.layers, layers);

@@ -22,11 +22,16 @@ pub trait Engine: Send + Sync {
         &self,
         image_id: &Digest,
     ) -> impl Future<Output = Result<bool, EngineError>> + Send;
-    /// Loads an image from verified blobs; returns the id the engine gave it.
+    /// The chain ids of every layer the engine holds (see `pht_core::oci::chain_ids`).
+    fn layer_chains(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::HashSet<Digest>, EngineError>> + Send;
+    /// Loads an image from verified, uncompressed layers; `None` is a layer the engine holds
+    /// already. Returns the id the engine gave it.
     fn load_image(
         &self,
         config: &[u8],
-        layers: &[Bytes],
+        layers: &[Option<Bytes>],
     ) -> impl Future<Output = Result<Digest, EngineError>> + Send;
     /// Runs a fully resolved spec in the sandbox.
     fn run(&self, spec: &RunSpec) -> impl Future<Output = Result<RunOutcome, EngineError>> + Send;
@@ -70,7 +75,17 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn load_image(&self, config: &[u8], layers: &[Bytes]) -> Result<Digest, EngineError> {
+    async fn layer_chains(&self) -> Result<std::collections::HashSet<Digest>, EngineError> {
+        pht_docker::image::local_layer_chains(&self.docker)
+            .await
+            .map_err(|e| EngineError(e.to_string()))
+    }
+
+    async fn load_image(
+        &self,
+        config: &[u8],
+        layers: &[Option<Bytes>],
+    ) -> Result<Digest, EngineError> {
         pht_docker::image::load_image(&self.docker, config, layers)
             .await
             .map_err(|e| EngineError(e.to_string()))

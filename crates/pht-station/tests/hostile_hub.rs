@@ -53,7 +53,15 @@ impl Engine for FakeEngine {
         Err(self.refuse(format!("has_image {image_id}")))
     }
 
-    async fn load_image(&self, _config: &[u8], layers: &[Bytes]) -> Result<Digest, EngineError> {
+    async fn layer_chains(&self) -> Result<std::collections::HashSet<Digest>, EngineError> {
+        Err(self.refuse("layer_chains".into()))
+    }
+
+    async fn load_image(
+        &self,
+        _config: &[u8],
+        layers: &[Option<Bytes>],
+    ) -> Result<Digest, EngineError> {
         Err(self.refuse(format!("load_image ({} layers)", layers.len())))
     }
 

@@ -116,9 +116,10 @@ pub async fn build(
 
     output.note(format!("loading {image_id} into Docker"));
     let docker = pht_docker::connect().await.unavailable()?;
-    let loaded = pht_docker::image::load_image(&docker, &config, &[Bytes::from(layer.tar.clone())])
-        .await
-        .unavailable()?;
+    let loaded =
+        pht_docker::image::load_image(&docker, &config, &[Some(Bytes::from(layer.tar.clone()))])
+            .await
+            .unavailable()?;
     if loaded != image_id {
         return Err(fail(
             FailureKind::Unavailable,

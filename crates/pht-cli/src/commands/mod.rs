@@ -5,4 +5,5 @@ pub mod blob;
 pub mod jobs;
 pub mod key;
 pub mod results;
+pub mod scaffold;
 pub mod train;

@@ -39,11 +39,20 @@ async fn docker() -> CommandResult<bollard::Docker> {
 // ---------------------------------------------------------------------------------------------
 // init
 
-pub fn init(output: Output, name: &str, dir: Option<&Path>) -> CommandResult {
+pub fn init(
+    output: Output,
+    name: &str,
+    dir: Option<&Path>,
+    language: super::scaffold::Language,
+    base: Option<&str>,
+) -> CommandResult {
     let dir = dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(name));
-    let manifest_text = SCAFFOLD_TRAIN_YAML.replace("{name}", name);
+    let base = base.map(parse_reference).transpose()?;
+    let files = super::scaffold::files(language, name, base.as_ref())
+        .map_err(|message| fail(FailureKind::Input, message))?;
+    let manifest_text = files[0].1.clone();
     // Validate the name the same way a build would, before writing anything.
     TrainManifest::from_yaml(&manifest_text, "train.yaml").map_err(|e| {
         fail(
@@ -64,13 +73,6 @@ pub fn init(output: Output, name: &str, dir: Option<&Path>) -> CommandResult {
             ),
         ));
     }
-    let files: [(&str, String); 5] = [
-        ("train.yaml", manifest_text),
-        ("Dockerfile", SCAFFOLD_DOCKERFILE.replace("{name}", name)),
-        ("Cargo.toml", SCAFFOLD_CARGO.replace("{name}", name)),
-        ("src/main.rs", SCAFFOLD_MAIN.to_string()),
-        (".gitignore", "/target\n/bin\n".to_string()),
-    ];
     for (relative, contents) in &files {
         let path = dir.join(relative);
         std::fs::create_dir_all(path.parent().expect("files are below the train directory"))
@@ -92,68 +94,13 @@ pub fn init(output: Output, name: &str, dir: Option<&Path>) -> CommandResult {
     };
     output.print(&result, || {
         format!(
-            "created train `{name}` in {dir}\n  edit src/main.rs (reads /data/<dataset>/, writes /output/) and train.yaml, then:\n  pht train build {dir} --tag <registry>/<repository>:<version>",
-            dir = result.directory.display()
+            "created train `{name}` in {dir}\n  edit {program} (reads /data/<dataset>/, writes /output/) and train.yaml, then:\n  pht train build {dir} --tag <registry>/<repository>:<version>",
+            dir = result.directory.display(),
+            program = language.program_file()
         )
     });
     Ok(())
 }
-
-const SCAFFOLD_TRAIN_YAML: &str = "\
-# The train's contract with the stations that run it (validated by `pht train build`).
-name: {name}
-version: 0.1.0
-description: Describe what this analysis computes.
-authors: [\"Your Name <you@example.org>\"]
-purpose: aggregate statistics
-datasets: [cohort]
-parameters: []
-outputs:
-  - path: result.csv
-    kind: table
-    count_columns: [n]
-resources:
-  cpus: 1
-  memory: 128MiB
-  wall_clock: 5m
-entrypoint: [\"/{name}\"]
-";
-
-const SCAFFOLD_DOCKERFILE: &str = "\
-# Built offline: a static binary in an empty image. `pht train build` compiles bin/{name} first.
-FROM scratch
-COPY bin/{name} /{name}
-USER 65534:65534
-ENTRYPOINT [\"/{name}\"]
-";
-
-const SCAFFOLD_CARGO: &str = "\
-[package]
-name = \"{name}\"
-version = \"0.1.0\"
-edition = \"2021\"
-publish = false
-
-# A train is its own workspace; `pht train build` compiles it as a static binary.
-[workspace]
-
-[profile.release]
-strip = true
-";
-
-const SCAFFOLD_MAIN: &str = r#"//! A train: reads the mounted dataset, writes aggregate results to /output.
-
-use std::fs;
-
-fn main() -> std::io::Result<()> {
-    let mut n_rows = 0u64;
-    for entry in fs::read_dir("/data/cohort")? {
-        let text = fs::read_to_string(entry?.path())?;
-        n_rows += text.lines().skip(1).filter(|line| !line.trim().is_empty()).count() as u64;
-    }
-    fs::write("/output/result.csv", format!("measure,n\nrows,{n_rows}\n"))
-}
-"#;
 
 // ---------------------------------------------------------------------------------------------
 // build
@@ -227,9 +174,57 @@ pub async fn build(output: Output, dir: &Path, tag: Option<&str>, compile: bool)
             )
         })
         .input()?;
-    let manifest = TrainManifest::from_yaml(&text, &manifest_path.display().to_string()).input()?;
+    let mut manifest =
+        TrainManifest::from_yaml(&text, &manifest_path.display().to_string()).input()?;
+    let sources = pht_core::train_sources::check_requirements(
+        &std::fs::read_to_string(dir.join("requirements.txt")).unwrap_or_default(),
+    )
+    .and_then(|()| {
+        pht_core::train_sources::dockerfile_base(
+            &std::fs::read_to_string(dir.join("Dockerfile")).unwrap_or_default(),
+        )
+    });
+    let base =
+        sources.map_err(|error| fail(FailureKind::Input, format!("{}: {error}", dir.display())))?;
     if compile && dir.join("Cargo.toml").exists() {
         compile_static_binary(output, dir, manifest.name.as_str())?;
+    }
+    let docker = docker().await?;
+    if let Some(base) = &base {
+        let recorded = pht_core::manifest::BaseImage {
+            repository: base.repository_path(),
+            digest: base
+                .digest()
+                .cloned()
+                .expect("dockerfile_base names bases by digest"),
+        };
+        if manifest
+            .base
+            .as_ref()
+            .is_some_and(|declared| *declared != recorded)
+        {
+            return Err(fail(
+                FailureKind::Input,
+                format!(
+                    "train.yaml names the base {}, but the Dockerfile builds FROM {base}",
+                    manifest
+                        .base
+                        .as_ref()
+                        .map(|b| format!("{}@{}", b.repository, b.digest))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        manifest.base = Some(recorded);
+        if pht_docker::image::inspect_image(&docker, &base.to_string())
+            .await
+            .is_err()
+        {
+            output.note(format!("fetching the base {base}"));
+            pht_docker::image::pull_image(&docker, &base.to_string())
+                .await
+                .unavailable()?;
+        }
     }
     let tag = match tag {
         Some(tag) => parse_reference(tag)?.to_string(),
@@ -237,7 +232,6 @@ pub async fn build(output: Output, dir: &Path, tag: Option<&str>, compile: bool)
     };
     let mut labels: HashMap<String, String> = manifest.standard_labels().into_iter().collect();
     labels.insert(TRAIN_LABEL.to_string(), manifest.to_label_json());
-    let docker = docker().await?;
     let json = output.json;
     let mut log = |line: &str| {
         if !json && !line.is_empty() {
