@@ -23,7 +23,8 @@ pub struct CheckConfig {
     /// nobody in a group has a property). When false, zeros pass.
     pub flag_zero_cells: bool,
     /// Column names recognised as counts even when `train.yaml` does not declare them
-    /// (compared case-insensitively, after trimming).
+    /// (compared case-insensitively, after trimming). The checks also infer count columns from
+    /// their names and shape (`count_columns`); this list adds exact names to that.
     pub count_column_names: Vec<String>,
     /// Flag a table for review whose row count is at least this fraction of a mounted dataset's
     /// rows: it may be the dataset itself, row by row.
@@ -38,6 +39,30 @@ pub struct CheckConfig {
     /// At most this many positions are listed per rule and file in the report; the count of
     /// flagged items stays exact. Keeps the report small when a whole column fails.
     pub max_reported_positions: usize,
+    /// The quasi-identifier leakage rule.
+    pub leakage: LeakageConfig,
+}
+
+/// When an output row singles people out by a combination of values it shares with a dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeakageConfig {
+    /// A combination of values shared with fewer than this many dataset rows (and at least
+    /// one) leaks. Default: `min_cell_count`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<u64>,
+    /// Only combinations of at least this many values are compared (default 3): one or two
+    /// shared values (sex, an age group) are what aggregates are made of.
+    pub min_shared_values: usize,
+}
+
+impl Default for LeakageConfig {
+    fn default() -> Self {
+        LeakageConfig {
+            k: None,
+            min_shared_values: 3,
+        }
+    }
 }
 
 impl Default for CheckConfig {
@@ -66,6 +91,7 @@ impl Default for CheckConfig {
             identifier_context_chars: 40,
             review_undeclared_outputs: true,
             max_reported_positions: 100,
+            leakage: LeakageConfig::default(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The leakage index of one dataset: its row count and the hashes of its normalised rows, built
-//! once per dataset version and cached by the station (serialised as `pht.dataset-index.v1`).
+//! The leakage index of one dataset: its row count, the hashes of its normalised rows (for rows
+//! copied whole) and its columns' values (for rows that single a person out by a combination of
+//! values, `quasi_identifiers`), built once per dataset version and cached by the station
+//! (serialised as `pht.dataset-index.v2`).
 //!
 //! Owns building the index from CSV bytes and its versioned serialisation. It does not read the
 //! dataset from disk or decide where the cache lives (the station does); the hash definition is
@@ -10,11 +12,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use base64::Engine as _;
+
 use crate::delimited::{is_blank_record, sniff_delimiter, DelimitedReader};
-use crate::row_hash::{RowHash, RowHasher, ROW_HASH_BYTES};
+use crate::quasi_identifiers::{value_hash, DatasetColumn, NO_CODE};
+use crate::row_hash::{normalise_cell, RowHash, RowHasher, ROW_HASH_BYTES};
 
 /// The version string of the serialised index.
-pub const DATASET_INDEX_VERSION: &str = "pht.dataset-index.v1";
+pub const DATASET_INDEX_VERSION: &str = "pht.dataset-index.v2";
 
 /// Why a serialised dataset index could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +33,14 @@ pub enum DatasetIndexError {
     /// The row hashes are not hex of whole 16-byte hashes.
     #[error("dataset index {name:?} has malformed row hashes: {reason}; rebuild the index")]
     MalformedRowHashes { name: String, reason: String },
+    /// A column's codes or values are not whole numbers of their width, or a code points
+    /// past the column's values.
+    #[error("dataset index {name:?} has a malformed column {column}: {reason}; rebuild the index")]
+    MalformedColumn {
+        name: String,
+        column: usize,
+        reason: String,
+    },
     /// The stored hash width is not the one this version uses.
     #[error(
         "dataset index {name:?} stores {found}-byte row hashes, expected {ROW_HASH_BYTES}; \
@@ -47,6 +60,8 @@ pub struct DatasetIndex {
     cell_counts: Vec<u64>,
     /// Sorted and deduplicated.
     row_hashes: Vec<RowHash>,
+    /// Every column's values, for the quasi-identifier comparison.
+    columns: Vec<DatasetColumn>,
     /// Compared with outputs for leakage only, not for row counts: the state a stop received
     /// is a few rows of running results, not a dataset an output could be a copy of by size.
     /// Never serialised (such an index is not cached).
@@ -67,6 +82,9 @@ impl DatasetIndex {
         let mut n_columns = 0;
         let mut n_rows = 0;
         let mut seen_header = false;
+        let mut column_names = Vec::new();
+        let mut column_values: Vec<Vec<u64>> = Vec::new();
+        let mut normalised = Vec::new();
         while reader.next_record(&mut cells) {
             if is_blank_record(&cells) {
                 continue;
@@ -74,7 +92,20 @@ impl DatasetIndex {
             if !seen_header {
                 seen_header = true;
                 n_columns = cells.len() as u64;
+                for cell in &cells {
+                    normalised.clear();
+                    normalise_cell(&cell.text, false, &mut normalised);
+                    column_names.push(String::from_utf8_lossy(&normalised).into_owned());
+                    column_values.push(Vec::new());
+                }
                 continue;
+            }
+            for (column_index, values) in column_values.iter_mut().enumerate() {
+                normalised.clear();
+                if let Some(cell) = cells.get(column_index) {
+                    normalise_cell(&cell.text, comma_is_decimal, &mut normalised);
+                }
+                values.push(value_hash(&normalised));
             }
             n_rows += 1;
             let cell_count = cells.len() as u64;
@@ -87,14 +118,35 @@ impl DatasetIndex {
         cell_counts.sort_unstable();
         row_hashes.sort_unstable();
         row_hashes.dedup();
+        let columns = column_names
+            .into_iter()
+            .zip(column_values)
+            .map(|(column_name, values)| DatasetColumn::from_values(column_name, &values))
+            .collect();
         DatasetIndex {
             name: name.into(),
             n_rows,
             n_columns,
             cell_counts,
             row_hashes,
+            columns,
             leakage_only: false,
         }
+    }
+
+    pub(crate) fn columns(&self) -> &[DatasetColumn] {
+        &self.columns
+    }
+
+    /// Bytes the index holds in memory (row hashes and column values), for `make bench`.
+    pub fn memory_bytes(&self) -> usize {
+        self.row_hashes.len() * ROW_HASH_BYTES
+            + self.cell_counts.len() * 8
+            + self
+                .columns
+                .iter()
+                .map(DatasetColumn::memory_bytes)
+                .sum::<usize>()
     }
 
     /// This index, used for the leakage rule only (see the field's documentation).
@@ -160,6 +212,17 @@ struct RawDatasetIndex<'a> {
     cell_counts: std::borrow::Cow<'a, [u64]>,
     row_hash_bytes: usize,
     row_hashes: String,
+    columns: Vec<RawColumn<'a>>,
+}
+
+/// A column in the serialised form: its distinct value hashes (8 bytes each, little-endian) and
+/// each row's code (4 bytes each, little-endian, `ffffffff` for no value), both in base64.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn<'a> {
+    name: std::borrow::Cow<'a, str>,
+    values: String,
+    codes: String,
 }
 
 impl Serialize for DatasetIndex {
@@ -172,6 +235,27 @@ impl Serialize for DatasetIndex {
             cell_counts: self.cell_counts.as_slice().into(),
             row_hash_bytes: ROW_HASH_BYTES,
             row_hashes: hex::encode(self.row_hashes.as_flattened()),
+            columns: self
+                .columns
+                .iter()
+                .map(|column| {
+                    let values: Vec<u8> = column
+                        .distinct_values
+                        .iter()
+                        .flat_map(|value| value.to_le_bytes())
+                        .collect();
+                    let codes: Vec<u8> = column
+                        .codes
+                        .iter()
+                        .flat_map(|code| code.to_le_bytes())
+                        .collect();
+                    RawColumn {
+                        name: column.name.as_str().into(),
+                        values: base64::engine::general_purpose::STANDARD.encode(values),
+                        codes: base64::engine::general_purpose::STANDARD.encode(codes),
+                    }
+                })
+                .collect(),
         }
         .serialize(serializer)
     }
@@ -223,12 +307,64 @@ impl TryFrom<RawDatasetIndex<'_>> for DatasetIndex {
         let mut cell_counts = raw.cell_counts.into_owned();
         cell_counts.sort_unstable();
         cell_counts.dedup();
+        let mut columns = Vec::with_capacity(raw.columns.len());
+        for (column_index, raw_column) in raw.columns.into_iter().enumerate() {
+            let malformed = |reason: String| DatasetIndexError::MalformedColumn {
+                name: name.clone(),
+                column: column_index + 1,
+                reason,
+            };
+            let decode = |text: &str, width: usize| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|error| malformed(error.to_string()))?;
+                if bytes.len() % width != 0 {
+                    return Err(malformed(format!(
+                        "{} bytes is not a whole number of {width}-byte entries",
+                        bytes.len()
+                    )));
+                }
+                Ok(bytes)
+            };
+            let distinct_values: Vec<u64> = decode(&raw_column.values, 8)?
+                .chunks_exact(8)
+                .map(|chunk| u64::from_le_bytes(chunk.try_into().expect("8-byte chunks")))
+                .collect();
+            let codes: Vec<u32> = decode(&raw_column.codes, 4)?
+                .chunks_exact(4)
+                .map(|chunk| u32::from_le_bytes(chunk.try_into().expect("4-byte chunks")))
+                .collect();
+            if !distinct_values.is_sorted() {
+                return Err(malformed("values are not sorted".to_string()));
+            }
+            if codes.len() as u64 != raw.n_rows {
+                return Err(malformed(format!(
+                    "{} codes for {} rows",
+                    codes.len(),
+                    raw.n_rows
+                )));
+            }
+            if codes
+                .iter()
+                .any(|&code| code != NO_CODE && code as usize >= distinct_values.len())
+            {
+                return Err(malformed(
+                    "a code points past the column's values".to_string(),
+                ));
+            }
+            columns.push(DatasetColumn {
+                name: raw_column.name.into_owned(),
+                distinct_values,
+                codes,
+            });
+        }
         Ok(DatasetIndex {
             name,
             n_rows: raw.n_rows,
             n_columns: raw.n_columns,
             cell_counts,
             row_hashes,
+            columns,
             leakage_only: false,
         })
     }
@@ -264,7 +400,7 @@ mod tests {
         let json = serde_json::to_string_pretty(&dataset_index).unwrap();
         expect![[r#"
             {
-              "version": "pht.dataset-index.v1",
+              "version": "pht.dataset-index.v2",
               "name": "tiny",
               "n_rows": 1,
               "n_columns": 2,
@@ -272,7 +408,19 @@ mod tests {
                 2
               ],
               "row_hash_bytes": 16,
-              "row_hashes": "e0b1fff4b50c9a5b42ceebbc828f70e9"
+              "row_hashes": "e0b1fff4b50c9a5b42ceebbc828f70e9",
+              "columns": [
+                {
+                  "name": "a",
+                  "values": "Ec2ygGRs8Oo=",
+                  "codes": "AAAAAA=="
+                },
+                {
+                  "name": "b",
+                  "values": "WPGYjwIlzWU=",
+                  "codes": "AAAAAA=="
+                }
+              ]
             }"#]]
         .assert_eq(&json);
         let read_back: DatasetIndex = serde_json::from_str(&json).unwrap();
@@ -281,17 +429,29 @@ mod tests {
 
     #[test]
     fn index_of_another_version_is_refused_with_advice() {
-        let json = r#"{"version":"pht.dataset-index.v0","name":"old","n_rows":0,"n_columns":0,
-            "cell_counts":[],"row_hash_bytes":16,"row_hashes":""}"#;
+        let json = r#"{"version":"pht.dataset-index.v1","name":"old","n_rows":0,"n_columns":0,
+            "cell_counts":[],"row_hash_bytes":16,"row_hashes":"","columns":[]}"#;
         let error = serde_json::from_str::<DatasetIndex>(json).unwrap_err();
-        expect![[r#"dataset index "old" has version "pht.dataset-index.v0", expected "pht.dataset-index.v1"; rebuild it with DatasetIndex::from_csv"#]]
+        expect![[r#"dataset index "old" has version "pht.dataset-index.v1", expected "pht.dataset-index.v2"; rebuild it with DatasetIndex::from_csv"#]]
             .assert_eq(&error.to_string());
     }
 
     #[test]
+    fn index_whose_codes_point_past_its_values_is_refused() {
+        let json = r#"{"version":"pht.dataset-index.v2","name":"bad","n_rows":1,"n_columns":1,
+            "cell_counts":[1],"row_hash_bytes":16,"row_hashes":"","columns":[
+            {"name":"a","values":"","codes":"AQAAAA=="}]}"#;
+        let error = serde_json::from_str::<DatasetIndex>(json).unwrap_err();
+        assert!(
+            error.to_string().contains("column 1: a code points past"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn index_with_a_partial_hash_is_refused() {
-        let json = r#"{"version":"pht.dataset-index.v1","name":"cut","n_rows":1,"n_columns":1,
-            "cell_counts":[1],"row_hash_bytes":16,"row_hashes":"abcd"}"#;
+        let json = r#"{"version":"pht.dataset-index.v2","name":"cut","n_rows":1,"n_columns":1,
+            "cell_counts":[1],"row_hash_bytes":16,"row_hashes":"abcd","columns":[]}"#;
         let error = serde_json::from_str::<DatasetIndex>(json).unwrap_err();
         assert!(
             error.to_string().contains("not a whole number of hashes"),

@@ -19,7 +19,10 @@
 //! - `tables`: count cells, row counts and leakage, over `delimited` (CSV/TSV) and `json_table`;
 //! - `identifiers`: BSN, e-mail, phone, postcode, date of birth, digit runs;
 //! - `png`: figure structure;
+//! - `count_columns`: which columns hold counts (declared, named, or inferred by name and shape);
 //! - `dataset_index` and `row_hash`: the leakage index and its row normalisation;
+//! - `quasi_identifiers`: rows singling people out by a combination of values, whatever the
+//!   column order, names or subset;
 //! - `report`: the versioned JSON report (`pht.checks.v1`) and its text rendering, with
 //!   `columns` for the character columns of positions;
 //! - `bench`: the generated benchmark table.
@@ -28,19 +31,22 @@ mod bench;
 mod check;
 mod columns;
 mod config;
+mod count_columns;
 mod dataset_index;
 mod delimited;
 mod identifiers;
 mod input;
 mod json_table;
 mod png;
+mod quasi_identifiers;
 mod report;
 mod row_hash;
 mod tables;
 
 pub use bench::{generate_benchmark_csv, BENCHMARK_CSV_HEADER};
 pub use check::check_outputs;
-pub use config::CheckConfig;
+pub use config::{CheckConfig, LeakageConfig};
+pub use count_columns::{CountColumn, CountColumnSource};
 pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
 pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
 pub use report::{

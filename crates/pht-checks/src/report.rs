@@ -17,6 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::count_columns::CountColumn;
 use crate::input::OutputKind;
 
 /// The version string of the report format.
@@ -242,9 +243,9 @@ pub struct OutputProperties {
     /// For tables: columns in the header (or distinct keys of the JSON records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_columns: Option<u64>,
-    /// For tables: the count columns found, as named in `train.yaml` or the policy.
+    /// For tables: the count columns, declared, named by the policy or inferred.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub count_columns: Vec<String>,
+    pub count_columns: Vec<CountColumn>,
 }
 
 /// A file belonging to an output (ACRO's `files`; here always exactly one).
@@ -429,6 +430,11 @@ impl RuleAccumulator {
             positions: Vec::new(),
             max_positions,
         }
+    }
+
+    /// At most this many positions are listed.
+    pub(crate) fn max_positions(&self) -> usize {
+        self.max_positions
     }
 
     /// Counts one finding; computes its position only while positions are still listed.

@@ -147,7 +147,11 @@ fn json_report_of_a_mixed_case() {
                 "n_rows": 3,
                 "n_columns": 2,
                 "count_columns": [
-                  "n"
+                  {
+                    "field": 2,
+                    "name": "n",
+                    "source": "declared"
+                  }
                 ]
               },
               "files": [
@@ -196,7 +200,7 @@ fn json_report_of_a_mixed_case() {
                 {
                   "rule": "threshold",
                   "status": "fail",
-                  "summary": "1 count cell below 10",
+                  "summary": "1 count cell below 10; count column: `n` (field 2, declared)",
                   "count": 1,
                   "positions": [
                     {
@@ -242,7 +246,7 @@ fn json_report_of_a_mixed_case() {
                 {
                   "rule": "leakage",
                   "status": "pass",
-                  "summary": "no row identical to a row of a mounted dataset",
+                  "summary": "no row identical to a row of a mounted dataset or singling out fewer rows than the threshold",
                   "count": 0
                 },
                 {
@@ -294,7 +298,7 @@ fn json_report_of_a_mixed_case() {
                   "count": 0
                 }
               ],
-              "summary": "fail; threshold: 1 count cell below 10; zero: 1 count cell is zero",
+              "summary": "fail; threshold: 1 count cell below 10; count column: `n` (field 2, declared); zero: 1 count cell is zero",
               "comments": [],
               "exception": ""
             },
@@ -349,7 +353,7 @@ fn text_rendering_of_a_mixed_case() {
         REVIEW  age.png [figure]
                 human-review (review): figures need a human eye: nothing here reads pixels
         FAIL    counts.csv [table]
-                threshold (fail): 1 count cell below 10 at counts.csv:3:3
+                threshold (fail): 1 count cell below 10; count column: `n` (field 2, declared) at counts.csv:3:3
                 zero (review): 1 count cell is zero at counts.csv:4:3
         FAIL    data.csv [custom]
                 regular-file (fail): a symbolic link; links are never followed or released

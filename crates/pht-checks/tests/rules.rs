@@ -21,7 +21,7 @@ fn count_of_nine_fails() {
         expect![[r#"
             overall: fail
             t.csv fail [Table]
-              threshold fail 1 [2:3#2] 1 count cell below 10
+              threshold fail 1 [2:3#2] 1 count cell below 10; count column: `n` (field 2, declared)
         "#]],
     );
 }
@@ -85,7 +85,7 @@ fn threshold_follows_the_policy() {
         expect![[r#"
             overall: fail
             t.csv fail [Table]
-              threshold fail 1 [3:3#2] 1 count cell below 5
+              threshold fail 1 [3:3#2] 1 count cell below 5; count column: `n` (field 2, declared)
         "#]],
     );
 }
@@ -110,7 +110,7 @@ fn every_count_column_is_checked_and_all_positions_are_listed() {
         expect![[r#"
             overall: fail
             t.csv fail [Table]
-              threshold fail 2 [2:3#2 3:6#3] 2 count cells below 10
+              threshold fail 2 [2:3#2 3:6#3] 2 count cells below 10; count columns: `n` (field 2, declared), `n_patients` (field 3, named in the policy)
               zero review 1 [4:6#3] 1 count cell is zero
         "#]],
     );
@@ -129,7 +129,7 @@ fn count_columns_named_in_the_policy_are_recognised_without_a_declaration() {
         expect![[r#"
             overall: fail
             t.csv fail [Table]
-              threshold fail 1 [2:3#2] 1 count cell below 10
+              threshold fail 1 [2:3#2] 1 count cell below 10; count column: `count` (field 2, named in the policy)
         "#]],
     );
 }
@@ -147,7 +147,7 @@ fn table_without_any_count_column_is_flagged_for_review() {
         expect![[r#"
             overall: review
             t.csv review [Table]
-              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
         "#]],
     );
 }
@@ -162,7 +162,7 @@ fn declared_count_column_missing_from_the_table_is_flagged_for_review() {
         expect![[r#"
             overall: review
             t.csv review [Table]
-              threshold review 0 [] declared count columns not found in the table: `n_deaths`
+              threshold review 0 [] declared count columns not found in the table: `n_deaths`; count column: `n` (field 2, declared)
         "#]],
     );
 }
@@ -188,9 +188,9 @@ fn quoted_cells_semicolons_and_tsv_are_read_as_tables() {
         expect![[r#"
             overall: fail
             semicolon.csv fail [Table]
-              threshold fail 1 [2:5#2] 1 count cell below 10
+              threshold fail 1 [2:5#2] 1 count cell below 10; count column: `n` (field 2, declared)
             tabs.tsv fail [Table]
-              threshold fail 1 [2:3#2] 1 count cell below 10
+              threshold fail 1 [2:3#2] 1 count cell below 10; count column: `n` (field 2, declared)
         "#]],
     );
 }
@@ -209,13 +209,240 @@ fn positions_are_capped_but_the_count_stays_exact() {
         expect![[r#"
             overall: fail
             t.csv fail [Table]
-              threshold fail 7 [2:3#2 3:3#2] 7 count cells below 10
+              threshold fail 7 [2:3#2 3:3#2] 7 count cells below 10; count column: `n` (field 2, declared)
         "#]],
     );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tables: row count and leakage.
+
+// ---------------------------------------------------------------------------------------------
+// Count columns found, not declared: the train's word adds to what the checker infers.
+
+/// A declared table without count columns, checked with a policy that names none either, so
+/// every count column found is inferred.
+fn check_undeclared(csv: &str, expected: expect_test::Expect) {
+    let config = CheckConfig {
+        count_column_names: Vec::new(),
+        ..CheckConfig::default()
+    };
+    check_report(
+        &[OutputEntry::regular("t.csv", csv.as_bytes().to_vec())],
+        &[DeclaredOutput::new("t.csv", OutputKind::Table)],
+        &[],
+        &config,
+        expected,
+    );
+}
+
+#[test]
+fn an_undeclared_n_is_a_count_column_by_its_name() {
+    check_undeclared(
+        "sex,n\nF,4\nM,20\n",
+        expect![[r#"
+            overall: fail
+            t.csv fail [Table]
+              threshold fail 1 [2:3#2] 1 count cell below 10; count column: `n` (field 2, inferred from its name)
+        "#]],
+    );
+}
+
+#[test]
+fn an_undeclared_dutch_or_german_count_is_found_by_its_name() {
+    check_undeclared(
+        "geslacht;Aantal Patiënten\nV;4\nM;25\n",
+        expect![[r#"
+            overall: fail
+            t.csv fail [Table]
+              threshold fail 1 [2:3#2] 1 count cell below 10; count column: `aantal` (field 2, inferred from its name)
+        "#]],
+    );
+    check_undeclared(
+        "Geschlecht,Anzahl\nw,12\nm,0\n",
+        expect![[r#"
+            overall: review
+            t.csv review [Table]
+              zero review 1 [3:3#2] 1 count cell is zero
+        "#]],
+    );
+}
+
+#[test]
+fn a_declared_count_column_adds_to_the_inferred_ones() {
+    check_report(
+        &[OutputEntry::regular(
+            "t.csv",
+            b"sex,n,deaths\nF,20,3\nM,30,12\n".to_vec(),
+        )],
+        &[DeclaredOutput::table("t.csv", ["n"])],
+        &[],
+        &CheckConfig::default(),
+        expect![[r#"
+            overall: fail
+            t.csv fail [Table]
+              threshold fail 1 [2:6#3] 1 count cell below 10; count columns: `n` (field 2, declared), field 3 (inferred from its shape)
+        "#]],
+    );
+}
+
+#[test]
+fn an_integer_identifier_column_is_not_a_count_but_a_count_behind_an_identifier_name_is() {
+    // Distinct record numbers are identifiers; repeated small "ids" are counts in disguise.
+    check_undeclared(
+        "record_id,region,n\n1,north,25\n2,south,31\n3,east,40\n",
+        expect![[r#"
+            overall: pass
+            t.csv pass [Table]
+        "#]],
+    );
+    check_undeclared(
+        "region,group_id\nnorth,3\nsouth,3\neast,25\n",
+        expect![[r#"
+            overall: fail
+            t.csv fail [Table]
+              threshold fail 2 [2:7#2 3:7#2] 2 count cells below 10; count column: field 2 (inferred from its shape)
+        "#]],
+    );
+}
+
+#[test]
+fn keys_row_indexes_and_indicators_are_not_counts() {
+    // pandas' index column, a year key, a 0/1 indicator beside a real count.
+    check_undeclared(
+        ",year,smoker,region,n\n0,2020,0,north,25\n1,2020,1,north,31\n2,2021,0,south,40\n",
+        expect![[r#"
+            overall: pass
+            t.csv pass [Table]
+        "#]],
+    );
+}
+
+#[test]
+fn whole_numbers_without_a_key_column_go_to_review() {
+    check_undeclared(
+        "x,y\n1,5\n2,7\n",
+        expect![[r#"
+            overall: review
+            t.csv review [Table]
+              threshold review 0 [] whole numbers in fields 1, 2 could not be classified as counts or keys (no categorical column beside them); declare count columns in train.yaml, or a reviewer decides
+        "#]],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leakage by quasi-identifiers, whatever the column order, names or subset.
+
+/// 120 patients: every (city, sex, diagnosis) group has 10, but birth year, sex, diagnosis and
+/// BMI together single most of them out.
+fn quasi_identifier_cohort() -> String {
+    let mut csv = String::from("patient_id,birth_year,sex,diagnosis,bmi,city\n");
+    for i in 0..120u32 {
+        csv.push_str(&format!(
+            "P{i:04},{},{},{},{}.{},{}\n",
+            1940 + (i * 7) % 50,
+            ["F", "M"][(i % 2) as usize],
+            ["copd", "asthma", "diabetes"][((i / 2) % 3) as usize],
+            18 + (i * 13) % 20,
+            i % 10,
+            ["Utrecht", "Zwolle"][((i / 6) % 2) as usize],
+        ));
+    }
+    csv
+}
+
+/// Rows 5, 17 and 33 of the cohort as `line(i)` writes them.
+fn cohort_rows(line: impl Fn(&[&str]) -> String) -> String {
+    let cohort = quasi_identifier_cohort();
+    let rows: Vec<&str> = cohort.lines().collect();
+    [5, 17, 33]
+        .iter()
+        .map(|&i| {
+            let cells: Vec<&str> = rows[i + 1].split(',').collect();
+            line(&cells)
+        })
+        .collect()
+}
+
+fn check_against_cohort(entries: &[(&str, String)], expected: expect_test::Expect) {
+    let entries: Vec<OutputEntry> = entries
+        .iter()
+        .map(|(path, text)| OutputEntry::regular(*path, text.as_bytes().to_vec()))
+        .collect();
+    let declared: Vec<DeclaredOutput> = entries
+        .iter()
+        .map(|entry| DeclaredOutput::new(entry.path.clone(), OutputKind::Table))
+        .collect();
+    check_report(
+        &entries,
+        &declared,
+        &[DatasetIndex::from_csv(
+            "cohort",
+            quasi_identifier_cohort().as_bytes(),
+        )],
+        &CheckConfig::default(),
+        expected,
+    );
+}
+
+#[test]
+fn rows_with_columns_reordered_and_renamed_leak() {
+    let reordered = String::from("town,mass_index,dx,gender,yob,ref\n")
+        + &cohort_rows(|cells| {
+            format!(
+                "{},{},{},{},{},{}\n",
+                cells[5], cells[4], cells[3], cells[2], cells[1], cells[0]
+            )
+        });
+    check_against_cohort(
+        &[("reordered.csv", reordered)],
+        expect![[r#"
+            overall: fail
+            reordered.csv fail [Table]
+              leakage fail 3 [2:1#1 3:1#1 4:1#1] 3 rows share a combination of at least 3 values with fewer than 10 rows of dataset `cohort` (compared whatever the column order, names or subset)
+        "#]],
+    );
+}
+
+#[test]
+fn a_four_column_quasi_identifier_subset_leaks() {
+    // Birth year, sex, diagnosis and BMI under other names, in another order: no identifier,
+    // no row equal to a dataset row, and still one patient per row.
+    let subset = String::from("body_mass,year_of_birth,condition,gender\n")
+        + &cohort_rows(|cells| format!("{},{},{},{}\n", cells[4], cells[1], cells[3], cells[2]));
+    check_against_cohort(
+        &[("subset.csv", subset)],
+        expect![[r#"
+            overall: fail
+            subset.csv fail [Table]
+              threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
+              leakage fail 3 [2:1#1 3:1#1 4:1#1] 3 rows share a combination of at least 3 values with fewer than 10 rows of dataset `cohort` (compared whatever the column order, names or subset)
+        "#]],
+    );
+}
+
+#[test]
+fn a_harmless_aggregate_of_the_same_data_does_not_leak() {
+    // Every (city, sex, diagnosis) group of the cohort has 10 patients: three shared values,
+    // but shared by ten rows, and the counts themselves are not compared.
+    let mut counts = String::from("city,sex,diagnosis,n\n");
+    for city in ["Utrecht", "Zwolle"] {
+        for sex in ["F", "M"] {
+            for diagnosis in ["copd", "asthma", "diabetes"] {
+                counts.push_str(&format!("{city},{sex},{diagnosis},10\n"));
+            }
+        }
+    }
+    let means = String::from("sex,diagnosis,mean_bmi,n\nF,copd,27.35,20\nM,asthma,26.9,20\n");
+    check_against_cohort(
+        &[("counts.csv", counts), ("means.csv", means)],
+        expect![[r#"
+            overall: pass
+            counts.csv pass [Table]
+            means.csv pass [Table]
+        "#]],
+    );
+}
 
 const COHORT_CSV: &str =
     "name,age,city\nJan,34,Utrecht\nPiet,51,Zwolle\nKees,29,Delft\nAnna,62,Ede\n";
@@ -257,7 +484,7 @@ fn received_state_is_compared_for_leakage_but_not_for_row_count() {
         expect![[r#"
             overall: fail
             copy.csv fail [Table]
-              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
               leakage fail 4 [2:1#1 3:1#1 4:1#1 5:1#1] 4 rows identical to rows of dataset `state from a`
             t.csv pass [Table]
         "#]],
@@ -284,10 +511,10 @@ fn leaked_dataset_row_fails_even_respelled_or_behind_an_index_column() {
         expect![[r#"
             overall: fail
             indexed.csv fail [Table]
-              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
               leakage fail 1 [2:1#1] 1 row identical to rows of dataset `cohort`
             t.csv fail [Table]
-              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
               row-count review 1 [] the table has 5 rows, at least 90% of dataset `cohort` (4 rows)
               leakage fail 1 [2:1#1] 1 row identical to rows of dataset `cohort`
         "#]],
@@ -327,7 +554,7 @@ fn dataset_index_read_back_from_its_cache_still_finds_leaks() {
         expect![[r#"
             overall: fail
             t.json fail [Table]
-              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
               leakage fail 1 [1:11#1] 1 row identical to rows of dataset `cohort`
         "#]],
     );
@@ -349,7 +576,7 @@ fn json_array_of_records_is_checked_like_a_table() {
         expect![[r#"
             overall: fail
             t.json fail [Table]
-              threshold fail 1 [2:21#2] 1 count cell below 10
+              threshold fail 1 [2:21#2] 1 count cell below 10; count column: `n` (field 2, declared)
               zero review 1 [5:21#2] 1 count cell is zero
         "#]],
     );
@@ -414,6 +641,7 @@ fn bsn_column_header_is_a_context_word() {
         expect![[r#"
             overall: fail
             t.csv fail [Table]
+              threshold review 0 [] whole numbers in field 1 could not be classified as counts or keys (no categorical column beside them); declare count columns in train.yaml, or a reviewer decides; count column: `n` (field 2, declared)
               bsn fail 1 [12:1#1] 1 BSN (9 digits passing the 11-test near a BSN context word)
         "#]],
     );
@@ -800,6 +1028,6 @@ fn output_status_is_its_worst_rule() {
     );
     let output_result = report.output("t.csv").expect("the output is in the report");
     assert_eq!(output_result.status, Status::Fail);
-    expect!["fail; threshold: 1 count cell below 10; zero: 1 count cell is zero"]
+    expect!["fail; threshold: 1 count cell below 10; count column: `n` (field 2, declared); zero: 1 count cell is zero"]
         .assert_eq(&output_result.summary);
 }

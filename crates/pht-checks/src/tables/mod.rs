@@ -12,24 +12,36 @@
 //! cell discloses nothing. `12.0` counts as 12 (pandas writes integer columns with missing values
 //! as floats).
 
+mod counts;
+mod leakage;
+
+pub(crate) use counts::{classify_count_cell, CountCell};
+
 use std::collections::BTreeSet;
 
 use crate::columns::ColumnCounter;
 use crate::config::CheckConfig;
+use crate::count_columns::{
+    classify_columns, classify_header, ColumnRole, ColumnTally, CountColumn, CountColumnSource,
+    CountFindings,
+};
 use crate::dataset_index::DatasetIndex;
 use crate::delimited::{is_blank_record, sniff_delimiter, Cell, DelimitedReader};
 use crate::identifiers::{IdentifierScan, ScanSettings, ShortestPatterns, TableColumns};
 use crate::input::DeclaredOutput;
 use crate::json_table::{JsonCell, JsonRecordReader, JsonValueType};
+use crate::quasi_identifiers::{value_hash, OutputRows};
 use crate::report::{plural, rule_result, Position, Rule, RuleAccumulator, RuleResult, Status};
-use crate::row_hash::{is_missing_marker, RowHasher};
+use crate::row_hash::{normalise_cell, RowHasher};
+use counts::{describe_count_columns, normalise_column_name};
+use leakage::leakage_result;
 
 /// What the table checks found out about a table, for the report's properties.
 #[derive(Debug, Default)]
 pub(crate) struct TableFacts {
     pub(crate) n_rows: u64,
     pub(crate) n_columns: u64,
-    pub(crate) count_columns: Vec<String>,
+    pub(crate) count_columns: Vec<CountColumn>,
 }
 
 /// The results of checking one table, in report order within each group.
@@ -221,69 +233,6 @@ fn empty_table_rules() -> Vec<RuleResult> {
     .collect()
 }
 
-/// How a count cell reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CountCell {
-    /// Empty or a missing marker: a suppressed cell.
-    Missing,
-    /// A whole number (saturating at `u64::MAX`).
-    Value(u64),
-    Negative,
-    NonInteger,
-}
-
-/// Reads a count cell: digits, optionally signed, optionally with an all-zero fraction.
-pub(crate) fn classify_count_cell(text: &[u8], comma_is_decimal: bool) -> CountCell {
-    let text = text.trim_ascii();
-    if text.is_empty() {
-        return CountCell::Missing;
-    }
-    if text.iter().all(u8::is_ascii_digit) {
-        return CountCell::Value(parse_saturating(text));
-    }
-    if text.len() <= 4 && is_missing_marker(&text.to_ascii_lowercase()) {
-        return CountCell::Missing;
-    }
-    let (is_negative, unsigned) = match text[0] {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let separator_index = unsigned
-        .iter()
-        .position(|&byte| byte == b'.' || (comma_is_decimal && byte == b','));
-    let (integer_part, fraction_part) = match separator_index {
-        Some(index) => (&unsigned[..index], &unsigned[index + 1..]),
-        None => (unsigned, &[][..]),
-    };
-    let is_whole_number = !integer_part.is_empty()
-        && integer_part.iter().all(u8::is_ascii_digit)
-        && fraction_part.iter().all(|&byte| byte == b'0');
-    if !is_whole_number {
-        return CountCell::NonInteger;
-    }
-    match parse_saturating(integer_part) {
-        0 => CountCell::Value(0),
-        _ if is_negative => CountCell::Negative,
-        value => CountCell::Value(value),
-    }
-}
-
-fn parse_saturating(digits: &[u8]) -> u64 {
-    digits.iter().fold(0u64, |value, &digit| {
-        value
-            .saturating_mul(10)
-            .saturating_add(u64::from(digit - b'0'))
-    })
-}
-
-fn normalise_column_name(name: &[u8]) -> String {
-    String::from_utf8_lossy(name)
-        .trim_start_matches('\u{feff}')
-        .trim()
-        .to_lowercase()
-}
-
 /// The table rules over one table, fed record by record.
 struct TableChecker<'c> {
     context: OutputContext<'c>,
@@ -291,20 +240,45 @@ struct TableChecker<'c> {
     comma_is_decimal: bool,
     declared_count_columns: Vec<String>,
     policy_count_columns: Vec<String>,
-    n_columns: usize,
-    count_column_indices: Vec<usize>,
-    is_count_column: Vec<bool>,
-    count_column_names: Vec<String>,
-    n_count_cells: u64,
-    threshold: RuleAccumulator,
-    zero: RuleAccumulator,
-    non_integer: RuleAccumulator,
-    negative: RuleAccumulator,
+    /// One per column, in column order.
+    tallies: Vec<ColumnTally>,
+    /// The columns whose cells are still looked at: known count columns and columns that have
+    /// held only whole numbers so far.
+    active_columns: Vec<usize>,
     leakage: RuleAccumulator,
     leaked_dataset_names: BTreeSet<String>,
+    /// Data rows (0-based) found identical to a dataset row, ascending.
+    identical_rows: Vec<usize>,
+    /// Normalised header names, for the quasi-identifier rule's tie-break only.
+    column_names: Vec<String>,
+    /// Value hashes of the data rows, kept only when a dataset is mounted.
+    output_rows: OutputRows,
+    /// Where each data row starts (its first cell), for positions of rows found later.
+    row_places: Vec<RowPlace>,
+    normalised_cell: Vec<u8>,
     n_rows: u64,
     row_hasher: RowHasher,
     column_counter: ColumnCounter,
+}
+
+/// Where a data row's first cell is.
+#[derive(Debug, Clone, Copy)]
+struct RowPlace {
+    line: usize,
+    line_start: usize,
+    offset: usize,
+    column_index: usize,
+}
+
+impl RowPlace {
+    fn of(cell: &Cell<'_>, column_index: usize) -> RowPlace {
+        RowPlace {
+            line: cell.line,
+            line_start: cell.line_start,
+            offset: cell.offset,
+            column_index,
+        }
+    }
 }
 
 /// Where a cell is, for the report.
@@ -352,17 +326,15 @@ impl<'c> TableChecker<'c> {
             comma_is_decimal,
             declared_count_columns,
             policy_count_columns,
-            n_columns: 0,
-            count_column_indices: Vec::new(),
-            is_count_column: Vec::new(),
-            count_column_names: Vec::new(),
-            n_count_cells: 0,
-            threshold: RuleAccumulator::new(Rule::Threshold, max_positions),
-            zero: RuleAccumulator::new(Rule::Zero, max_positions),
-            non_integer: RuleAccumulator::new(Rule::NonInteger, max_positions),
-            negative: RuleAccumulator::new(Rule::Negative, max_positions),
+            tallies: Vec::new(),
+            active_columns: Vec::new(),
             leakage: RuleAccumulator::new(Rule::Leakage, max_positions),
             leaked_dataset_names: BTreeSet::new(),
+            identical_rows: Vec::new(),
+            column_names: Vec::new(),
+            output_rows: OutputRows::default(),
+            row_places: Vec::new(),
+            normalised_cell: Vec::new(),
             n_rows: 0,
             row_hasher: RowHasher::default(),
             column_counter: ColumnCounter::default(),
@@ -370,49 +342,89 @@ impl<'c> TableChecker<'c> {
     }
 
     fn n_columns(&self) -> usize {
-        self.n_columns
+        self.tallies.len()
     }
 
-    /// Adds columns (a CSV header, or JSON keys as they first appear) and finds the count
-    /// columns among them.
+    /// Adds columns (a CSV header, or JSON keys as they first appear) and reads what their
+    /// names say.
     fn add_columns<'h>(&mut self, header_names: impl Iterator<Item = &'h [u8]>) {
-        for header_name in header_names {
-            let column_index = self.n_columns;
-            self.n_columns += 1;
-            let header_name = normalise_column_name(header_name);
+        let max_positions = self.context.config.max_reported_positions;
+        for raw_header in header_names {
+            let column_index = self.tallies.len();
+            let header_name = normalise_column_name(raw_header);
             // The name put in the report is the declared or policy spelling, never file text.
-            let known_name = self
-                .declared_count_columns
-                .iter()
-                .chain(&self.policy_count_columns)
-                .find(|count_column_name| **count_column_name == header_name)
-                .cloned();
-            self.is_count_column.push(known_name.is_some());
-            if let Some(known_name) = known_name {
-                self.count_column_indices.push(column_index);
-                self.count_column_names.push(known_name);
-            }
+            let known = if self.declared_count_columns.contains(&header_name) {
+                Some((header_name.clone(), CountColumnSource::Declared))
+            } else if self.policy_count_columns.contains(&header_name) {
+                Some((header_name.clone(), CountColumnSource::Policy))
+            } else {
+                None
+            };
+            let name_class = classify_header(&String::from_utf8_lossy(raw_header));
+            self.tallies
+                .push(ColumnTally::new(name_class, known, max_positions));
+            self.column_names.push(header_name);
+            self.active_columns.push(column_index);
         }
     }
 
     fn delimited_record(&mut self, cells: &[Cell<'_>]) {
+        let row_index = self.n_rows;
         self.n_rows += 1;
-        for count_column_position in 0..self.count_column_indices.len() {
-            let column_index = self.count_column_indices[count_column_position];
-            if let Some(cell) = cells.get(column_index) {
-                let count_cell = classify_count_cell(&cell.text, self.comma_is_decimal);
-                self.judge_count_cell(count_cell, cell, column_index);
+        let mut any_inactive = false;
+        for active_position in 0..self.active_columns.len() {
+            let column_index = self.active_columns[active_position];
+            match cells.get(column_index) {
+                Some(cell) => {
+                    let count_cell = classify_count_cell(&cell.text, self.comma_is_decimal);
+                    self.judge_count_cell(count_cell, cell, column_index, row_index);
+                }
+                None => self.tallies[column_index].add_missing(),
             }
+            any_inactive |= !self.tallies[column_index].is_active();
+        }
+        if any_inactive {
+            self.drop_inactive_columns();
         }
         if !self.context.datasets.is_empty() {
-            self.check_row_leakage(cells.iter().map(|cell| &*cell.text), &cells[0], 0);
+            if self.check_row_leakage(cells.iter().map(|cell| &*cell.text), &cells[0], 0) {
+                self.identical_rows.push(row_index as usize);
+            }
+            self.keep_row_values(
+                cells.iter().map(|cell| &*cell.text),
+                RowPlace::of(&cells[0], 0),
+            );
         }
     }
 
+    /// Keeps a data row's value hashes for the quasi-identifier rule at the end of the table.
+    fn keep_row_values<'t>(
+        &mut self,
+        cell_texts: impl Iterator<Item = &'t [u8]>,
+        row_place: RowPlace,
+    ) {
+        let comma_is_decimal = self.comma_is_decimal;
+        let normalised_cell = &mut self.normalised_cell;
+        self.output_rows.push_row(cell_texts.map(|text| {
+            normalised_cell.clear();
+            normalise_cell(text, comma_is_decimal, normalised_cell);
+            value_hash(normalised_cell)
+        }));
+        self.row_places.push(row_place);
+    }
+
+    fn drop_inactive_columns(&mut self) {
+        let tallies = &self.tallies;
+        self.active_columns
+            .retain(|&column_index| tallies[column_index].is_active());
+    }
+
     fn json_record(&mut self, record: &[(usize, JsonCell<'_>)]) {
+        let row_index = self.n_rows;
         self.n_rows += 1;
+        let mut any_inactive = false;
         for (column_index, json_cell) in record {
-            if !self.is_count_column[*column_index] {
+            if !self.tallies[*column_index].is_active() {
                 continue;
             }
             let count_cell = match json_cell.value_type {
@@ -422,108 +434,101 @@ impl<'c> TableChecker<'c> {
                     classify_count_cell(&json_cell.cell.text, false)
                 }
             };
-            self.judge_count_cell(count_cell, &json_cell.cell, *column_index);
+            self.judge_count_cell(count_cell, &json_cell.cell, *column_index, row_index);
+            any_inactive |= !self.tallies[*column_index].is_active();
+        }
+        if any_inactive {
+            self.drop_inactive_columns();
         }
         if let Some((first_column_index, first_cell)) = record.first() {
             if !self.context.datasets.is_empty() {
                 let texts = record.iter().map(|(_, json_cell)| &*json_cell.cell.text);
-                self.check_row_leakage(texts, &first_cell.cell, *first_column_index);
+                if self.check_row_leakage(texts, &first_cell.cell, *first_column_index) {
+                    self.identical_rows.push(row_index as usize);
+                }
+                // Cells by column, so a record's keys in any order line up.
+                let width = record
+                    .iter()
+                    .map(|(column_index, _)| column_index + 1)
+                    .max()
+                    .unwrap_or(0);
+                let mut texts: Vec<&[u8]> = vec![&[]; width];
+                for (column_index, json_cell) in record {
+                    texts[*column_index] = &json_cell.cell.text;
+                }
+                let row_place = RowPlace::of(&first_cell.cell, *first_column_index);
+                self.keep_row_values(texts.into_iter(), row_place);
             }
         }
     }
 
-    fn judge_count_cell(&mut self, count_cell: CountCell, cell: &Cell<'_>, column_index: usize) {
-        let config = self.context.config;
-        let (file, bytes) = (self.context.file, self.bytes);
-        let column_counter = &mut self.column_counter;
-        let position = || cell_position(file, bytes, column_counter, cell, column_index);
-        let accumulator = match count_cell {
-            CountCell::Missing => return,
-            CountCell::Value(0) if !config.flag_zero_cells => None,
-            CountCell::Value(0) => Some(&mut self.zero),
-            CountCell::Value(value) if value < config.min_cell_count => Some(&mut self.threshold),
-            CountCell::Value(_) => None,
-            CountCell::Negative => Some(&mut self.negative),
-            CountCell::NonInteger => Some(&mut self.non_integer),
-        };
-        self.n_count_cells += 1;
-        if let Some(accumulator) = accumulator {
-            accumulator.flag(position);
-        }
-    }
-
-    /// Flags the row if it, or the row without its first cell (an index column pandas writes by
-    /// default), equals a row of a mounted dataset. Rows are hashed only when some dataset has
-    /// rows with that many cells, so a narrow counts table never pays for hashing.
-    fn check_row_leakage<'t>(
-        &mut self,
-        cell_texts: impl ExactSizeIterator<Item = &'t [u8]> + Clone,
-        first_cell: &Cell<'_>,
-        first_column_index: usize,
-    ) {
-        let datasets = self.context.datasets;
-        let n_cells = cell_texts.len() as u64;
-        let check_whole_row = datasets
-            .iter()
-            .any(|dataset_index| dataset_index.has_rows_with_cell_count(n_cells));
-        let check_without_first_cell = n_cells >= 2
-            && datasets
-                .iter()
-                .any(|dataset_index| dataset_index.has_rows_with_cell_count(n_cells - 1));
-        let mut leaked_from = None;
-        if check_whole_row {
-            let row_hash = self
-                .row_hasher
-                .hash_row(cell_texts.clone(), self.comma_is_decimal);
-            leaked_from = datasets
-                .iter()
-                .find(|dataset_index| dataset_index.contains_hash(&row_hash));
-        }
-        if leaked_from.is_none() && check_without_first_cell {
-            let row_hash = self
-                .row_hasher
-                .hash_row(cell_texts.skip(1), self.comma_is_decimal);
-            leaked_from = datasets
-                .iter()
-                .find(|dataset_index| dataset_index.contains_hash(&row_hash));
-        }
-        if let Some(dataset_index) = leaked_from {
-            let (file, bytes) = (self.context.file, self.bytes);
-            let column_counter = &mut self.column_counter;
-            self.leakage.flag(|| {
-                cell_position(file, bytes, column_counter, first_cell, first_column_index)
-            });
-            self.leaked_dataset_names
-                .insert(dataset_index.name().to_string());
-        }
-    }
-
-    fn finish(self) -> (Vec<RuleResult>, TableFacts) {
+    fn finish(mut self) -> (Vec<RuleResult>, TableFacts) {
         let row_count = self.row_count_result();
         let config = self.context.config;
         let min_cell_count = config.min_cell_count;
+        let roles = classify_columns(&self.tallies);
+        let is_count_column: Vec<bool> = roles
+            .iter()
+            .map(|role| matches!(role, ColumnRole::Count(..)))
+            .collect();
+        let quasi_identifier_outcome = self.compare_quasi_identifiers(&is_count_column);
+        let mut count_columns = Vec::new();
+        let mut unclassified_fields = Vec::new();
+        let mut findings = CountFindings::new(config.max_reported_positions);
+        let n_columns = self.tallies.len() as u64;
+        for (column_index, (tally, role)) in self.tallies.into_iter().zip(roles).enumerate() {
+            let field = column_index as u64 + 1;
+            match role {
+                ColumnRole::Count(source, name) => {
+                    count_columns.push(CountColumn {
+                        field,
+                        name,
+                        source,
+                    });
+                    findings.merge(tally.findings);
+                }
+                ColumnRole::Unclassified => unclassified_fields.push(field),
+                ColumnRole::NotCount => {}
+            }
+        }
 
         let mut threshold_notes = Vec::new();
         let mut threshold_status = Status::Pass;
-        if self.threshold.count > 0 {
+        if findings.threshold.count > 0 {
             threshold_status = Status::Fail;
             threshold_notes.push(format!(
                 "{} below {min_cell_count}",
-                plural(self.threshold.count, "count cell", "count cells")
+                plural(findings.threshold.count, "count cell", "count cells")
             ));
         }
-        if self.count_column_indices.is_empty() {
+        if count_columns.is_empty() && unclassified_fields.is_empty() {
             threshold_status = threshold_status.max(Status::Review);
             threshold_notes.push(
-                "no count column declared in train.yaml or named in the policy, so cell sizes \
-                 cannot be checked"
+                "no count column declared, named in the policy or recognised by name or shape, \
+                 so cell sizes cannot be checked"
                     .to_string(),
             );
+        }
+        if !unclassified_fields.is_empty() {
+            threshold_status = threshold_status.max(Status::Review);
+            let fields: Vec<String> = unclassified_fields.iter().map(u64::to_string).collect();
+            threshold_notes.push(format!(
+                "whole numbers in {} {} could not be classified as counts or keys (no \
+                 categorical column beside them); declare count columns in train.yaml, or a \
+                 reviewer decides",
+                if fields.len() == 1 { "field" } else { "fields" },
+                fields.join(", ")
+            ));
         }
         let missing_declared_count_columns: Vec<String> = self
             .declared_count_columns
             .iter()
-            .filter(|declared_name| !self.count_column_names.contains(declared_name))
+            .filter(|declared_name| {
+                !count_columns.iter().any(|count_column| {
+                    count_column.source == CountColumnSource::Declared
+                        && count_column.name.as_ref() == Some(*declared_name)
+                })
+            })
             .map(|declared_name| format!("`{declared_name}`"))
             .collect();
         if !missing_declared_count_columns.is_empty() {
@@ -536,68 +541,66 @@ impl<'c> TableChecker<'c> {
         }
         if threshold_notes.is_empty() {
             threshold_notes.push(format!(
-                "{} checked, none below {min_cell_count}",
-                plural(self.n_count_cells, "count cell", "count cells")
+                "{} checked in {}, none below {min_cell_count}",
+                plural(findings.n_count_cells, "count cell", "count cells"),
+                describe_count_columns(&count_columns)
             ));
+        } else if !count_columns.is_empty() {
+            threshold_notes.push(describe_count_columns(&count_columns));
         }
-        let threshold = self
+        let threshold = findings
             .threshold
             .finish_with_status(threshold_status, threshold_notes.join("; "));
 
         let zero_summary = if !config.flag_zero_cells {
             "zero cells are allowed by the policy".to_string()
-        } else if self.zero.count > 0 {
+        } else if findings.zero.count > 0 {
             format!(
                 "{} zero",
-                plural(self.zero.count, "count cell is", "count cells are")
+                plural(findings.zero.count, "count cell is", "count cells are")
             )
         } else {
             "no zero count cells".to_string()
         };
-        let zero = self.zero.finish(Status::Review, zero_summary);
+        let zero = findings.zero.finish(Status::Review, zero_summary);
 
-        let non_integer_summary = if self.non_integer.count > 0 {
+        let non_integer_summary = if findings.non_integer.count > 0 {
             format!(
                 "{} not whole numbers",
-                plural(self.non_integer.count, "count cell is", "count cells are")
+                plural(
+                    findings.non_integer.count,
+                    "count cell is",
+                    "count cells are"
+                )
             )
         } else {
             "all count cells are whole numbers or empty".to_string()
         };
-        let non_integer = self.non_integer.finish(Status::Review, non_integer_summary);
+        let non_integer = findings
+            .non_integer
+            .finish(Status::Review, non_integer_summary);
 
-        let negative_summary = if self.negative.count > 0 {
+        let negative_summary = if findings.negative.count > 0 {
             format!(
                 "{} negative",
-                plural(self.negative.count, "count cell is", "count cells are")
+                plural(findings.negative.count, "count cell is", "count cells are")
             )
         } else {
             "no negative count cells".to_string()
         };
-        let negative = self.negative.finish(Status::Review, negative_summary);
+        let negative = findings.negative.finish(Status::Review, negative_summary);
 
-        let leakage_summary = if self.context.datasets.is_empty() {
-            "no dataset mounted, nothing to compare with".to_string()
-        } else if self.leakage.count > 0 {
-            let names: Vec<String> = self
-                .leaked_dataset_names
-                .iter()
-                .map(|name| format!("`{name}`"))
-                .collect();
-            format!(
-                "{} identical to rows of dataset {}",
-                plural(self.leakage.count, "row", "rows"),
-                names.join(", ")
-            )
-        } else {
-            "no row identical to a row of a mounted dataset".to_string()
-        };
-        let leakage = self.leakage.finish(Status::Fail, leakage_summary);
+        let leakage = leakage_result(
+            self.leakage,
+            &self.leaked_dataset_names,
+            self.context.datasets.is_empty(),
+            quasi_identifier_outcome,
+        );
 
         let facts = TableFacts {
             n_rows: self.n_rows,
-            n_columns: self.n_columns as u64,
-            count_columns: self.count_column_names,
+            n_columns,
+            count_columns,
         };
         (
             vec![threshold, zero, non_integer, negative, row_count, leakage],
@@ -657,39 +660,5 @@ impl<'c> TableChecker<'c> {
                 descriptions.join(", ")
             ),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn count_cells_read_as_whole_numbers_missing_or_not_counts() {
-        let cases: &[(&str, bool, CountCell)] = &[
-            ("12", false, CountCell::Value(12)),
-            (" 12 ", false, CountCell::Value(12)),
-            ("12.0", false, CountCell::Value(12)),
-            ("12,00", true, CountCell::Value(12)),
-            ("12,00", false, CountCell::NonInteger),
-            ("+7", false, CountCell::Value(7)),
-            ("-0", false, CountCell::Value(0)),
-            ("-3", false, CountCell::Negative),
-            ("12.5", false, CountCell::NonInteger),
-            ("<10", false, CountCell::NonInteger),
-            ("*", false, CountCell::NonInteger),
-            ("1e3", false, CountCell::NonInteger),
-            ("", false, CountCell::Missing),
-            ("NA", false, CountCell::Missing),
-            ("null", false, CountCell::Missing),
-            ("99999999999999999999999", false, CountCell::Value(u64::MAX)),
-        ];
-        for &(text, comma_is_decimal, expected) in cases {
-            assert_eq!(
-                classify_count_cell(text.as_bytes(), comma_is_decimal),
-                expected,
-                "{text:?}"
-            );
-        }
     }
 }
