@@ -17,6 +17,8 @@
 //! - `input`: what goes in (entries, declarations);
 //! - `check`: the entry point and the structure rules;
 //! - `tables`: count cells, row counts and leakage, over `delimited` (CSV/TSV) and `json_table`;
+//! - `parquet_table`: Parquet read as a flat table and written as CSV for the table rules and the
+//!   leakage index;
 //! - `identifiers`: BSN, e-mail, phone, postcode, date of birth, digit runs;
 //! - `png`: figure structure;
 //! - `dataset_index` and `row_hash`: the leakage index and its row normalisation;
@@ -33,6 +35,7 @@ mod delimited;
 mod identifiers;
 mod input;
 mod json_table;
+mod parquet_table;
 mod png;
 mod report;
 mod row_hash;
@@ -43,6 +46,7 @@ pub use check::check_outputs;
 pub use config::CheckConfig;
 pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
 pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
+pub use parquet_table::{parquet_to_csv, ParquetColumn, ParquetTableError};
 pub use report::{
     CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType, Position,
     ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,
