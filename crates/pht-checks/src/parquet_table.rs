@@ -849,6 +849,40 @@ mod tests {
         );
     }
 
+    /// Written by pandas 3.1 with pyarrow 26 (`df.to_parquet(path)`, snappy) from
+    /// `pd.DataFrame({"sex": pd.Categorical(["f", "m", "f"]), "n": pd.array([12, None, 4],
+    /// dtype="Int64"), "n_float": [12.0, np.nan, 4.0], "name": ["Jansen, J.", 'say "hi"', None],
+    /// "smoker": [True, False, None], "when": <naive datetime64[ns]>, "when_utc": <UTC
+    /// datetime64[us]>, "day": <dates>, "price": <Decimal>, "raw": <bytes>},
+    /// index=pd.Index([10, 20, 30], name="row"))`: dictionary-encoded strings, nanosecond
+    /// timestamps, a FIXED_LEN_BYTE_ARRAY decimal and the index as the last column.
+    const PANDAS_PARQUET: &[u8] = include_bytes!("../tests/fixtures/pandas-snappy.parquet");
+    /// Written by pyarrow 26: `pq.write_table(pa.table({"n": [12]}), path, compression="brotli")`.
+    const BROTLI_PARQUET: &[u8] = include_bytes!("../tests/fixtures/pyarrow-brotli.parquet");
+
+    #[test]
+    fn a_file_written_by_pandas_is_read() {
+        check(
+            PANDAS_PARQUET,
+            expect![[r#"
+                sex,n,n_float,name,smoker,when,when_utc,day,price,raw,row
+                f,12,12,"Jansen, J.",true,2024-01-02T03:04:05,2024-01-02T03:04:05Z,2024-01-01,1.50,00ff,10
+                m,,,"say ""hi""",false,2024-01-02T03:04:05.123456789,2024-01-02T03:04:05.500Z,1969-12-31,-0.05,,20
+                f,4,4,,,,,,,,30
+            "#]],
+        );
+    }
+
+    #[test]
+    fn a_brotli_file_is_refused_with_the_codecs_that_are_read() {
+        check(
+            BROTLI_PARQUET,
+            expect![[r#"
+                error: column 1 ("n") is compressed with brotli, which is not read here; write the file with snappy, zstd, gzip or lz4 compression
+            "#]],
+        );
+    }
+
     #[test]
     fn semicolons_and_tabs_are_quoted_so_the_header_reads_as_comma_separated() {
         // The message syntax has no quoting, so the odd name is built directly.
