@@ -3,7 +3,9 @@
 //!
 //! Owns the structure rules (file count, total size, paths, links and special files, allowed
 //! types, declarations) and the order in which rules appear. It does not implement the table,
-//! identifier or PNG rules (their modules do), and it does no I/O: entries arrive as bytes.
+//! identifier or PNG rules (their modules do), nor read Parquet (`parquet_table` converts an
+//! allowed `.parquet` output to CSV for the table rules), and it does no I/O: entries arrive as
+//! bytes.
 //!
 //! What needs a human (`human-review`): free text (`.txt`), figures (every PNG: pixels can show
 //! anything and nothing here reads them), JSON that is not a table, allowed types without a
@@ -15,6 +17,7 @@ use crate::config::CheckConfig;
 use crate::dataset_index::DatasetIndex;
 use crate::identifiers::{IdentifierScan, ScanSettings};
 use crate::input::{find_declaration, DeclaredOutput, EntryContent, OutputEntry, OutputKind};
+use crate::parquet_table::parquet_to_csv;
 use crate::png::{inspect_png, PNG_SIGNATURE};
 use crate::report::{
     plural, rule_result, CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult,
@@ -380,7 +383,7 @@ fn check_regular_file(
     let declared_type = declaration.map(|declared_output| OutputType::from(declared_output.kind));
     output_check.output_type = declared_type.unwrap_or(OutputType::Custom);
     output_check.properties.format = match extension.as_str() {
-        "csv" | "tsv" | "json" | "txt" | "png" => extension.clone(),
+        "csv" | "tsv" | "json" | "txt" | "png" | "parquet" => extension.clone(),
         _ => "other".to_string(),
     };
     let shown_extension = if is_safe_to_show(&extension) {
@@ -467,6 +470,7 @@ fn check_regular_file(
             add_table_outcome(output_check, table_outcome, declared_type);
         }
         "json" => check_json(output_check, output_context, bytes, declared_type),
+        "parquet" => check_parquet(output_check, output_context, bytes, declared_type),
         "txt" => {
             add_text_format(output_check, bytes);
             output_check
@@ -571,6 +575,38 @@ fn check_json(
                 "JSON that is not an array of flat records cannot be checked as a table"
                     .to_string(),
             );
+        }
+    }
+}
+
+/// Parquet is converted to CSV and checked by the same table rules as a CSV output, so it can
+/// hide neither a small cell nor a dataset's rows where a CSV could not.
+fn check_parquet(
+    output_check: &mut OutputCheck,
+    output_context: OutputContext<'_>,
+    bytes: &[u8],
+    declared_type: Option<OutputType>,
+) {
+    match parquet_to_csv(bytes) {
+        Ok(csv) => {
+            let mut table_outcome = check_delimited_table(output_context, &csv, false);
+            if table_outcome.format.status == Status::Pass {
+                table_outcome.format.summary = "read as Parquet and checked as a table; \
+                    positions are lines and columns of the table converted to CSV (line 1 is \
+                    the header, line 2 the first row)"
+                    .to_string();
+            }
+            add_table_outcome(output_check, table_outcome, declared_type);
+        }
+        Err(error) => {
+            output_check.output_type = declared_type.unwrap_or(OutputType::Table);
+            // The train chose the column names and could spell data in them.
+            output_check.checks.push(rule_result(
+                Rule::Format,
+                Status::Fail,
+                1,
+                error.without_column_names().to_string(),
+            ));
         }
     }
 }

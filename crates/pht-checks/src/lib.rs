@@ -17,6 +17,8 @@
 //! - `input`: what goes in (entries, declarations);
 //! - `check`: the entry point and the structure rules;
 //! - `tables`: count cells, row counts and leakage, over `delimited` (CSV/TSV) and `json_table`;
+//! - `parquet_table`: Parquet read as a flat table and written as CSV for the table rules and the
+//!   leakage index;
 //! - `identifiers`: BSN, e-mail, phone, postcode, date of birth, digit runs;
 //! - `png`: figure structure;
 //! - `count_columns`: which columns hold counts (declared, named, or inferred by name and shape);
@@ -37,6 +39,7 @@ mod delimited;
 mod identifiers;
 mod input;
 mod json_table;
+mod parquet_table;
 mod png;
 mod quasi_identifiers;
 mod report;
@@ -49,6 +52,7 @@ pub use config::{CheckConfig, LeakageConfig};
 pub use count_columns::{CountColumn, CountColumnSource};
 pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
 pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
+pub use parquet_table::{parquet_to_csv, ParquetColumn, ParquetTableError};
 pub use report::{
     CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType, Position,
     ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,

@@ -1031,3 +1031,194 @@ fn output_status_is_its_worst_rule() {
     expect!["fail; threshold: 1 count cell below 10; count column: `n` (field 2, declared); zero: 1 count cell is zero"]
         .assert_eq(&output_result.summary);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parquet outputs, when the policy allows them: converted to CSV and checked as a table.
+
+/// The default policy with `.parquet` added to the allowed extensions.
+fn config_allowing_parquet() -> CheckConfig {
+    let mut config = CheckConfig::default();
+    config.allowed_extensions.push("parquet".to_string());
+    config
+}
+
+/// A Parquet file (snappy, as pandas writes it) of string columns `names` holding `rows`, and
+/// when `counts` are given an optional `INT64` column `n` after them (`None` is a null).
+fn parquet_table(names: &[&str], rows: &[&[&str]], counts: Option<&[Option<i64>]>) -> Vec<u8> {
+    use parquet::basic::{Compression, LogicalType, Repetition, Type as PhysicalType};
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::types::Type;
+    use std::sync::Arc;
+
+    let mut fields: Vec<Arc<Type>> = names
+        .iter()
+        .map(|name| {
+            Arc::new(
+                Type::primitive_type_builder(name, PhysicalType::BYTE_ARRAY)
+                    .with_repetition(Repetition::REQUIRED)
+                    .with_logical_type(Some(LogicalType::String))
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    if counts.is_some() {
+        fields.push(Arc::new(
+            Type::primitive_type_builder("n", PhysicalType::INT64)
+                .with_repetition(Repetition::OPTIONAL)
+                .build()
+                .unwrap(),
+        ));
+    }
+    let schema = Type::group_type_builder("table")
+        .with_fields(fields)
+        .build()
+        .unwrap();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut file_writer =
+        SerializedFileWriter::new(Vec::new(), Arc::new(schema), Arc::new(properties)).unwrap();
+    let mut row_group_writer = file_writer.next_row_group().unwrap();
+    for column_index in 0..names.len() {
+        let values: Vec<ByteArray> = rows
+            .iter()
+            .map(|row| ByteArray::from(row[column_index]))
+            .collect();
+        let mut column_writer = row_group_writer.next_column().unwrap().unwrap();
+        column_writer
+            .typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .unwrap();
+        column_writer.close().unwrap();
+    }
+    if let Some(counts) = counts {
+        let present: Vec<i64> = counts.iter().flatten().copied().collect();
+        let definition_levels: Vec<i16> = counts
+            .iter()
+            .map(|count| i16::from(count.is_some()))
+            .collect();
+        let mut column_writer = row_group_writer.next_column().unwrap().unwrap();
+        column_writer
+            .typed::<Int64Type>()
+            .write_batch(&present, Some(&definition_levels), None)
+            .unwrap();
+        column_writer.close().unwrap();
+    }
+    row_group_writer.close().unwrap();
+    file_writer.into_inner().unwrap()
+}
+
+#[test]
+fn parquet_output_with_a_small_count_fails_the_threshold_rule_when_parquet_is_allowed() {
+    let parquet = parquet_table(
+        &["group"],
+        &[&["a"], &["b"], &["c"]],
+        Some(&[Some(12), Some(4), None]),
+    );
+    let entries = [OutputEntry::regular("counts.parquet", parquet)];
+    let declared = [DeclaredOutput::table("counts.parquet", ["n"])];
+    check_report(
+        &entries,
+        &declared,
+        &[],
+        &config_allowing_parquet(),
+        expect![[r#"
+            overall: fail
+            counts.parquet fail [Table]
+              threshold fail 1 [3:3#2] 1 count cell below 10
+        "#]],
+    );
+    let report = check_outputs(&entries, &declared, &[], &config_allowing_parquet());
+    let output_result = report.output("counts.parquet").unwrap();
+    let format = output_result
+        .checks
+        .iter()
+        .find(|rule_result| rule_result.rule.as_str() == "format")
+        .unwrap();
+    expect!["read as Parquet and checked as a table; positions are lines and columns of the table converted to CSV (line 1 is the header, line 2 the first row)"].assert_eq(&format.summary);
+    assert_eq!(output_result.properties.format, "parquet");
+}
+
+#[test]
+fn parquet_output_copying_dataset_rows_fails_the_leakage_rule() {
+    let parquet = parquet_table(
+        &["name", "age", "city"],
+        &[&["Piet", "51", "Zwolle"], &["Kees", "29", "Delft"]],
+        None,
+    );
+    check_report(
+        &[OutputEntry::regular("rows.parquet", parquet)],
+        &[DeclaredOutput::new("rows.parquet", OutputKind::Table)],
+        &[DatasetIndex::from_csv("cohort", COHORT_CSV.as_bytes())],
+        &config_allowing_parquet(),
+        expect![[r#"
+            overall: fail
+            rows.parquet fail [Table]
+              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              leakage fail 2 [2:1#1 3:1#1] 2 rows identical to rows of dataset `cohort`
+        "#]],
+    );
+}
+
+#[test]
+fn corrupt_parquet_output_fails_the_format_rule() {
+    let mut truncated = parquet_table(&["group"], &[&["a"]], Some(&[Some(12)]));
+    truncated.drain(8..40);
+    check_report(
+        &[
+            OutputEntry::regular("not-parquet.parquet", b"group,n\na,3\n".to_vec()),
+            OutputEntry::regular("damaged.parquet", truncated),
+        ],
+        &[DeclaredOutput::table("*.parquet", ["n"])],
+        &[],
+        &config_allowing_parquet(),
+        expect![[r#"
+            overall: fail
+            damaged.parquet fail [Table]
+              format fail 1 [] row group 1 cannot be decoded: a page is damaged, uses an encoding that is not read here, or a string column holds bytes that are not UTF-8 (the reader's message is withheld, as it can quote cell values)
+            not-parquet.parquet fail [Table]
+              format fail 1 [] not a Parquet file: it does not start and end with the Parquet magic bytes `PAR1`
+        "#]],
+    );
+}
+
+#[test]
+fn parquet_output_with_a_nested_column_fails_without_the_column_name_in_the_report() {
+    // A train chooses its column names; a report on a refused file must not carry one out.
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+
+    let schema = parse_message_type(
+        "message nested {
+            OPTIONAL group jan_jansen_1980 (LIST) {
+                REPEATED group list { OPTIONAL INT64 element; }
+            }
+        }",
+    )
+    .unwrap();
+    let file_writer = SerializedFileWriter::new(
+        Vec::new(),
+        Arc::new(schema),
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    check_report(
+        &[OutputEntry::regular(
+            "lists.parquet",
+            file_writer.into_inner().unwrap(),
+        )],
+        &[DeclaredOutput::new("lists.parquet", OutputKind::Table)],
+        &[],
+        &config_allowing_parquet(),
+        expect![[r#"
+            overall: fail
+            lists.parquet fail [Table]
+              format fail 1 [] column 1 is nested (a list, map, struct or repeated field); only flat tables are checked, so write one plain value per cell
+        "#]],
+    );
+}
