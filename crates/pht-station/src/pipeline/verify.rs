@@ -396,10 +396,10 @@ impl<E> Station<E> {
             Ok(parsed) if parsed.tag().is_none() && parsed.digest().is_none() => {
                 parsed.pinned(declared.digest.clone())
             }
-            Ok(_) | Err(_) => return refuse(format!(
-                "base.reference: the train names its base `{}`, which is not `registry/repository`",
-                declared.repository
-            )),
+            Ok(_) | Err(_) => {
+                let repository = &declared.repository;
+                return refuse(format!("base.reference: the train names its base `{repository}`, which is not `registry/repository`"));
+            }
         };
         // The registry rules for trains apply to bases too: no traffic to a registry the
         // policy does not name. Which repositories and digests are allowed is `base_images`'s.
