@@ -316,10 +316,10 @@ impl Policy {
             None => "any base image".to_string(),
             Some(allowed) => {
                 let entries: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-                if entries.is_empty() {
-                    "no base image (base_images.allowed is empty)".to_string()
-                } else {
-                    format!("one of {}", entries.join(", "))
+                match entries.as_slice() {
+                    [] => "no base image (base_images.allowed is empty)".to_string(),
+                    [entry] => entry.clone(),
+                    _ => format!("one of {}", entries.join(", ")),
                 }
             }
         };

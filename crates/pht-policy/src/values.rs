@@ -4,7 +4,8 @@
 //! Validating here rather than after parsing is what gives every refusal the line and column of
 //! the offending value: serde_yaml_ng attaches the position of the node being read when the error
 //! is raised inside its `deserialize_*` call. This module knows nothing about which section a value
-//! sits in, and nothing about evaluation.
+//! sits in, and nothing about evaluation. The one thing a value may be checked against is the
+//! signer names the file declares (`declared`): a base signer's name and a reference to one.
 
 use std::fmt;
 use std::time::Duration;

@@ -445,7 +445,7 @@ async fn a_train_without_a_base_is_refused_where_a_base_is_required() {
     let reason = assert_refused(&strict, &record);
     assert_eq!(
         reason,
-        "base.allowed: the train is built on no base image; this policy requires one (base_images.required) (expected one of a base signed by `bases-2026`, actual no base)"
+        "base.allowed: the train is built on no base image; this policy requires one (base_images.required) (expected a base signed by `bases-2026`, actual no base)"
     );
 }
 
