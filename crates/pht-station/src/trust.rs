@@ -132,3 +132,51 @@ fn read_key(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use pht_core::{KeyAlgorithm, SigningKey};
+
+    use super::*;
+
+    /// A policy in a temporary directory trusting `alice` for trains and jobs and `bases-2026`
+    /// for bases, with the given keys.
+    fn load(
+        alice: &SigningKey,
+        bases: &SigningKey,
+    ) -> (tempfile::TempDir, Result<Trust, TrustError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alice.pub"), alice.public_key().to_pem()).unwrap();
+        std::fs::write(dir.path().join("bases.pub"), bases.public_key().to_pem()).unwrap();
+        std::fs::write(
+            dir.path().join("policy.yaml"),
+            "version: 1\ntrusted_signers:\n  - name: alice\n    public_key: alice.pub\n    purposes: ['*']\n    datasets: []\nregistries: []\ntrusted_base_signers:\n  - name: bases-2026\n    public_key: bases.pub\n",
+        )
+        .unwrap();
+        let trust = load_policy(&dir.path().join("policy.yaml"));
+        (dir, trust)
+    }
+
+    #[test]
+    fn base_keys_are_kept_apart_from_train_and_job_keys() {
+        let alice = SigningKey::generate(KeyAlgorithm::Ed25519);
+        let bases = SigningKey::generate(KeyAlgorithm::P256);
+        let (_dir, trust) = load(&alice, &bases);
+        let trust = trust.unwrap();
+        let names = |keys: &NamedKeys| keys.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&trust.train_keys), ["alice"]);
+        assert_eq!(names(&trust.job_keys), ["alice"]);
+        assert_eq!(names(&trust.base_keys), ["bases-2026"]);
+        assert_eq!(trust.base_keys[0].1, bases.public_key());
+    }
+
+    #[test]
+    fn a_base_key_that_is_also_a_trusted_signers_key_is_refused() {
+        let alice = SigningKey::generate(KeyAlgorithm::Ed25519);
+        let (dir, trust) = load(&alice, &alice);
+        let message = trust.unwrap_err().to_string();
+        let message = message.replace(&dir.path().display().to_string(), "<dir>");
+        expect_test::expect!["<dir>/policy.yaml: trusted base signer `bases-2026` has the same public key as trusted signer `alice`: a key that signs base images must not sign trains or jobs; give the bases a key of their own (`pht key generate`)"]
+            .assert_eq(&message);
+    }
+}
