@@ -814,3 +814,116 @@ fn a_failed_runs_outputs_are_deleted_unless_the_policy_keeps_them() {
         assert_eq!(deleted, !kept);
     }
 }
+
+/// A train built by `pht train build` on a base that `pht train push` and `pht train sign`
+/// published under a base signer's key: the station checks the base against the train's layers,
+/// runs it where the policy allows bases by that signer, names the base in the run record, the
+/// `verified` and `pulled` events and `show`, and refuses it, before pulling or running
+/// anything, where the policy allows another base only.
+#[test]
+fn a_train_on_a_signed_base_runs_only_where_the_policy_allows_that_base() {
+    let world = World::new("on-base");
+    let address = world.registry.address();
+    let root = workspace_root();
+
+    // The base: the example train's image (its static binary, one layer) in a base repository,
+    // signed with the base signer's key.
+    let base_signer = Researcher::generate(world.keys.path(), "bases-2026");
+    let base = publish_train(
+        &root.join("trains/cohort-stats"),
+        &format!("{address}/bases/cohort-stats:on-base"),
+        &[],
+    );
+    base_signer.sign(&base);
+
+    // The train: FROM the base by digest, adding its own layer; `pht train build` fetches the
+    // base from the registry and records it in the train manifest.
+    let scratch = tempfile::tempdir().unwrap();
+    let train_dir = scratch.path().join("on-base");
+    std::fs::create_dir_all(&train_dir).unwrap();
+    let train_yaml = std::fs::read_to_string(root.join("trains/cohort-stats/train.yaml"))
+        .unwrap()
+        .replace("name: cohort-stats", "name: counts-on-base");
+    std::fs::write(train_dir.join("train.yaml"), train_yaml).unwrap();
+    std::fs::write(
+        train_dir.join("Dockerfile"),
+        format!("FROM {base}\nCOPY train.yaml /etc/pht/train.yaml\nUSER 65534:65534\nENTRYPOINT [\"/cohort-stats\"]\n"),
+    )
+    .unwrap();
+    let train = publish_train(
+        &train_dir,
+        &format!("{address}/trains/counts-on-base:1"),
+        &[],
+    );
+    world.alice.sign(&train);
+
+    let base_policy = |allowed: &str| {
+        format!(
+            "trusted_base_signers:\n  - name: bases-2026\n    public_key: {}\nbase_images:\n  required: true\n  allowed:\n    - {allowed}\n",
+            base_signer.public_key.display()
+        )
+    };
+    let station =
+        world.station_with_policy("[cohort]", "automatic", &base_policy("signer: bases-2026"));
+    let record = station
+        .station(&["--json", "exec", &train, "--param", "group_by=sex"])
+        .success()
+        .json();
+    assert_eq!(record["status"], "succeeded", "{record:#}");
+    assert_eq!(
+        record["base"],
+        serde_json::json!({"reference": base, "signer": "bases-2026"})
+    );
+    let run_id = record["run_id"].as_str().unwrap();
+    assert!(!station.output(run_id, "counts.csv").is_empty());
+    let audit = station.audit_of(run_id);
+    let event = |name: &str| {
+        audit
+            .iter()
+            .find(|e| e["event"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` event"))
+            .clone()
+    };
+    assert_eq!(event("verified")["details"]["base"], base.as_str());
+    assert_eq!(event("verified")["details"]["base_signer"], "bases-2026");
+    assert_eq!(event("pulled")["details"]["base"], base.as_str());
+    let shown = station.station(&["show", run_id]).success();
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("  base      {base} (signed by bases-2026)")),
+        "{}",
+        shown.stdout
+    );
+
+    // Another station allows one other base, by digest: refused before anything is pulled.
+    let other_digest = format!("sha256:{}", "0".repeat(64));
+    let narrow = world.station_with_policy(
+        "[cohort]",
+        "automatic",
+        &base_policy(&format!("digest: {other_digest}")),
+    );
+    assert_refused(&narrow, &train, "base.allowed");
+    let refused = narrow
+        .station(&["--json", "runs"])
+        .success()
+        .json()
+        .as_array()
+        .unwrap()[0]
+        .clone();
+    assert!(
+        reasons(&refused).contains(&format!(
+            "actual `{}`, signed by `bases-2026`",
+            base.split('@').nth(1).unwrap()
+        )),
+        "{}",
+        reasons(&refused)
+    );
+    let events = events(&narrow, refused["run_id"].as_str().unwrap());
+    assert!(
+        !events.iter().any(|e| e == "pulled" || e == "run_started"),
+        "{events:?}"
+    );
+    narrow.station(&["audit", "verify"]).success();
+    station.station(&["audit", "verify"]).success();
+}

@@ -54,6 +54,9 @@ pub enum Rule {
     RuntimeAllowed,
     /// The job's parameters fit `max_parameters_size`.
     ParametersSize,
+    /// The train's base image is one `base_images.allowed` names (by digest, or signed by a
+    /// listed base signer), and a train has one where `base_images.required` says so.
+    BaseAllowed,
     /// The train's signer has `approval: automatic`.
     ApprovalSigner,
     /// The job's signer has `approval: automatic`.
@@ -81,6 +84,7 @@ impl Rule {
             Rule::GpuAllowed => "gpu.allowed",
             Rule::RuntimeAllowed => "runtime.allowed",
             Rule::ParametersSize => "parameters.size",
+            Rule::BaseAllowed => "base.allowed",
             Rule::ApprovalSigner => "approval.signer",
             Rule::ApprovalJobSigner => "approval.job.signer",
         }

@@ -68,6 +68,7 @@ impl Policy {
         self.check_registry(request, &mut denials);
         let limits = self.check_resources(request, &mut denials);
         self.check_devices_and_parameters(request, &mut denials);
+        self.check_base(request, &mut denials);
 
         let (Some(train_signer), Some(limits), true) = (train_signer, limits, denials.is_empty())
         else {
@@ -303,6 +304,49 @@ impl Policy {
                     format_bytes(self.max_parameters_bytes())
                 ),
             ));
+        }
+    }
+
+    /// The train's base against `base_images:`; nothing to check without that section.
+    fn check_base(&self, request: &RunRequest, denials: &mut Vec<Reason>) {
+        let Some(base_images) = self.base_images() else {
+            return;
+        };
+        let expected = match base_images.allowed() {
+            None => "any base image".to_string(),
+            Some(allowed) => {
+                let entries: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+                match entries.as_slice() {
+                    [] => "no base image (base_images.allowed is empty)".to_string(),
+                    [entry] => entry.clone(),
+                    _ => format!("one of {}", entries.join(", ")),
+                }
+            }
+        };
+        match &request.base {
+            None if base_images.required() => denials.push(Reason::new(
+                Rule::BaseAllowed,
+                expected,
+                "no base",
+                "the train is built on no base image; this policy requires one (base_images.required)",
+            )),
+            None => {}
+            Some(base) if base_images.allows(&base.digest, base.signer.as_deref()) => {}
+            Some(base) => {
+                let signed = match &base.signer {
+                    Some(signer) => format!("signed by `{signer}`"),
+                    None => "signed by no trusted base signer".to_string(),
+                };
+                denials.push(Reason::new(
+                    Rule::BaseAllowed,
+                    expected,
+                    format!("`{}`, {signed}", base.digest),
+                    format!(
+                        "the train is built on {}@{}, which is not a base this policy allows",
+                        base.repository, base.digest
+                    ),
+                ));
+            }
         }
     }
 

@@ -43,6 +43,7 @@
 //!     gpu: false,
 //!     runtime: None,
 //!     parameters_bytes: 120,
+//!     base: None,
 //! };
 //! let Decision::Allow(grant) = policy.evaluate(&request) else { panic!("alice's run is allowed") };
 //! assert_eq!(grant.memory_bytes(), 256 << 20);
@@ -62,10 +63,10 @@ mod values;
 pub use decision::{Decision, Grant, Reason, Rule};
 pub use error::PolicyError;
 pub use policy::{
-    OutputPolicy, Policy, RegistryRule, ResourceCeilings, TrustedSigner,
-    DEFAULT_MAX_PARAMETERS_BYTES, DEFAULT_MAX_STATE_BYTES,
+    AllowedBase, BasePolicy, OutputPolicy, Policy, RegistryRule, ResourceCeilings,
+    TrustedBaseSigner, TrustedSigner, DEFAULT_MAX_PARAMETERS_BYTES, DEFAULT_MAX_STATE_BYTES,
 };
-pub use request::{ResourceRequest, RunRequest};
+pub use request::{BaseRequest, ResourceRequest, RunRequest};
 pub use values::{AllowList, Approval, Keep, Release, Role, Runtime};
 
 /// Re-exported so callers can name the embedded output-check settings without a direct dependency.

@@ -11,11 +11,15 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 
 use pht_checks::CheckConfig;
+use pht_core::Digest;
 
 use crate::error::PolicyError;
 use crate::glob;
-use crate::raw::{RawPolicy, RawRegistry, RawResources, RawSigner};
-use crate::values::{AllowList, Approval, Keep, Release, Role, Runtime};
+use crate::raw::{
+    DeclaredNames, RawAllowedBase, RawBaseImages, RawBaseSigner, RawPolicy, RawRegistry,
+    RawResources, RawSigner,
+};
+use crate::values::{self, declared, AllowList, Approval, Keep, Release, Role, Runtime};
 
 /// A station operator's policy: who is trusted to sign what, which registries trains may come
 /// from, the sandbox ceilings, and how outputs are released.
@@ -33,6 +37,33 @@ pub struct Policy {
     max_parameters_bytes: u64,
     failed_outputs: Keep,
     received_state: Keep,
+    trusted_base_signers: Vec<TrustedBaseSigner>,
+    base_images: Option<BasePolicy>,
+}
+
+/// A key the station trusts to sign base images (`trusted_base_signers`), and nothing else: a
+/// base signer's key never verifies a train or a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedBaseSigner {
+    name: String,
+    public_key_path: PathBuf,
+}
+
+/// Which base images trains may be built on (`base_images:`). Without it any base is allowed,
+/// and so is a train without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasePolicy {
+    required: bool,
+    allowed: Option<Vec<AllowedBase>>,
+}
+
+/// One entry of `base_images.allowed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedBase {
+    /// The base with this manifest digest.
+    Digest(Digest),
+    /// Any base whose signature a trusted base signer's key verified.
+    Signer(String),
 }
 
 /// A signer whose public key the station trusts, and what its signatures are good for.
@@ -99,8 +130,13 @@ impl Policy {
     /// Parses and validates a policy. `source_name` is the path the text was read from: it names
     /// the file in errors, and relative `public_key` paths are resolved against its directory.
     pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
-        let raw: RawPolicy = serde_yaml_ng::from_str(text)
+        // The signer names first, so a reference to one is refused where it is written.
+        let declared = serde_yaml_ng::from_str::<DeclaredNames>(text)
+            .ok()
+            .map(DeclaredNames::into_declared);
+        let raw: RawPolicy = declared::during(declared, || serde_yaml_ng::from_str(text))
             .map_err(|error| PolicyError::from_yaml(source_name, &error))?;
+        check_base_signer_names(&raw, source_name)?;
         let policy_dir = Path::new(source_name).parent().unwrap_or(Path::new(""));
         Ok(Policy::from_raw(
             raw,
@@ -126,6 +162,8 @@ impl Policy {
             outputs,
             max_parameters_size,
             retention,
+            trusted_base_signers,
+            base_images,
         } = raw;
         Policy {
             version: version.0,
@@ -150,6 +188,11 @@ impl Policy {
                 .map_or(DEFAULT_MAX_PARAMETERS_BYTES, |size| size.0),
             failed_outputs: retention.failed_outputs,
             received_state: retention.received_state,
+            trusted_base_signers: trusted_base_signers
+                .into_iter()
+                .map(|signer| TrustedBaseSigner::from_raw(signer, policy_dir))
+                .collect(),
+            base_images: base_images.map(BasePolicy::from_raw),
         }
     }
 
@@ -222,6 +265,17 @@ impl Policy {
         self.received_state
     }
 
+    /// Every trusted base signer, in file order.
+    pub fn trusted_base_signers(&self) -> &[TrustedBaseSigner] {
+        &self.trusted_base_signers
+    }
+
+    /// Which bases trains may be built on; `None` when the policy has no `base_images:` (any
+    /// base, or none).
+    pub fn base_images(&self) -> Option<&BasePolicy> {
+        self.base_images.as_ref()
+    }
+
     /// The rules that name `registry` (host names compare case-insensitively).
     pub(crate) fn registry_rules_for<'policy>(
         &'policy self,
@@ -231,6 +285,48 @@ impl Policy {
             .iter()
             .filter(move |rule| rule.registry.eq_ignore_ascii_case(registry))
     }
+}
+
+/// The same rules the parse applies to signer names as it reads them (`values::BaseSignerName`,
+/// `values::BaseSignerRef`), applied to the parsed file: they hold even when the lenient first
+/// pass could not read the names, only without a line and column then.
+fn check_base_signer_names(raw: &RawPolicy, source_name: &str) -> Result<(), PolicyError> {
+    let refuse = |message: String| PolicyError::InvalidAnywhere {
+        source_name: source_name.to_string(),
+        message,
+    };
+    let base_signers: Vec<String> = raw
+        .trusted_base_signers
+        .iter()
+        .map(|signer| signer.name.0.clone())
+        .collect();
+    for (signer_idx, name) in base_signers.iter().enumerate() {
+        if raw
+            .trusted_signers
+            .iter()
+            .any(|signer| signer.name.0 == *name)
+        {
+            return Err(refuse(format!(
+                "trusted_base_signers[{signer_idx}].name: {}",
+                values::train_signer_name_clash(name)
+            )));
+        }
+    }
+    let allowed = raw
+        .base_images
+        .iter()
+        .flat_map(|base_images| base_images.allowed.iter().flatten());
+    for (entry_idx, entry) in allowed.enumerate() {
+        if let RawAllowedBase::Signer(signer) = entry {
+            if !base_signers.contains(&signer.0) {
+                return Err(refuse(format!(
+                    "base_images.allowed[{entry_idx}].signer: {}",
+                    values::unknown_base_signer(&signer.0, &base_signers)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn content_hash(text: &str) -> String {
@@ -282,6 +378,74 @@ impl TrustedSigner {
 
     pub fn approval(&self) -> Approval {
         self.approval
+    }
+}
+
+impl TrustedBaseSigner {
+    fn from_raw(raw: RawBaseSigner, policy_dir: &Path) -> TrustedBaseSigner {
+        TrustedBaseSigner {
+            name: raw.name.0,
+            public_key_path: policy_dir.join(raw.public_key.0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The PEM SubjectPublicKeyInfo file, resolved against the policy file's directory; the
+    /// station reads it.
+    pub fn public_key_path(&self) -> &Path {
+        &self.public_key_path
+    }
+}
+
+impl BasePolicy {
+    fn from_raw(raw: RawBaseImages) -> BasePolicy {
+        BasePolicy {
+            required: raw.required,
+            allowed: raw.allowed.map(|entries| {
+                entries
+                    .into_iter()
+                    .map(|entry| match entry {
+                        RawAllowedBase::Digest(digest) => AllowedBase::Digest(digest.0),
+                        RawAllowedBase::Signer(signer) => AllowedBase::Signer(signer.0),
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    /// Whether a train without a base (a static binary `FROM scratch`) is refused.
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    /// The allowed bases, in file order; `None` allows any base.
+    pub fn allowed(&self) -> Option<&[AllowedBase]> {
+        self.allowed.as_deref()
+    }
+
+    /// Whether the base with `digest`, whose signature `signer`'s key verified (if any), is
+    /// allowed.
+    pub fn allows(&self, digest: &Digest, signer: Option<&str>) -> bool {
+        let Some(allowed) = &self.allowed else {
+            return true;
+        };
+        allowed.iter().any(|entry| match entry {
+            AllowedBase::Digest(allowed_digest) => allowed_digest == digest,
+            AllowedBase::Signer(allowed_signer) => signer == Some(allowed_signer.as_str()),
+        })
+    }
+}
+
+impl std::fmt::Display for AllowedBase {
+    /// `` digest `sha256:…` `` or `` a base signed by `bases-2026` ``, as reasons show them.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllowedBase::Digest(digest) => write!(formatter, "digest `{digest}`"),
+            AllowedBase::Signer(signer) => write!(formatter, "a base signed by `{signer}`"),
+        }
     }
 }
 
@@ -377,6 +541,22 @@ mod tests {
         let commented = format!("# reviewed by the data steward\n{MINIMAL}");
         let commented_policy = Policy::from_yaml_str(&commented, "minimal.yaml").unwrap();
         assert_ne!(policy.content_hash(), commented_policy.content_hash());
+    }
+
+    /// The first pass only places the refusal; without it the rules still hold.
+    #[test]
+    fn base_signer_names_are_checked_even_without_the_first_pass() {
+        let text = "version: 1\nregistries: []\ntrusted_signers:\n  - name: alice\n    public_key: alice.pub\n    purposes: ['*']\n    datasets: []\ntrusted_base_signers:\n  - name: alice\n    public_key: bases.pub\nbase_images:\n  allowed:\n    - signer: bases-2026\n";
+        let raw: RawPolicy = declared::during(None, || serde_yaml_ng::from_str(text)).unwrap();
+        expect_test::expect!["station.yaml: trusted_base_signers[0].name: `alice` is also the name of a trusted signer: a base signer signs base images, never trains or jobs; give it a name of its own"]
+            .assert_eq(&check_base_signer_names(&raw, "station.yaml").unwrap_err().to_string());
+        let text = text.replace(
+            "  - name: alice\n    public_key: bases.pub",
+            "  - name: bases-2025\n    public_key: bases.pub",
+        );
+        let raw: RawPolicy = declared::during(None, || serde_yaml_ng::from_str(&text)).unwrap();
+        expect_test::expect!["station.yaml: base_images.allowed[0].signer: base signer `bases-2026` is not among `trusted_base_signers` (`bases-2025`)"]
+            .assert_eq(&check_base_signer_names(&raw, "station.yaml").unwrap_err().to_string());
     }
 
     #[test]

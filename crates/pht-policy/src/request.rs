@@ -37,6 +37,22 @@ pub struct RunRequest {
     pub runtime: Option<Runtime>,
     /// Size of the job's parameters for this station, as written to `/input/params.json`.
     pub parameters_bytes: u64,
+    /// The base image the train is built on, as verification established it; `None` for a
+    /// train without one (a static binary `FROM scratch`).
+    pub base: Option<BaseRequest>,
+}
+
+/// A train's base image: the station checked that the train's layers begin with this image's
+/// layers before it asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseRequest {
+    /// `registry/repository`, e.g. `127.0.0.1:5000/bases/python`.
+    pub repository: String,
+    /// The base's manifest digest.
+    pub digest: Digest,
+    /// The trusted base signer whose key verified the base's signature; `None` when no trusted
+    /// base signer's key did (or the policy trusts none).
+    pub signer: Option<String>,
 }
 
 /// The resources a train manifest asks for; each absent one is granted at the policy's ceiling.

@@ -4,7 +4,8 @@
 //! Validating here rather than after parsing is what gives every refusal the line and column of
 //! the offending value: serde_yaml_ng attaches the position of the node being read when the error
 //! is raised inside its `deserialize_*` call. This module knows nothing about which section a value
-//! sits in, and nothing about evaluation.
+//! sits in, and nothing about evaluation. The one thing a value may be checked against is the
+//! signer names the file declares (`declared`): a base signer's name and a reference to one.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
 use serde::Deserialize;
 
 use pht_core::manifest::DatasetName;
-use pht_core::units;
+use pht_core::{units, Digest};
 
 /// A YAML scalar as the visitor received it.
 #[derive(Debug, Clone, Copy)]
@@ -254,26 +255,150 @@ impl<'de> Deserialize<'de> for Pids {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SignerName(pub String);
 
+const SIGNER_NAME_EXPECTING: &str = "a signer name such as `alice` or `alice@example.org`";
+
+fn parse_signer_name(scalar: Scalar<'_>) -> Result<String, ScalarRefusal> {
+    let name = text(scalar)?;
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if !valid {
+        return Err(ScalarRefusal::Invalid(format!(
+            "invalid signer name `{name}`: use letters, digits, `.`, `_`, `-` or `@` (at most 128)"
+        )));
+    }
+    Ok(name.to_string())
+}
+
 impl<'de> Deserialize<'de> for SignerName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_scalar(deserializer, SIGNER_NAME_EXPECTING, |scalar| {
+            parse_signer_name(scalar).map(SignerName)
+        })
+    }
+}
+
+/// The name of a trusted base signer (`trusted_base_signers[].name`): a signer name that is not
+/// also the name of a trusted signer, so that a name in the audit log says which key it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BaseSignerName(pub String);
+
+impl<'de> Deserialize<'de> for BaseSignerName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Checked inside the scalar's own deserialisation, so the refusal points at the name.
+        deserialize_scalar(deserializer, SIGNER_NAME_EXPECTING, |scalar| {
+            let name = parse_signer_name(scalar)?;
+            if declared::with(|declared| declared.train_signers.contains(&name)) == Some(true) {
+                return Err(ScalarRefusal::Invalid(train_signer_name_clash(&name)));
+            }
+            Ok(BaseSignerName(name))
+        })
+    }
+}
+
+/// Why a base signer's name is refused when a trusted signer has it.
+pub(crate) fn train_signer_name_clash(name: &str) -> String {
+    format!("`{name}` is also the name of a trusted signer: a base signer signs base images, never trains or jobs; give it a name of its own")
+}
+
+/// A reference to a trusted base signer (`base_images.allowed[].signer`): the name must be one of
+/// `trusted_base_signers`. Checked while it is read when the declared names are known (see
+/// `declared`); `Policy` checks again after parsing, so the rule never depends on that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BaseSignerRef(pub String);
+
+impl<'de> Deserialize<'de> for BaseSignerRef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserialize_scalar(
             deserializer,
-            "a signer name such as `alice` or `alice@example.org`",
+            "the name of one of `trusted_base_signers`",
             |scalar| {
-                let name = text(scalar)?;
-                let valid = !name.is_empty()
-                    && name.len() <= 128
-                    && name.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@')
-                    });
-                if !valid {
-                    return Err(ScalarRefusal::Invalid(format!(
-                    "invalid signer name `{name}`: use letters, digits, `.`, `_`, `-` or `@` (at most 128)"
-                )));
+                let name = parse_signer_name(scalar)?;
+                let undeclared = declared::with(|declared| {
+                    (!declared.base_signers.contains(&name)).then(|| declared.base_signers.clone())
+                });
+                if let Some(Some(base_signers)) = undeclared {
+                    return Err(ScalarRefusal::Invalid(unknown_base_signer(
+                        &name,
+                        &base_signers,
+                    )));
                 }
-                Ok(SignerName(name.to_string()))
+                Ok(BaseSignerRef(name))
             },
         )
+    }
+}
+/// Why a `signer:` in `base_images.allowed` is refused.
+pub(crate) fn unknown_base_signer(name: &str, base_signers: &[String]) -> String {
+    if base_signers.is_empty() {
+        format!("base signer `{name}` is not declared: add it to `trusted_base_signers` (a name and the public key that signs your base images)")
+    } else {
+        format!(
+            "base signer `{name}` is not among `trusted_base_signers` ({})",
+            quoted(base_signers)
+        )
+    }
+}
+
+/// The manifest digest of a base image, `sha256:` and 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BaseDigest(pub Digest);
+
+impl<'de> Deserialize<'de> for BaseDigest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_scalar(
+            deserializer,
+            "a manifest digest such as `sha256:` followed by 64 hex digits",
+            |scalar| {
+                text(scalar)?
+                    .parse::<Digest>()
+                    .map(BaseDigest)
+                    .map_err(|error| ScalarRefusal::Invalid(error.to_string()))
+            },
+        )
+    }
+}
+
+/// The signer names a policy file declares, read by a first, lenient pass over the file before
+/// the full one, so that a name referring to another part of the file can be refused at the
+/// line and column where it is written. serde gives a `Deserialize` impl no way to receive
+/// context, and the file's sections may come in any order, so the names are put where the
+/// impls above can see them for the duration of one parse, on the parsing thread only.
+pub(crate) mod declared {
+    use std::cell::RefCell;
+
+    /// Names declared in the file being parsed.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Declared {
+        pub train_signers: Vec<String>,
+        pub base_signers: Vec<String>,
+    }
+
+    thread_local! {
+        static DECLARED: RefCell<Option<Declared>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `parse` with `declared` visible to the impls in this module, and restores what was
+    /// there before, also when `parse` panics.
+    pub(crate) fn during<T>(declared: Option<Declared>, parse: impl FnOnce() -> T) -> T {
+        struct Restore(Option<Declared>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                DECLARED.with(|cell| *cell.borrow_mut() = previous);
+            }
+        }
+        let previous = DECLARED.with(|cell| cell.replace(declared));
+        let _restore = Restore(previous);
+        parse()
+    }
+
+    /// `check` applied to the names of the file being parsed; `None` when they are not known
+    /// (the lenient pass failed: then the full parse fails too, or `Policy` checks afterwards).
+    pub(crate) fn with<T>(check: impl FnOnce(&Declared) -> T) -> Option<T> {
+        DECLARED.with(|cell| cell.borrow().as_ref().map(check))
     }
 }
 

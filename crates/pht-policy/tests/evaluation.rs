@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use expect_test::{expect, Expect};
 use pht_core::units::format_bytes;
-use pht_policy::{Decision, Policy, ResourceRequest, Rule, RunRequest, Runtime};
+use pht_policy::{BaseRequest, Decision, Policy, ResourceRequest, Rule, RunRequest, Runtime};
 
 const POLICY: &str = r#"version: 1
 trusted_signers:
@@ -54,6 +54,7 @@ fn request() -> RunRequest {
         gpu: false,
         runtime: None,
         parameters_bytes: 512,
+        base: None,
     }
 }
 
@@ -659,5 +660,102 @@ fn a_dataset_listed_twice_is_granted_once_in_declared_order() {
     assert_eq!(
         decision.grant().unwrap().datasets(),
         ["registry-2020", "cohort"]
+    );
+}
+
+/// The test policy, restricting bases: one by digest, any signed by the base signer.
+fn base_policy(required: bool) -> Policy {
+    let text = format!(
+        "{POLICY}trusted_base_signers:\n  - name: bases-2026\n    public_key: keys/bases-2026.pub\nbase_images:\n  required: {required}\n  allowed:\n    - digest: sha256:{}\n    - signer: bases-2026\n",
+        "11".repeat(32)
+    );
+    Policy::from_yaml_str(&text, "policies/test.yaml").unwrap()
+}
+
+/// Alice's train built on the base `digest_byte` repeated, verified by `signer` (if any).
+fn on_base(digest_byte: &str, signer: Option<&str>) -> RunRequest {
+    RunRequest {
+        base: Some(BaseRequest {
+            repository: "127.0.0.1:5000/bases/python".into(),
+            digest: format!("sha256:{}", digest_byte.repeat(32))
+                .parse()
+                .unwrap(),
+            signer: signer.map(Into::into),
+        }),
+        ..request()
+    }
+}
+
+#[test]
+fn a_base_allowed_by_digest_runs_whoever_signed_it() {
+    check_with(
+        &base_policy(true),
+        on_base("11", None),
+        expect![[r#"
+            allow
+            grant: signer=alice job_signer=Some("alice") datasets=["cohort"] cpus=2 memory=1GiB pids=256 wall_clock=600s output=100MiB tmp=64MiB logs=1MiB runtime=runc gpu=false"#]],
+    );
+}
+
+#[test]
+fn any_base_signed_by_an_allowed_base_signer_runs() {
+    check_with(
+        &base_policy(true),
+        on_base("22", Some("bases-2026")),
+        expect![[r#"
+            allow
+            grant: signer=alice job_signer=Some("alice") datasets=["cohort"] cpus=2 memory=1GiB pids=256 wall_clock=600s output=100MiB tmp=64MiB logs=1MiB runtime=runc gpu=false"#]],
+    );
+}
+
+#[test]
+fn a_base_neither_listed_nor_signed_by_a_listed_signer_is_refused() {
+    check_with(
+        &base_policy(false),
+        on_base("22", None),
+        expect![[r#"
+            deny
+            - base.allowed: the train is built on 127.0.0.1:5000/bases/python@sha256:2222222222222222222222222222222222222222222222222222222222222222, which is not a base this policy allows (expected one of digest `sha256:1111111111111111111111111111111111111111111111111111111111111111`, a base signed by `bases-2026`, actual `sha256:2222222222222222222222222222222222222222222222222222222222222222`, signed by no trusted base signer)"#]],
+    );
+    let decision = base_policy(false).evaluate(&on_base("22", Some("bases-2025")));
+    assert_eq!(rules(&decision), [Rule::BaseAllowed]);
+    expect!["`sha256:2222222222222222222222222222222222222222222222222222222222222222`, signed by `bases-2025`"]
+        .assert_eq(&decision.reasons()[0].actual);
+}
+
+#[test]
+fn a_train_without_a_base_is_refused_only_where_a_base_is_required() {
+    check_with(
+        &base_policy(true),
+        request(),
+        expect![[r#"
+            deny
+            - base.allowed: the train is built on no base image; this policy requires one (base_images.required) (expected one of digest `sha256:1111111111111111111111111111111111111111111111111111111111111111`, a base signed by `bases-2026`, actual no base)"#]],
+    );
+    assert!(matches!(
+        base_policy(false).evaluate(&request()),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn without_base_images_any_base_runs() {
+    assert!(matches!(
+        policy().evaluate(&on_base("22", None)),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn an_empty_allowed_list_runs_only_trains_without_a_base() {
+    let text = format!("{POLICY}base_images:\n  allowed: []\n");
+    let policy = Policy::from_yaml_str(&text, "policies/test.yaml").unwrap();
+    assert!(matches!(policy.evaluate(&request()), Decision::Allow(_)));
+    check_with(
+        &policy,
+        on_base("11", None),
+        expect![[r#"
+            deny
+            - base.allowed: the train is built on 127.0.0.1:5000/bases/python@sha256:1111111111111111111111111111111111111111111111111111111111111111, which is not a base this policy allows (expected no base image (base_images.allowed is empty), actual `sha256:1111111111111111111111111111111111111111111111111111111111111111`, signed by no trusted base signer)"#]],
     );
 }

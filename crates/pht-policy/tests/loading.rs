@@ -71,7 +71,7 @@ fn unknown_fields_are_refused_in_every_section() {
     check(
         "registries:",
         "station: hospital-a\nregistries:",
-        expect!["policies/test.yaml:7:1: unknown field `station`, expected one of `version`, `trusted_signers`, `registries`, `resources`, `runtime`, `gpu`, `outputs`, `max_parameters_size`, `retention`"],
+        expect!["policies/test.yaml:7:1: unknown field `station`, expected one of `version`, `trusted_signers`, `registries`, `resources`, `runtime`, `gpu`, `outputs`, `max_parameters_size`, `retention`, `trusted_base_signers`, `base_images`"],
     );
     check(
         "    datasets: [cohort]\n",
@@ -289,4 +289,182 @@ fn required_fields_are_named_when_missing() {
 fn yaml_syntax_errors_carry_a_position() {
     check("  release: manual", "  release: \"manual", expect!["policies/test.yaml:18:1: found unexpected end of stream, while scanning a quoted scalar at line 15 column 12"]);
     check("  cpus: 1", "\tcpus: 1", expect!["policies/test.yaml:11:1: found character that cannot start any token, while scanning for the next token"]);
+}
+
+/// A policy that restricts bases: one base by digest, any base by one base signer.
+const WITH_BASES: &str = r#"version: 1
+trusted_signers:
+  - name: alice
+    public_key: keys/alice.pub
+    purposes: ["aggregate statistics"]
+    datasets: [cohort]
+registries:
+  - registry: "127.0.0.1:5000"
+    repositories: ["trains/*"]
+trusted_base_signers:
+  - name: bases-2026
+    public_key: keys/bases-2026.pub
+base_images:
+  required: true
+  allowed:
+    - digest: sha256:1111111111111111111111111111111111111111111111111111111111111111
+    - signer: bases-2026
+"#;
+
+/// Replaces `from` in the base-restricting policy and checks the refusal.
+fn check_bases(from: &str, to: &str, expect: Expect) {
+    assert!(
+        WITH_BASES.contains(from),
+        "`{from}` is not in the base-restricting policy"
+    );
+    check_text(&WITH_BASES.replacen(from, to, 1), expect);
+}
+
+#[test]
+fn base_images_load_with_digests_and_base_signers() {
+    let policy = Policy::from_yaml_str(WITH_BASES, "/srv/station/policy.yaml").unwrap();
+    let base_images = policy.base_images().unwrap();
+    assert!(base_images.required());
+    let allowed = base_images.allowed().unwrap();
+    assert_eq!(
+        allowed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "digest `sha256:1111111111111111111111111111111111111111111111111111111111111111`",
+            "a base signed by `bases-2026`"
+        ]
+    );
+    let base_signer = &policy.trusted_base_signers()[0];
+    assert_eq!(base_signer.name(), "bases-2026");
+    assert_eq!(
+        base_signer.public_key_path(),
+        std::path::Path::new("/srv/station/keys/bases-2026.pub")
+    );
+    // A base signer is not a trusted signer: its key is never offered for trains or jobs.
+    assert!(policy.signer("bases-2026").is_none());
+}
+
+#[test]
+fn without_base_images_any_base_and_no_base_are_allowed() {
+    let policy = Policy::from_yaml_str(VALID, "policies/test.yaml").unwrap();
+    assert!(policy.base_images().is_none());
+    assert!(policy.trusted_base_signers().is_empty());
+    // `required` defaults to false and an absent `allowed` allows any base.
+    let text = format!("{VALID}base_images: {{}}\n");
+    let policy = Policy::from_yaml_str(&text, "policies/test.yaml").unwrap();
+    let base_images = policy.base_images().unwrap();
+    assert!(!base_images.required());
+    assert!(base_images.allowed().is_none());
+}
+
+#[test]
+fn an_allowed_base_names_exactly_one_of_digest_and_signer() {
+    check_bases(
+        "    - signer: bases-2026\n",
+        "    - signer: bases-2026\n      digest: sha256:2222222222222222222222222222222222222222222222222222222222222222\n",
+        expect!["policies/test.yaml:17:7: base_images.allowed[1]: an allowed base names either a `digest` or a `signer`, not both; write two entries to allow both"],
+    );
+    check_bases(
+        "    - signer: bases-2026\n",
+        "    - {}\n",
+        expect!["policies/test.yaml:17:7: base_images.allowed[1]: an allowed base needs a `digest: sha256:…` or a `signer:` naming one of `trusted_base_signers`"],
+    );
+    check_bases(
+        "    - signer: bases-2026\n",
+        "    - sha256:2222222222222222222222222222222222222222222222222222222222222222\n",
+        expect![[
+            r#"policies/test.yaml:17:7: base_images.allowed[1]: invalid type: string "sha256:2222222222222222222222222222222222222222222222222222222222222222", expected an allowed base: a mapping with `digest` or `signer`"#
+        ]],
+    );
+}
+
+#[test]
+fn a_base_digest_must_parse() {
+    check_bases(
+        "    - digest: sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        "    - digest: sha256:1111",
+        expect!["policies/test.yaml:16:15: base_images.allowed[0].digest: invalid digest `sha256:1111`: expected `sha256:` followed by 64 lower-case hex digits"],
+    );
+    check_bases(
+        "    - digest: sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        "    - digest: 127.0.0.1:5000/bases/python:3.11",
+        expect!["policies/test.yaml:16:15: base_images.allowed[0].digest: invalid digest `127.0.0.1:5000/bases/python:3.11`: expected `sha256:` followed by 64 lower-case hex digits"],
+    );
+}
+
+#[test]
+fn an_allowed_signer_must_be_a_trusted_base_signer() {
+    check_bases(
+        "    - signer: bases-2026",
+        "    - signer: bases-2025",
+        expect!["policies/test.yaml:17:15: base_images.allowed[1].signer: base signer `bases-2025` is not among `trusted_base_signers` (`bases-2026`)"],
+    );
+    // A train signer is not a base signer, however trusted.
+    check_bases(
+        "    - signer: bases-2026",
+        "    - signer: alice",
+        expect!["policies/test.yaml:17:15: base_images.allowed[1].signer: base signer `alice` is not among `trusted_base_signers` (`bases-2026`)"],
+    );
+    check_bases(
+        "trusted_base_signers:\n  - name: bases-2026\n    public_key: keys/bases-2026.pub\n",
+        "",
+        expect!["policies/test.yaml:14:15: base_images.allowed[1].signer: base signer `bases-2026` is not declared: add it to `trusted_base_signers` (a name and the public key that signs your base images)"],
+    );
+}
+
+#[test]
+fn base_signers_may_be_declared_after_the_bases_that_name_them() {
+    let (head, tail) = WITH_BASES.split_at(WITH_BASES.find("trusted_base_signers:").unwrap());
+    let (signers, bases) = tail.split_at(tail.find("base_images:").unwrap());
+    let reordered = format!("{head}{bases}{signers}");
+    let policy = Policy::from_yaml_str(&reordered, "policies/test.yaml").unwrap();
+    assert_eq!(policy.trusted_base_signers()[0].name(), "bases-2026");
+    check_text(
+        &reordered.replacen("    - signer: bases-2026", "    - signer: bases-2025", 1),
+        expect!["policies/test.yaml:14:15: base_images.allowed[1].signer: base signer `bases-2025` is not among `trusted_base_signers` (`bases-2026`)"],
+    );
+}
+
+#[test]
+fn a_base_signer_has_a_name_of_its_own() {
+    check_bases(
+        "  - name: bases-2026\n",
+        "  - name: alice\n",
+        expect!["policies/test.yaml:11:11: trusted_base_signers[0].name: `alice` is also the name of a trusted signer: a base signer signs base images, never trains or jobs; give it a name of its own"],
+    );
+    check_bases(
+        "base_images:",
+        "  - name: bases-2026\n    public_key: keys/other.pub\nbase_images:",
+        expect!["policies/test.yaml:11:3: trusted_base_signers: base signer `bases-2026` is listed twice (entries [0] and [1]); base signer names must be unique"],
+    );
+    check_bases(
+        "    public_key: keys/bases-2026.pub\n",
+        "",
+        expect!["policies/test.yaml:11:5: trusted_base_signers[0]: missing field `public_key`"],
+    );
+}
+
+#[test]
+fn base_images_refuse_unknown_fields_and_contradictions() {
+    check_bases(
+        "  required: true",
+        "  require: true",
+        expect!["policies/test.yaml:14:3: base_images: unknown field `require`, expected `required` or `allowed`"],
+    );
+    check_bases(
+        "    - signer: bases-2026",
+        "    - signer: bases-2026\n      repository: bases/python",
+        expect!["policies/test.yaml:18:7: base_images.allowed[1]: unknown field `repository`, expected `digest` or `signer`"],
+    );
+    check_bases(
+        "  required: true",
+        "  required: yes please",
+        expect![[
+            r#"policies/test.yaml:14:13: base_images.required: invalid type: string "yes please", expected a boolean"#
+        ]],
+    );
+    check_bases(
+        "  allowed:\n    - digest: sha256:1111111111111111111111111111111111111111111111111111111111111111\n    - signer: bases-2026\n",
+        "  allowed: []\n",
+        expect!["policies/test.yaml:14:3: base_images: `required: true` with an empty `allowed` list refuses every train; list the bases to allow, or set `required: false` to run only trains without a base"],
+    );
 }

@@ -64,6 +64,7 @@ fn request_within(policy: &Policy, signer: &str) -> RunRequest {
         gpu: false,
         runtime: None,
         parameters_bytes: 100,
+        base: None,
     }
 }
 

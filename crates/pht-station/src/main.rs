@@ -203,6 +203,13 @@ fn render_record(record: &RunRecord) -> String {
     if let Some(signer) = &record.signer {
         text.push_str(&format!("  signer    {signer}\n"));
     }
+    if let Some(base) = &record.base {
+        let signed = match &base.signer {
+            Some(base_signer) => format!(" (signed by {base_signer})"),
+            None => String::new(),
+        };
+        text.push_str(&format!("  base      {}{signed}\n", base.reference));
+    }
     if let Some(job) = &record.job {
         text.push_str(&format!(
             "  job       {} (stop {}, signed by {})\n",
@@ -741,6 +748,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 ok: bool,
                 train_signers: Vec<String>,
                 job_signers: Vec<String>,
+                base_signers: Vec<String>,
                 checks: Vec<pht_station::readiness::Check>,
             }
             let signers = |keys: &[(String, pht_core::PublicKey)]| -> Vec<String> {
@@ -758,6 +766,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 job_signers: trust
                     .as_ref()
                     .map(|t| signers(&t.job_keys))
+                    .unwrap_or_default(),
+                base_signers: trust
+                    .as_ref()
+                    .map(|t| signers(&t.base_keys))
                     .unwrap_or_default(),
                 checks,
             };
@@ -779,6 +791,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                         "       train signers {}\n       job signers   {}\n",
                         checked.train_signers.join(", "),
                         checked.job_signers.join(", ")
+                    ));
+                }
+                if !checked.base_signers.is_empty() {
+                    text.push_str(&format!(
+                        "       base signers  {}\n",
+                        checked.base_signers.join(", ")
                     ));
                 }
                 text

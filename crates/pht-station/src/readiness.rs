@@ -49,11 +49,15 @@ pub fn check(config: &StationConfig) -> (Vec<Check>, Option<Trust>) {
             checks.push(Check::pass(
                 "policy",
                 format!(
-                    "{} (sha256 {}), {} train signer(s), {} job signer(s)",
+                    "{} (sha256 {}), {} train signer(s), {} job signer(s){}",
                     config.policy.display(),
                     &trust.policy.content_hash()[..16],
                     trust.train_keys.len(),
-                    trust.job_keys.len()
+                    trust.job_keys.len(),
+                    match trust.base_keys.len() {
+                        0 => String::new(),
+                        n => format!(", {n} base signer(s)"),
+                    }
                 ),
             ));
             Some(trust)

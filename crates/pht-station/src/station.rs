@@ -25,6 +25,8 @@ pub struct Station<E> {
     pub(crate) policy: Policy,
     pub(crate) train_keys: NamedKeys,
     pub(crate) job_keys: NamedKeys,
+    /// Keys trusted to sign base images, never trains or jobs.
+    pub(crate) base_keys: NamedKeys,
     pub(crate) registry: RegistryClient,
     pub(crate) engine: E,
     pub(crate) audit: AuditLog,
@@ -84,6 +86,7 @@ impl<E: Engine> Station<E> {
             policy: trust.policy,
             train_keys: trust.train_keys,
             job_keys: trust.job_keys,
+            base_keys: trust.base_keys,
             registry,
             engine,
             audit,

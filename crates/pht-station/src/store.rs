@@ -50,6 +50,17 @@ pub struct TrainRef {
     pub version: Option<String>,
 }
 
+/// The base image a train is built on: the verify stage fetched it by digest and checked that
+/// the train's layers begin with its layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseRef {
+    /// `registry/repository@sha256:…`.
+    pub reference: String,
+    /// The trusted base signer whose key verified the base's signature, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+}
+
 /// The job a run belongs to, when it came from the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRef {
@@ -105,6 +116,9 @@ pub struct RunRecord {
     pub job: Option<JobRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
+    /// The base image the train is built on, as the verify stage checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
     /// The parameters the train receives in `/input/params.json` (job parameters, not data).
     #[serde(default)]
     pub parameters: BTreeMap<String, serde_json::Value>,

@@ -8,7 +8,7 @@
 //! `pht-policy`'s, and a denial is a refusal with the policy's reasons.
 
 use chrono::Utc;
-use pht_policy::{Decision, Grant, ResourceRequest, RunRequest};
+use pht_policy::{BaseRequest, Decision, Grant, ResourceRequest, RunRequest};
 
 use super::verify::{VerifiedRun, VerifiedTrain};
 use super::Step;
@@ -152,6 +152,11 @@ impl<E> Station<E> {
             gpu: false,
             runtime: None,
             parameters_bytes: serde_json::to_vec(&record.parameters).map_or(0, |b| b.len() as u64),
+            base: train.base().map(|base| BaseRequest {
+                repository: base.reference().repository_path(),
+                digest: base.digest().clone(),
+                signer: base.signer().map(str::to_string),
+            }),
         }
     }
 }

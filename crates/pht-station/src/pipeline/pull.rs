@@ -111,11 +111,10 @@ impl<E: Engine> Station<E> {
         pulled
             .details
             .insert("bytes_fetched".into(), count.bytes_fetched.into());
-        if let Some(base) = &train.manifest().base {
-            pulled.details.insert(
-                "base".into(),
-                format!("{}@{}", base.repository, base.digest).into(),
-            );
+        if let Some(base) = train.base() {
+            pulled
+                .details
+                .insert("base".into(), base.reference().to_string().into());
         }
         self.audit.append(pulled)?;
         Ok(PulledRun { approved, image_id })

@@ -99,6 +99,7 @@ fn new_record(submission: &Submission) -> RunRecord {
         },
         job: submission.job.clone(),
         signer: None,
+        base: None,
         parameters: BTreeMap::new(),
         decision: None,
         reasons: Vec::new(),

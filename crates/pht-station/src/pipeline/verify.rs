@@ -4,6 +4,13 @@
 //! dataset it needs must be held here, a key the policy trusts for trains must have signed
 //! the digest (cosign simple signing), and the parameters must fit `train.yaml`.
 //!
+//! The base image a train names in its manifest is the train's own word, so it is checked too:
+//! the base's registry must be one the policy names, its manifest and config are fetched by
+//! digest (never its layers), the train's layers must begin with the base's layers
+//! (`base.mismatch` otherwise), and where the policy trusts base signers the base's cosign
+//! signature is verified against their keys. Whether that base is allowed is the policy's
+//! decision (`base.allowed`, in `decide.rs`).
+//!
 //! Owns [`VerifiedTrain`], which only this module can make. A train that fails a check is a
 //! refusal (a run record with reasons), not an error; `Err` ([`VerifyError`]) is for a
 //! registry the station could not reach. Does not pull layers: that waits for the policy's
@@ -13,7 +20,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use pht_core::cosign;
-use pht_core::manifest::TRAIN_LABEL;
+use pht_core::manifest::{BaseImage, TRAIN_LABEL};
 use pht_core::oci::{ImageConfig, ImageManifest};
 use pht_core::{Digest, ImageReference, TrainManifest};
 use pht_registry::{signatures, RegistryError};
@@ -24,7 +31,7 @@ use crate::audit::AuditEvent;
 use crate::error::StationError;
 use crate::params;
 use crate::station::Station;
-use crate::store::RunRecord;
+use crate::store::{BaseRef, RunRecord};
 
 /// Largest image config read (configs are a few KiB).
 const MAX_CONFIG_BYTES: u64 = 8 << 20;
@@ -48,6 +55,35 @@ pub struct VerifiedTrain {
     image_manifest: ImageManifest,
     config_bytes: Bytes,
     signer: String,
+    base: Option<VerifiedBase>,
+}
+
+/// The base image a verified train is built on: its manifest and config fetched by digest,
+/// the train's layers shown to begin with its layers, and the trusted base signer whose key
+/// verified its signature, if one did. Only made while verifying a train.
+#[derive(Debug, Clone)]
+pub struct VerifiedBase {
+    reference: ImageReference,
+    signer: Option<String>,
+}
+
+impl VerifiedBase {
+    /// `registry/repository@sha256:…`.
+    pub fn reference(&self) -> &ImageReference {
+        &self.reference
+    }
+
+    pub fn digest(&self) -> &Digest {
+        self.reference
+            .digest()
+            .expect("a verified base is pinned to its digest")
+    }
+
+    /// The trusted base signer whose key verified the base's signature; `None` when none did
+    /// (or the policy trusts no base signer).
+    pub fn signer(&self) -> Option<&str> {
+        self.signer.as_deref()
+    }
 }
 
 impl VerifiedTrain {
@@ -75,6 +111,11 @@ impl VerifiedTrain {
     /// The trusted signer whose signature verified.
     pub fn signer(&self) -> &str {
         &self.signer
+    }
+
+    /// The base image the train is built on, checked; `None` for a train without one.
+    pub fn base(&self) -> Option<&VerifiedBase> {
+        self.base.as_ref()
     }
 }
 
@@ -111,12 +152,26 @@ impl<E> Station<E> {
         record.train.name = Some(train.manifest.name.to_string());
         record.train.version = Some(train.manifest.version.to_string());
         record.signer = Some(train.signer.clone());
+        record.base = train.base.as_ref().map(|base| BaseRef {
+            reference: base.reference.to_string(),
+            signer: base.signer.clone(),
+        });
         let mut verified = AuditEvent::new(&self.station_actor(), "verified").run(&record.run_id);
         verified.train_digest = Some(digest.to_string());
         verified.decision = Some("signed".into());
         verified
             .details
             .insert("signer".into(), train.signer.clone().into());
+        if let Some(base) = &train.base {
+            verified
+                .details
+                .insert("base".into(), base.reference.to_string().into());
+            if let Some(base_signer) = &base.signer {
+                verified
+                    .details
+                    .insert("base_signer".into(), base_signer.clone().into());
+            }
+        }
         self.audit.append(verified)?;
 
         match resolve_parameters(&train.manifest, given) {
@@ -308,6 +363,15 @@ impl<E> Station<E> {
             };
             return Ok(Err(vec![reason]));
         };
+        // Only a train a trusted key signed gets this far, so only such a train can make the
+        // station contact the registry of its base.
+        let base = match &manifest.base {
+            None => None,
+            Some(declared) => match self.verify_base(declared, config.diff_ids()).await? {
+                Ok(base) => Some(base),
+                Err(refusal) => return Ok(Err(refusal)),
+            },
+        };
         Ok(Ok(VerifiedTrain {
             reference: reference.pinned(digest.clone()),
             digest: digest.clone(),
@@ -315,8 +379,158 @@ impl<E> Station<E> {
             image_manifest,
             config_bytes,
             signer,
+            base,
         }))
     }
+
+    /// Checks the base a train names: its registry is one the policy names, its manifest and
+    /// config exist at its digest, the train's layers (`train_diff_ids`) begin with its layers,
+    /// and which trusted base signer, if any, signed it. `Ok(Err(_))` is a refusal.
+    async fn verify_base(
+        &self,
+        declared: &BaseImage,
+        train_diff_ids: &[Digest],
+    ) -> Result<Result<VerifiedBase, Refusal>, RegistryError> {
+        let refuse = |reason: String| Ok(Err(vec![reason]));
+        let reference = match declared.repository.parse::<ImageReference>() {
+            Ok(parsed) if parsed.tag().is_none() && parsed.digest().is_none() => {
+                parsed.pinned(declared.digest.clone())
+            }
+            Ok(_) | Err(_) => {
+                let repository = &declared.repository;
+                return refuse(format!("base.reference: the train names its base `{repository}`, which is not `registry/repository`"));
+            }
+        };
+        // The registry rules for trains apply to bases too: no traffic to a registry the
+        // policy does not name. Which repositories and digests are allowed is `base_images`'s.
+        let registry_named = self
+            .policy
+            .registries()
+            .iter()
+            .any(|rule| rule.registry().eq_ignore_ascii_case(reference.registry()));
+        if !registry_named {
+            let registries: Vec<&str> = self
+                .policy
+                .registries()
+                .iter()
+                .map(|rule| rule.registry())
+                .collect();
+            return refuse(format!(
+                "base.registry: the train's base {reference} is in registry {}, which this station's policy does not name (expected one of: {})",
+                reference.registry(),
+                registries.join(", ")
+            ));
+        }
+        let fetched = match self
+            .registry
+            .get_manifest(&reference, &declared.digest.to_string())
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(RegistryError::NotFound { .. }) => {
+                return refuse(format!(
+                    "base.exists: {} has no manifest {}, the base the train names",
+                    reference.repository_path(),
+                    declared.digest
+                ))
+            }
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::Malformed { .. }
+                | RegistryError::TooLarge { .. }),
+            ) => return refuse(format!("base.manifest: {error}")),
+            Err(error) => return Err(error),
+        };
+        let base_manifest = match fetched.image_manifest(reference.registry()) {
+            Ok(manifest) => manifest,
+            Err(error) => return refuse(format!("base.manifest: {error}")),
+        };
+        let base_config_bytes = match self
+            .registry
+            .get_blob(
+                &reference,
+                &base_manifest.config.digest,
+                MAX_CONFIG_BYTES,
+                None,
+            )
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::TooLarge { .. }
+                | RegistryError::NotFound { .. }),
+            ) => return refuse(format!("base.config: {error}")),
+            Err(error) => return Err(error),
+        };
+        let base_config: ImageConfig = match serde_json::from_slice(&base_config_bytes) {
+            Ok(config) => config,
+            Err(error) => {
+                return refuse(format!(
+                    "base.config: the base's image config is not valid JSON: {error}"
+                ))
+            }
+        };
+        let base_diff_ids = base_config.diff_ids();
+        if base_diff_ids.is_empty() {
+            return refuse(format!(
+                "base.config: the base {reference} has no layers, so no train is built on it"
+            ));
+        }
+        if !train_diff_ids.starts_with(base_diff_ids) {
+            let actual = &train_diff_ids[..base_diff_ids.len().min(train_diff_ids.len())];
+            return refuse(format!(
+                "base.mismatch: the train's layers do not begin with the layers of {reference}, the base it names (expected first layers {}, actual {})",
+                layer_list(base_diff_ids),
+                layer_list(actual)
+            ));
+        }
+        let signer = self.base_signer(&reference, &declared.digest).await?;
+        Ok(Ok(VerifiedBase { reference, signer }))
+    }
+
+    /// The trusted base signer whose key verified a signature on the base, if one did. A
+    /// signature that cannot be read verifies nothing; whether the base needed one is the
+    /// policy's decision.
+    async fn base_signer(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<Option<String>, RegistryError> {
+        if self.base_keys.is_empty() {
+            return Ok(None);
+        }
+        let found = match signatures::fetch_signatures(&self.registry, reference, digest).await {
+            Ok(found) => found,
+            Err(
+                error @ (RegistryError::DigestMismatch { .. }
+                | RegistryError::Malformed { .. }
+                | RegistryError::TooLarge { .. }),
+            ) => {
+                tracing::warn!(base = %reference, %error, "the base's signatures cannot be read");
+                Vec::new()
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(found.iter().find_map(|signed| {
+            self.base_keys
+                .iter()
+                .find(|(_, key)| cosign::verify_image_signature(key, signed, digest).is_ok())
+                .map(|(name, _)| name.clone())
+        }))
+    }
+}
+
+/// Diff ids as a refusal lists them: `sha256:…, sha256:…`, or `no layers`.
+fn layer_list(diff_ids: &[Digest]) -> String {
+    if diff_ids.is_empty() {
+        return "no layers".to_string();
+    }
+    diff_ids
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn resolve_parameters(
