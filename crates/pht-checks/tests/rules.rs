@@ -1128,7 +1128,7 @@ fn parquet_output_with_a_small_count_fails_the_threshold_rule_when_parquet_is_al
         expect![[r#"
             overall: fail
             counts.parquet fail [Table]
-              threshold fail 1 [3:3#2] 1 count cell below 10
+              threshold fail 1 [3:3#2] 1 count cell below 10; count column: `n` (field 2, declared)
         "#]],
     );
     let report = check_outputs(&entries, &declared, &[], &config_allowing_parquet());
@@ -1157,7 +1157,7 @@ fn parquet_output_copying_dataset_rows_fails_the_leakage_rule() {
         expect![[r#"
             overall: fail
             rows.parquet fail [Table]
-              threshold review 0 [] no count column declared in train.yaml or named in the policy, so cell sizes cannot be checked
+              threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
               leakage fail 2 [2:1#1 3:1#1] 2 rows identical to rows of dataset `cohort`
         "#]],
     );
