@@ -44,7 +44,7 @@ pub fn check_outputs(
             _ => 0,
         })
         .sum();
-    let collection = check_collection(n_files, n_bytes, config);
+    let mut collection = check_collection(n_files, n_bytes, config);
 
     let mut seen_paths = HashSet::new();
     let mut results = BTreeMap::new();
@@ -53,6 +53,10 @@ pub fn check_outputs(
         let entry_name = name_entry(entry_index, &entry.path, is_repeated_path, config);
         let output_result = check_entry(entry, entry_name, declared, datasets, config);
         results.insert(output_result.uid.clone(), output_result);
+    }
+    if let Some(run_row_count) = run_row_count(&results, datasets, config) {
+        collection.status = collection.status.max(run_row_count.status);
+        collection.checks.push(run_row_count);
     }
 
     let status = results
@@ -140,6 +144,72 @@ fn check_collection(n_files: u64, n_bytes: u64, config: &CheckConfig) -> Collect
         n_bytes,
         checks,
     }
+}
+
+/// The row-count rule over the whole run: a dataset split over several tables, each shorter than
+/// the rule's share, is still as long as the dataset together. `None` when no dataset is mounted
+/// that outputs could be a copy of by size.
+fn run_row_count(
+    results: &BTreeMap<String, OutputResult>,
+    datasets: &[DatasetIndex],
+    config: &CheckConfig,
+) -> Option<RuleResult> {
+    let comparable: Vec<&DatasetIndex> = datasets
+        .iter()
+        .filter(|dataset_index| !dataset_index.is_leakage_only() && dataset_index.n_rows() > 0)
+        .collect();
+    if comparable.is_empty() {
+        return None;
+    }
+    let table_rows: Vec<u64> = results
+        .values()
+        .filter_map(|output_result| output_result.properties.n_rows)
+        .collect();
+    let n_rows: u64 = table_rows.iter().sum();
+    let ratio = config.row_count_ratio;
+    let percentage = (ratio * 10_000.0).round() / 100.0;
+    let close: Vec<String> = comparable
+        .iter()
+        .filter(|dataset_index| n_rows as f64 >= ratio * dataset_index.n_rows() as f64)
+        .map(|dataset_index| {
+            format!(
+                "`{}` ({} rows)",
+                dataset_index.name(),
+                dataset_index.n_rows()
+            )
+        })
+        .collect();
+    let tables = plural(table_rows.len() as u64, "table", "tables");
+    Some(if table_rows.len() < 2 {
+        rule_result(
+            Rule::RowCount,
+            Status::Pass,
+            0,
+            format!("{tables}, judged on its own"),
+        )
+    } else if close.is_empty() {
+        rule_result(
+            Rule::RowCount,
+            Status::Pass,
+            0,
+            format!(
+                "{} in {tables} together, fewer than {percentage}% of the rows of every \
+                 mounted dataset",
+                plural(n_rows, "row", "rows")
+            ),
+        )
+    } else {
+        rule_result(
+            Rule::RowCount,
+            Status::Review,
+            close.len() as u64,
+            format!(
+                "the run's {tables} have {} together, at least {percentage}% of dataset {}",
+                plural(n_rows, "row", "rows"),
+                close.join(", ")
+            ),
+        )
+    })
 }
 
 /// How an entry is named in the report, and the verdicts on its path and name.

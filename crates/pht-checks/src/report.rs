@@ -292,7 +292,8 @@ pub struct CollectionResult {
     pub n_files: u64,
     /// Total bytes of the regular files.
     pub n_bytes: u64,
-    /// `file-count` and `total-size`.
+    /// `file-count` and `total-size`, and `row-count` over all tables together when a dataset
+    /// is mounted.
     pub checks: Vec<RuleResult>,
 }
 

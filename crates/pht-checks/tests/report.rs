@@ -69,6 +69,12 @@ fn json_report_of_a_mixed_case() {
                 "status": "pass",
                 "summary": "86 bytes, within the limit of 104857600",
                 "count": 0
+              },
+              {
+                "rule": "row-count",
+                "status": "pass",
+                "summary": "1 table, judged on its own",
+                "count": 0
               }
             ]
           },

@@ -466,6 +466,27 @@ fn table_as_long_as_a_dataset_is_flagged_for_review() {
 }
 
 #[test]
+fn a_dataset_split_over_several_tables_is_counted_per_run() {
+    // Two rows per file, each far below 90% of the four-row dataset, four rows together.
+    let half = |path: &str| OutputEntry::regular(path, b"group,n\na,10\nb,11\n".to_vec());
+    check_report(
+        &[half("first.csv"), half("second.csv")],
+        &[
+            DeclaredOutput::table("first.csv", ["n"]),
+            DeclaredOutput::table("second.csv", ["n"]),
+        ],
+        &[DatasetIndex::from_csv("cohort", COHORT_CSV.as_bytes())],
+        &CheckConfig::default(),
+        expect![[r#"
+            overall: review
+            collection row-count review 1: the run's 2 tables have 4 rows together, at least 90% of dataset `cohort` (4 rows)
+            first.csv pass [Table]
+            second.csv pass [Table]
+        "#]],
+    );
+}
+
+#[test]
 fn received_state_is_compared_for_leakage_but_not_for_row_count() {
     // The state a stop received is a few rows; a table as long as it is no copy of a dataset,
     // but a row copied from it is a leak.
@@ -510,6 +531,7 @@ fn leaked_dataset_row_fails_even_respelled_or_behind_an_index_column() {
         &CheckConfig::default(),
         expect![[r#"
             overall: fail
+            collection row-count review 1: the run's 2 tables have 6 rows together, at least 90% of dataset `cohort` (4 rows)
             indexed.csv fail [Table]
               threshold review 0 [] no count column declared, named in the policy or recognised by name or shape, so cell sizes cannot be checked
               leakage fail 1 [2:1#1] 1 row identical to rows of dataset `cohort`
