@@ -297,6 +297,118 @@ fn passing_outputs_wait_for_a_manual_release_and_can_be_blocked() {
 }
 
 #[test]
+fn two_distinct_reviewers_release_where_the_policy_asks_for_two_and_both_are_signed_in() {
+    let world = World::new("two-reviewers");
+    let station = world.station("manual\n  reviewers_required: 2");
+    let recipient = world.alice.age_recipient.clone();
+    let exec = || {
+        station
+            .station(&[
+                "--json",
+                "exec",
+                &world.cohort_stats,
+                "--recipient",
+                &recipient,
+            ])
+            .success()
+            .json()
+    };
+    let review = |run_id: &str, operator: &str, action: &str, reason: &str| {
+        station.station(&[
+            "--json",
+            "--operator",
+            operator,
+            "outputs",
+            action,
+            run_id,
+            "--reason",
+            reason,
+        ])
+    };
+    let first = exec();
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+    assert_eq!(first["output_decision"]["decision"], "withheld");
+
+    // One review leaves the run withheld; the same operator again still counts once.
+    let once = review(&run_id, "jansen", "release", "table checked")
+        .success()
+        .json();
+    assert_eq!(once["output_decision"]["decision"], "withheld", "{once:#}");
+    assert_eq!(once["reviews"].as_array().unwrap().len(), 1);
+    assert!(once["sealed"].is_null());
+    let twice = review(&run_id, "jansen", "release", "checked again").code(3);
+    assert!(
+        twice.stderr.contains("another operator must release it"),
+        "{}",
+        twice.stderr
+    );
+
+    // A second, distinct reviewer releases it: sealed, and both are in the signed provenance.
+    let released = review(&run_id, "de-vries", "release", "agree")
+        .success()
+        .json();
+    assert_eq!(
+        released["output_decision"]["decision"], "released",
+        "{released:#}"
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let tar_path = scratch.path().join("bundle.tar");
+    run(Command::new("age")
+        .args(["-d", "-i"])
+        .arg(&world.alice.age_identity)
+        .arg("-o")
+        .arg(&tar_path)
+        .arg(bundle_path(&released)))
+    .success();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&tar_path)
+        .arg("-C")
+        .arg(scratch.path())
+        .arg("provenance.dsse.json"))
+    .success();
+    let envelope: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(scratch.path().join("provenance.dsse.json")).unwrap(),
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let statement: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let reviewers: Vec<&str> = statement["predicate"]["released"]["reviewers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no reviewers in {statement:#}"))
+        .iter()
+        .map(|reviewer| reviewer["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(reviewers, ["operator:jansen", "operator:de-vries"]);
+    let reviewed: Vec<serde_json::Value> = station
+        .audit_of(&run_id)
+        .into_iter()
+        .filter(|entry| entry["event"] == "output_reviewed")
+        .collect();
+    assert_eq!(reviewed.len(), 2, "{reviewed:#?}");
+
+    // A block by the second reviewer blocks it, whatever the first said.
+    let second = exec();
+    let second_id = second["run_id"].as_str().unwrap().to_string();
+    review(&second_id, "jansen", "release", "fine").success();
+    let blocked = review(
+        &second_id,
+        "de-vries",
+        "block",
+        "group too small for this purpose",
+    )
+    .success()
+    .json();
+    assert_eq!(blocked["output_decision"]["decision"], "blocked");
+    assert!(blocked["sealed"].is_null());
+}
+
+#[test]
 fn train_copying_its_dataset_to_output_is_blocked() {
     let world = World::new("leak");
     let scratch = tempfile::tempdir().unwrap();

@@ -181,6 +181,18 @@ pub struct Release {
     /// with the rest of the provenance, so the researcher (and any later reader) sees it.
     #[serde(default)]
     pub overrides_failed_checks: bool,
+    /// Every operator who reviewed and released the result, in order, when the station's
+    /// policy asks for reviewers (`outputs.reviewers_required`); empty for an automatic release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<Reviewer>,
+}
+
+/// One operator's release of a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reviewer {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
 }
 
 /// The provenance of a released result (`https://pht.dev/provenance/result/v1`): which train
@@ -266,6 +278,7 @@ impl ResultPredicateV1 {
                 at: at(300),
                 reason: "reviewed".into(),
                 overrides_failed_checks: false,
+                reviewers: Vec::new(),
             },
         }
     }

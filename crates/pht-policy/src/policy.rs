@@ -102,6 +102,7 @@ pub struct OutputPolicy {
     release: Release,
     checks: CheckConfig,
     max_state_bytes: u64,
+    reviewers_required: u32,
 }
 
 /// The most state a stop hands on unless the policy says otherwise: running counts and model
@@ -183,6 +184,7 @@ impl Policy {
                 max_state_bytes: outputs
                     .max_state_size
                     .map_or(DEFAULT_MAX_STATE_BYTES, |size| size.0),
+                reviewers_required: outputs.reviewers_required.map_or(1, |required| required.0),
             },
             max_parameters_bytes: max_parameters_size
                 .map_or(DEFAULT_MAX_PARAMETERS_BYTES, |size| size.0),
@@ -511,6 +513,12 @@ impl OutputPolicy {
     pub fn max_state_bytes(&self) -> u64 {
         self.max_state_bytes
     }
+
+    /// How many distinct operators must each release a withheld result
+    /// (`outputs.reviewers_required`, default 1). A block by any one of them stops it.
+    pub fn reviewers_required(&self) -> u32 {
+        self.reviewers_required
+    }
 }
 
 #[cfg(test)]
@@ -528,6 +536,18 @@ mod tests {
         assert_eq!(policy.outputs().release(), Release::Manual);
         assert_eq!(*policy.outputs().checks(), CheckConfig::default());
         assert_eq!(policy.max_parameters_bytes(), DEFAULT_MAX_PARAMETERS_BYTES);
+        assert_eq!(policy.outputs().reviewers_required(), 1);
+    }
+
+    #[test]
+    fn reviewers_required_is_read_and_kept_between_one_and_ten() {
+        let two = format!("{MINIMAL}outputs:\n  reviewers_required: 2\n");
+        let policy = Policy::from_yaml_str(&two, "two.yaml").unwrap();
+        assert_eq!(policy.outputs().reviewers_required(), 2);
+        let none = format!("{MINIMAL}outputs:\n  reviewers_required: 0\n");
+        let error = Policy::from_yaml_str(&none, "none.yaml").unwrap_err();
+        expect_test::expect!["none.yaml:5:3: outputs: 0 reviewers: a release needs from 1 to 10 distinct reviewers"]
+            .assert_eq(&error.to_string());
     }
 
     #[test]

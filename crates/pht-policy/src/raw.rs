@@ -251,8 +251,28 @@ pub(crate) struct RawOutputs {
     /// The most bytes of state a stop may hand to the next one.
     #[serde(default)]
     pub max_state_size: Option<ByteSize>,
+    /// Distinct operators who must each release a withheld result (default 1).
+    #[serde(default)]
+    pub reviewers_required: Option<ReviewersRequired>,
     #[serde(default)]
     pub checks: CheckConfig,
+}
+
+/// `outputs.reviewers_required`: a whole number from 1 to 10.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReviewersRequired(pub u32);
+
+impl<'de> Deserialize<'de> for ReviewersRequired {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u32::deserialize(deserializer)?;
+        if (1..=10).contains(&value) {
+            Ok(ReviewersRequired(value))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{value} reviewers: a release needs from 1 to 10 distinct reviewers"
+            )))
+        }
+    }
 }
 
 /// An entry of a list whose names must be unique.

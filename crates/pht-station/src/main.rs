@@ -287,6 +287,15 @@ fn render_record(record: &RunRecord) -> String {
                 .unwrap_or_default()
         ));
     }
+    for review in &record.reviews {
+        text.push_str(&format!(
+            "  review    {:?} by {} at {}: {}\n",
+            review.decision,
+            review.operator,
+            review.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            review.reason
+        ));
+    }
     if let Some(sealed) = &record.sealed {
         text.push_str(&format!(
             "  sealed    {} ({} bytes, sha256 {})\n",

@@ -144,6 +144,10 @@ pub struct RunRecord {
     /// What happened to the outputs, by whom and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_decision: Option<OutputDecisionRecord>,
+    /// Every operator's review of withheld outputs, in order: a release counts once per
+    /// operator toward `outputs.reviewers_required`; a block ends it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviews: Vec<OutputReview>,
     /// The mounted datasets and the SHA-256 of their contents when the run started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datasets: Vec<DatasetVersion>,
@@ -201,6 +205,16 @@ pub struct OutputDecisionRecord {
     /// An operator released outputs the checks failed.
     #[serde(default)]
     pub overridden: bool,
+}
+
+/// One operator's review of withheld outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputReview {
+    pub operator: String,
+    /// `released` or `blocked`.
+    pub decision: OutputDecision,
+    pub at: DateTime<Utc>,
+    pub reason: String,
 }
 
 /// State received from the previous stop of a sequential route.

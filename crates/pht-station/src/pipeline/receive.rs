@@ -109,6 +109,7 @@ fn new_record(submission: &Submission) -> RunRecord {
         refused_outputs: Vec::new(),
         checks: None,
         output_decision: None,
+        reviews: Vec::new(),
         datasets: Vec::new(),
         recipient: submission.recipient.clone(),
         sealed: None,

@@ -5,6 +5,11 @@
 //! releases automatically, otherwise withheld; review → withheld; fail → blocked unless an
 //! operator overrides with a reason), the operator's `outputs release|block`, auditing every
 //! decision, and [`ReleasedRun`]: the only thing the seal stage accepts, made here alone.
+//!
+//! The two-person rule: withheld outputs are released only once `outputs.reviewers_required`
+//! distinct operators have each released them (each release is a review, audited as
+//! `output_reviewed`; the same operator twice counts once and is told so); a block by any
+//! reviewer blocks them. Overriding failed checks is one operator's act with a reason.
 //! Does not look at the outputs (the checks did) and does not encrypt anything (`seal.rs`).
 
 use chrono::Utc;
@@ -16,7 +21,7 @@ use crate::audit::AuditEvent;
 use crate::error::StationError;
 use crate::station::Station;
 pub use crate::store::OutputDecision;
-use crate::store::{OutputDecisionRecord, RunRecord, RunStatus};
+use crate::store::{OutputDecisionRecord, OutputReview, RunRecord, RunStatus};
 
 /// The decision the checks alone lead to, before any operator acts.
 pub fn automatic_decision(status: Status, release: Release) -> OutputDecision {
@@ -40,6 +45,16 @@ pub enum ReleaseError {
     ReasonRequired { run_id: String },
     #[error("run {run_id} failed ({reasons}); nothing of a failed run is released")]
     RunFailed { run_id: String, reasons: String },
+    #[error(
+        "operator {operator} has already released run {run_id}; the policy asks for \
+         {required} distinct reviewers and {released} so far, so another operator must release it"
+    )]
+    AlreadyReviewed {
+        run_id: String,
+        operator: String,
+        required: u32,
+        released: u32,
+    },
 }
 
 /// Where a run's outputs stand, in words for an operator.
@@ -64,6 +79,17 @@ impl ReleasedRun {
     pub(super) fn into_parts(self) -> (RunRecord, OutputDecisionRecord) {
         (self.record, self.release)
     }
+}
+
+/// How many distinct operators have released the run's outputs so far.
+fn distinct_releasers(record: &RunRecord) -> u32 {
+    let releasers: std::collections::BTreeSet<&str> = record
+        .reviews
+        .iter()
+        .filter(|review| review.decision == OutputDecision::Released)
+        .map(|review| review.operator.as_str())
+        .collect();
+    releasers.len() as u32
 }
 
 /// Who decides about outputs: the station by its rule, or a named operator.
@@ -136,13 +162,86 @@ impl<E> Station<E> {
             .into());
         }
         let overridden = current == OutputDecision::Blocked;
+        let mut record = record;
+        let mut reason = reason.to_string();
+        if !overridden {
+            let required = self.policy.outputs().reviewers_required();
+            let released = distinct_releasers(&record);
+            if record.reviews.iter().any(|review| {
+                review.operator == operator && review.decision == OutputDecision::Released
+            }) {
+                return Err(ReleaseError::AlreadyReviewed {
+                    run_id: run_id.to_string(),
+                    operator: operator.to_string(),
+                    required,
+                    released,
+                }
+                .into());
+            }
+            self.add_review(&mut record, operator, OutputDecision::Released, &reason)?;
+            let released = released + 1;
+            if released < required {
+                record.updated_at = Utc::now();
+                self.store.save(&record)?;
+                return Ok(record);
+            }
+            if required > 1 {
+                let reasons: Vec<String> = record
+                    .reviews
+                    .iter()
+                    .filter(|review| review.decision == OutputDecision::Released)
+                    .map(|review| format!("{}: {}", review.operator, review.reason))
+                    .collect();
+                reason = format!(
+                    "released by {required} distinct reviewers ({})",
+                    reasons.join("; ")
+                );
+            }
+        }
         self.decide_outputs(
             record,
             OutputDecision::Released,
             Decider::Operator(operator),
-            reason.to_string(),
+            reason,
             overridden,
         )
+    }
+
+    /// Records and audits one operator's review of withheld outputs.
+    fn add_review(
+        &self,
+        record: &mut RunRecord,
+        operator: &str,
+        decision: OutputDecision,
+        reason: &str,
+    ) -> Result<(), StationError> {
+        record.reviews.push(OutputReview {
+            operator: operator.to_string(),
+            decision,
+            at: Utc::now(),
+            reason: reason.to_string(),
+        });
+        let required = self.policy.outputs().reviewers_required();
+        let mut audited =
+            AuditEvent::new(&format!("operator:{operator}"), "output_reviewed").run(&record.run_id);
+        audited.train_digest = Some(record.train.digest.clone());
+        audited.reasons = vec![reason.to_string()];
+        let decision_name = match decision {
+            OutputDecision::Released => "released",
+            OutputDecision::Withheld => "withheld",
+            OutputDecision::Blocked => "blocked",
+        };
+        audited
+            .details
+            .insert("review".into(), decision_name.into());
+        audited
+            .details
+            .insert("releases".into(), distinct_releasers(record).into());
+        audited
+            .details
+            .insert("reviewers_required".into(), required.into());
+        self.audit.append(audited)?;
+        Ok(())
     }
 
     /// An operator blocks withheld outputs.
@@ -152,8 +251,9 @@ impl<E> Station<E> {
         operator: &str,
         reason: &str,
     ) -> Result<RunRecord, StationError> {
-        let (record, _) =
+        let (mut record, _) =
             self.load_pending_outputs(run_id, "blocked", &[OutputDecision::Withheld])?;
+        self.add_review(&mut record, operator, OutputDecision::Blocked, reason)?;
         self.decide_outputs(
             record,
             OutputDecision::Blocked,

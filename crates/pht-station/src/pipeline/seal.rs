@@ -11,7 +11,9 @@
 //! nothing is sealed for the researcher without a release decision.
 
 use chrono::Utc;
-use pht_core::intoto::{CheckVerdict, DatasetUse, FileVerdict, Release, ResultPredicateV1};
+use pht_core::intoto::{
+    CheckVerdict, DatasetUse, FileVerdict, Release, ResultPredicateV1, Reviewer,
+};
 use pht_core::job::RouteMode;
 use pht_core::Digest;
 use sha2::Digest as _;
@@ -21,7 +23,7 @@ use super::release::ReleasedRun;
 use crate::audit::{AuditEvent, OutputHash};
 use crate::error::{StateFileError, StationError};
 use crate::station::Station;
-use crate::store::{RunRecord, SealedBundle};
+use crate::store::{OutputDecision, RunRecord, SealedBundle};
 
 /// The name of the sealed result in a run directory.
 pub const RESULT_FILE: &str = "result.age";
@@ -174,6 +176,16 @@ impl<E> Station<E> {
                 at: release.at,
                 reason: release.reason.clone().unwrap_or_default(),
                 overrides_failed_checks: release.overridden,
+                reviewers: record
+                    .reviews
+                    .iter()
+                    .filter(|review| review.decision == OutputDecision::Released)
+                    .map(|review| Reviewer {
+                        by: format!("operator:{}", review.operator),
+                        at: review.at,
+                        reason: review.reason.clone(),
+                    })
+                    .collect(),
             },
         };
         let sealed =
