@@ -29,6 +29,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent(path)
 }
 
+/// Like [`write_atomic`], but the file is readable and writable by its owner only (0600) from
+/// the moment it exists: for files holding secrets' hashes that are replaced, not created once.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temporary_path(path);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
+    sync_parent(path)
+}
+
 /// Creates `path` (which must not exist) readable and writable by its owner only (0600),
 /// writes `bytes` and fsyncs them. A file that could not be written whole is removed again.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {

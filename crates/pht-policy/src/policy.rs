@@ -546,8 +546,10 @@ mod tests {
         assert_eq!(policy.outputs().reviewers_required(), 2);
         let none = format!("{MINIMAL}outputs:\n  reviewers_required: 0\n");
         let error = Policy::from_yaml_str(&none, "none.yaml").unwrap_err();
-        expect_test::expect!["none.yaml:5:3: outputs: 0 reviewers: a release needs from 1 to 10 distinct reviewers"]
-            .assert_eq(&error.to_string());
+        expect_test::expect![
+            "none.yaml:5:3: outputs: 0 reviewers: a release needs from 1 to 10 distinct reviewers"
+        ]
+        .assert_eq(&error.to_string());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod hub_link;
 pub mod keys;
+pub mod operators;
 pub mod params;
 pub mod pipeline;
 pub mod readiness;

@@ -96,6 +96,11 @@ enum Command {
     /// The station's own keys (provenance signing, and the age identity for handed-over state).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The operators who may sign in to the console: approvers approve runs, reviewers release
+    /// and block outputs, admins do both and override failed checks. Passwords are stored as
+    /// argon2id hashes in operators.json in the state directory (mode 0600).
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
     /// Remove this station's spare output slots: the paused holder containers and empty tmpfs
     /// volumes kept ready so the next run starts sooner (`docker.warm_output_slots`). A stopping
     /// daemon removes its own; `exec` leaves one for the next `exec`.
@@ -114,6 +119,54 @@ enum KeysCommand {
     /// Give station.pub to researchers: it verifies the provenance of your results. The key is
     /// encrypted when PHT_STATION_KEY_PASSWORD is set.
     Init,
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorsCommand {
+    /// Add an operator; the password is prompted twice (or read from standard input with
+    /// --password-stdin, for scripts). At least 12 characters.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: pht_station::operators::Role,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List operators and their roles (never their password hashes).
+    List,
+    /// Remove an operator.
+    Remove { name: String },
+    /// Set a new password for an operator.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// A new password: prompted twice without echo, or the first line of standard input.
+fn new_password(
+    name: &str,
+    from_stdin: bool,
+) -> Result<String, pht_station::operators::OperatorError> {
+    use pht_station::operators::{check_new_password, OperatorError};
+    let failed = |error: std::io::Error| OperatorError::Hash {
+        reason: format!("cannot read the password: {error}"),
+    };
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(failed)?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        check_new_password(&password, None)?;
+        return Ok(password);
+    }
+    let password = rpassword::prompt_password(format!("password for {name}: ")).map_err(failed)?;
+    check_new_password(&password, None)?;
+    let again = rpassword::prompt_password("the same password again: ").map_err(failed)?;
+    check_new_password(&password, Some(&again))?;
+    Ok(password)
 }
 
 #[derive(Debug, Subcommand)]
@@ -718,6 +771,92 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     station.config().station_id
                 )
             });
+            Ok(0)
+        }
+        Command::Operators(command) => {
+            use pht_station::operators::Operators;
+            let config = load_config(&cli.config)?;
+            let operator_failure = |error: pht_station::operators::OperatorError| Failure {
+                code: 3,
+                message: error.to_string(),
+            };
+            let mut operators = Operators::load(&config.state_dir).map_err(operator_failure)?;
+            let audit_path = config.state_dir.join("audit.log");
+            let audit = |event: &str, name: &str| -> Result<(), Failure> {
+                let log =
+                    pht_station::audit::AuditLog::open(&audit_path).map_err(StationError::from)?;
+                let mut entry =
+                    pht_station::audit::AuditEvent::new(&format!("operator:{operator}"), event);
+                entry.details.insert("operator".into(), name.into());
+                log.append(entry).map_err(StationError::from)?;
+                Ok(())
+            };
+            match command {
+                OperatorsCommand::Add {
+                    name,
+                    role,
+                    password_stdin,
+                } => {
+                    let password = new_password(&name, password_stdin).map_err(operator_failure)?;
+                    operators
+                        .add(&name, role, &password)
+                        .map_err(operator_failure)?;
+                    audit("operator_added", &name)?;
+                    print(json, &operators.list(), || {
+                        format!(
+                            "added operator {name} ({})",
+                            format!("{role:?}").to_lowercase()
+                        )
+                    });
+                }
+                OperatorsCommand::List => {
+                    let listed = operators.list();
+                    print(json, &listed, || {
+                        if listed.is_empty() {
+                            "no operators yet: `pht-station operators add NAME --role reviewer`"
+                                .to_string()
+                        } else {
+                            listed
+                                .iter()
+                                .map(|operator| {
+                                    format!(
+                                        "{:<24} {:<9} added {}",
+                                        operator.name,
+                                        format!("{:?}", operator.role).to_lowercase(),
+                                        operator.created_at.format("%Y-%m-%d")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        }
+                    });
+                }
+                OperatorsCommand::Remove { name } => {
+                    operators.remove(&name).map_err(operator_failure)?;
+                    audit("operator_removed", &name)?;
+                    print(json, &operators.list(), || {
+                        format!("removed operator {name}")
+                    });
+                }
+                OperatorsCommand::Passwd {
+                    name,
+                    password_stdin,
+                } => {
+                    if operators.get(&name).is_none() {
+                        return Err(operator_failure(
+                            pht_station::operators::OperatorError::Unknown { name },
+                        ));
+                    }
+                    let password = new_password(&name, password_stdin).map_err(operator_failure)?;
+                    operators
+                        .set_password(&name, &password)
+                        .map_err(operator_failure)?;
+                    audit("operator_password_changed", &name)?;
+                    print(json, &operators.list(), || {
+                        format!("changed the password of {name}")
+                    });
+                }
+            }
             Ok(0)
         }
         Command::Keys(KeysCommand::Init) => {
