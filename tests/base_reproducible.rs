@@ -22,6 +22,10 @@ fn rebuild_gives_the_same_digest(kind: BaseKind) {
         second.layer_bytes,
         second.compressed_bytes
     );
+    // Built once per machine: after any build, the next one reuses it.
+    let third = ensure_base(kind, &registry, &signer.private_key);
+    assert!(third.reused, "a base in Docker must be reused");
+    assert_eq!(third.digest, second.digest);
     assert_eq!(
         (&first.layer_diff_id, &first.image_id, &first.digest),
         (&second.layer_diff_id, &second.image_id, &second.digest),

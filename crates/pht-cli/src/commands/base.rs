@@ -274,10 +274,12 @@ async fn build_fresh(
     let image_id = Digest::of(&config);
 
     output.note(format!("loading {image_id} into Docker"));
-    let loaded =
-        pht_docker::image::load_image(docker, &config, &[Some(Bytes::from(layer.tar.clone()))])
-            .await
-            .unavailable()?;
+    // Moved, not copied: the tar of a base is a gigabyte.
+    let (tar, diff_id, gzip) = (layer.tar, layer.diff_id, layer.gzip);
+    let tar_bytes = tar.len() as u64;
+    let loaded = pht_docker::image::load_image(docker, &config, &[Some(Bytes::from(tar))])
+        .await
+        .unavailable()?;
     if loaded != image_id {
         return Err(fail(
             FailureKind::Unavailable,
@@ -285,9 +287,9 @@ async fn build_fresh(
         ));
     }
     let packed = PackedBase {
-        diff_id: layer.diff_id.clone(),
-        tar_bytes: layer.tar.len() as u64,
-        gzip: Bytes::from(layer.gzip),
+        diff_id,
+        tar_bytes,
+        gzip: Bytes::from(gzip),
     };
     cache_layer(output, &packed);
     Ok((image_id, packed))
