@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use pht_api::v1::JobState;
 use pht_core::job::RouteMode;
 use pht_e2e::bases::{ensure_base, train_on_base, BaseImage, BaseKind};
 use pht_e2e::routes::{base_policy, dataset, HubWorld, STATIONS};
@@ -150,7 +149,7 @@ fn python_train_counts_and_mean_bmi_on_parallel_and_sequential_routes() {
 
     let job_id = world.submit(RouteMode::Parallel, &train, parameters.clone());
     let status = world.wait_for_end(job_id, &daemons, Duration::from_secs(300));
-    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    world.assert_completed(&status);
     let results = world.results(job_id, &scratch.path().join("parallel"));
     let expected = expected_py(&STATIONS, "diagnosis", false);
     for (stop, data) in STATIONS.iter().enumerate() {
@@ -165,7 +164,7 @@ fn python_train_counts_and_mean_bmi_on_parallel_and_sequential_routes() {
 
     let job_id = world.submit(RouteMode::Sequential, &train, parameters);
     let status = world.wait_for_end(job_id, &daemons, Duration::from_secs(300));
-    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    world.assert_completed(&status);
     let results = world.results(job_id, &scratch.path().join("sequential"));
     let expected = expected_py(&STATIONS, "diagnosis", true);
     for (stop, data) in STATIONS.iter().enumerate() {
@@ -347,7 +346,7 @@ fn r_logistic_regression_on_parallel_and_sequential_routes() {
 
     let job_id = world.submit(RouteMode::Parallel, &train, parameters.clone());
     let status = world.wait_for_end(job_id, &daemons, Duration::from_secs(300));
-    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    world.assert_completed(&status);
     let results = world.results(job_id, &scratch.path().join("parallel"));
     for (fit, data) in fits.iter().zip(STATIONS) {
         assert_coefficients(
@@ -361,7 +360,7 @@ fn r_logistic_regression_on_parallel_and_sequential_routes() {
 
     let job_id = world.submit(RouteMode::Sequential, &train, parameters);
     let status = world.wait_for_end(job_id, &daemons, Duration::from_secs(300));
-    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    world.assert_completed(&status);
     let results = world.results(job_id, &scratch.path().join("sequential"));
     for (stop, data) in STATIONS.iter().enumerate() {
         assert_coefficients(
@@ -393,9 +392,6 @@ fn r_logistic_regression_on_parallel_and_sequential_routes() {
             &pooled_se,
             &format!("{data} pooled"),
         );
-        for row in rows(&results[*data]["pooled.csv"]) {
-            assert_eq!(number(&row, "n_stops") as usize, stop + 1);
-        }
     }
     drop(daemons);
     for station in &world.stations {
@@ -436,7 +432,30 @@ fn a_second_train_on_the_same_base_pulls_only_its_own_layers() {
     let base_signer = Researcher::generate(keys.path(), "bases-test");
     let base = ensure_base(BaseKind::Python, &registry, &base_signer.private_key);
     let scratch = tempfile::tempdir().unwrap();
-    let first = publish_on_base(scratch.path(), "cohort-stats-py", &base, &registry, &alice);
+    // Docker's build cache would give a train built by another test the same layers, which the
+    // station would then find present; a comment of this test's own in requirements.txt (the
+    // first file a Python train copies) makes every layer above the base new.
+    let mark = |dir: &Path| {
+        let path = dir.join("requirements.txt");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{text}# built for {}\n", uuid::Uuid::new_v4()),
+        )
+        .unwrap();
+    };
+    let first_dir = train_on_base(
+        &workspace_root().join("trains/cohort-stats-py"),
+        &base.reference,
+        scratch.path(),
+    );
+    mark(&first_dir);
+    let first = publish_train(
+        &first_dir,
+        &format!("{}/trains/cohort-stats-py:test", registry.address()),
+        &[],
+    );
+    alice.sign(&first);
     // The second train is the scaffold `pht train init --lang python` writes, on the same base.
     pht(
         scratch.path(),
@@ -451,6 +470,7 @@ fn a_second_train_on_the_same_base_pulls_only_its_own_layers() {
         ],
     )
     .success();
+    mark(&scratch.path().join("second-py"));
     // Its defaults (512 MiB, 5 minutes) are more than this station's policy gives.
     let second_yaml = scratch.path().join("second-py/train.yaml");
     let text = std::fs::read_to_string(&second_yaml).unwrap();

@@ -211,6 +211,28 @@ impl HubWorld {
         }
     }
 
+    /// Panics, with every station's check reports for the job's runs, unless it completed.
+    pub fn assert_completed(&self, status: &JobStatus) {
+        if status.status == JobState::Completed {
+            return;
+        }
+        let mut reports = String::new();
+        for station in &self.stations {
+            let runs = station.dir.path().join("state/runs");
+            for entry in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+                for file in ["report.json", "state-report.json", "record.json"] {
+                    if let Ok(text) = std::fs::read_to_string(entry.path().join(file)) {
+                        reports.push_str(&format!(
+                            "--- {}\n{text}\n",
+                            entry.path().join(file).display()
+                        ));
+                    }
+                }
+            }
+        }
+        panic!("the job did not complete: {status:#?}\n{reports}");
+    }
+
     /// Fetches, decrypts and verifies every stop's result with `pht results`, as the researcher
     /// would, into `out`; returns `dataset (station-a …) → file → contents`.
     pub fn results(
