@@ -291,8 +291,17 @@ fn close(actual: f64, expected: f64, what: &str) {
     );
 }
 
-fn assert_coefficients(csv: &str, estimates: &[f64; 5], std_errors: &[f64; 5], stop: &str) {
+fn assert_coefficients(
+    csv: &str,
+    n: usize,
+    estimates: &[f64; 5],
+    std_errors: &[f64; 5],
+    stop: &str,
+) {
     let released = rows(csv);
+    for row in &released {
+        assert_eq!(number(row, "n") as usize, n, "{stop}: {row:?}");
+    }
     let terms: Vec<&str> = released.iter().map(|row| row["term"].as_str()).collect();
     assert_eq!(terms, TERMS, "{stop}:\n{csv}");
     for (idx, row) in released.iter().enumerate() {
@@ -312,16 +321,21 @@ fn assert_coefficients(csv: &str, estimates: &[f64; 5], std_errors: &[f64; 5], s
 fn assert_model(csv: &str, fit: &Fit, stop: &str) {
     let model = rows(csv);
     assert_eq!(model.len(), 1, "{stop}:\n{csv}");
-    assert_eq!(number(&model[0], "n_obs") as usize, fit.n_obs, "{stop}");
+    let model = &model[0];
     assert_eq!(
-        number(&model[0], "df_null") as usize,
-        fit.n_obs - 1,
+        model["model"], "diabetes ~ age + bmi + sex + smoker",
         "{stop}"
     );
+    assert_eq!(number(model, "n") as usize, fit.n_obs, "{stop}:\n{csv}");
     assert_eq!(
-        number(&model[0], "df_residual") as usize,
+        number(model, "df_null") as usize,
+        fit.n_obs - 1,
+        "{stop}:\n{csv}"
+    );
+    assert_eq!(
+        number(model, "df_residual") as usize,
         fit.n_obs - TERMS.len(),
-        "{stop}"
+        "{stop}:\n{csv}"
     );
 }
 
@@ -351,6 +365,7 @@ fn r_logistic_regression_on_parallel_and_sequential_routes() {
     for (fit, data) in fits.iter().zip(STATIONS) {
         assert_coefficients(
             &results[data]["coefficients.csv"],
+            fit.n_obs,
             &fit.estimates,
             &fit.std_errors,
             data,
@@ -365,6 +380,7 @@ fn r_logistic_regression_on_parallel_and_sequential_routes() {
     for (stop, data) in STATIONS.iter().enumerate() {
         assert_coefficients(
             &results[*data]["coefficients.csv"],
+            fits[stop].n_obs,
             &fits[stop].estimates,
             &fits[stop].std_errors,
             data,
@@ -388,6 +404,7 @@ fn r_logistic_regression_on_parallel_and_sequential_routes() {
         }
         assert_coefficients(
             &results[*data]["pooled.csv"],
+            fits[..=stop].iter().map(|fit| fit.n_obs).sum(),
             &pooled,
             &pooled_se,
             &format!("{data} pooled"),

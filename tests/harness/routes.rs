@@ -203,8 +203,20 @@ impl HubWorld {
             if Instant::now() > deadline {
                 let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
                 panic!(
-                    "job {job_id} did not finish: {status:#?}\ndaemon logs:\n{}",
-                    logs.join("\n-----\n")
+                    "job {job_id} did not finish: {status:#?}\ndaemon logs:\n{}\n{}",
+                    logs.join("\n-----\n"),
+                    self.reports()
+                );
+            }
+            // A stop withheld for review waits for an operator nobody in a test will be.
+            if status
+                .stops
+                .iter()
+                .any(|stop| matches!(stop.status, pht_api::v1::StopState::Withheld))
+            {
+                panic!(
+                    "job {job_id} waits for review: {status:#?}\n{}",
+                    self.reports()
                 );
             }
             std::thread::sleep(Duration::from_millis(300));
@@ -213,9 +225,13 @@ impl HubWorld {
 
     /// Panics, with every station's check reports for the job's runs, unless it completed.
     pub fn assert_completed(&self, status: &JobStatus) {
-        if status.status == JobState::Completed {
-            return;
+        if status.status != JobState::Completed {
+            panic!("the job did not complete: {status:#?}\n{}", self.reports());
         }
+    }
+
+    /// Every station's check reports and run records, for a failure message.
+    fn reports(&self) -> String {
         let mut reports = String::new();
         for station in &self.stations {
             let runs = station.dir.path().join("state/runs");
@@ -230,7 +246,7 @@ impl HubWorld {
                 }
             }
         }
-        panic!("the job did not complete: {status:#?}\n{reports}");
+        reports
     }
 
     /// Fetches, decrypts and verifies every stop's result with `pht results`, as the researcher

@@ -1,14 +1,14 @@
 # logistic-r: a logistic regression with glm on the mounted cohort.
 #
 # Reads every *.csv under /data/cohort/, the parameter `outcome` from /input/params.json and, on
-# a sequential route, the previous stops' estimates from /input/state/state.csv. Models
+# a sequential route, the previous stops' pooling sums from /input/state/state.csv. Models
 # `outcome ~ age + bmi + sex + smoker` (binomial, logit link), where the outcome is 1 when the
 # patient's diagnosis is the one named. Writes
-#   /output/coefficients.csv  term, estimate, std_error, z_value, p_value (this stop's fit)
-#   /output/model.csv         n_obs, df_null, df_residual, aic (this stop's fit)
-#   /output/pooled.csv        term, estimate, std_error: inverse-variance pooling of every
+#   /output/coefficients.csv  term, n, estimate, std_error, z_value, p_value (this stop's fit)
+#   /output/model.csv         model, n, df_null, df_residual, aic (this stop's fit)
+#   /output/pooled.csv        term, n, estimate, std_error: inverse-variance pooling of every
 #                             stop's estimates so far (a fixed-effect meta-analysis)
-#   /output/state.csv         stop (stop-1 …), term, estimate, std_error: every stop's fit so far
+#   /output/state.csv         term, n, sum_weight, sum_weighted_estimate: the pooling's sums
 # Numbers are rounded to 6 decimals: enough for the model, and never a digit run that an output
 # check could take for an identifier.
 
@@ -27,8 +27,11 @@ cohort$smoker <- factor(cohort$smoker, levels = c("no", "yes"))
 
 fit <- glm(outcome ~ age + bmi + sex + smoker, family = binomial(link = "logit"), data = cohort)
 table <- summary(fit)$coefficients
+# Every table carries `n`, the patients the numbers rest on: the station checks cell sizes in
+# the count columns, and a table without one goes to review.
 local_fit <- data.frame(
   term = rownames(table),
+  n = nobs(fit),
   estimate = round(table[, 1], 6),
   std_error = round(table[, 2], 6),
   z_value = round(table[, 3], 6),
@@ -37,26 +40,42 @@ local_fit <- data.frame(
 )
 write.csv(local_fit, "/output/coefficients.csv", row.names = FALSE, quote = FALSE)
 write.csv(
-  data.frame(n_obs = nobs(fit), df_null = fit$df.null, df_residual = fit$df.residual, aic = round(fit$aic, 6)),
+  data.frame(
+    model = paste(params$outcome, "~ age + bmi + sex + smoker"),
+    n = nobs(fit), df_null = fit$df.null, df_residual = fit$df.residual, aic = round(fit$aic, 6)
+  ),
   "/output/model.csv", row.names = FALSE, quote = FALSE
 )
 
-# Stops are labelled `stop-1`, `stop-2` …: a column of small whole numbers beside the terms
-# would look like counts to the station's checks (and fail them), which is right of them.
-stops <- if (file.exists("/input/state/state.csv")) read.csv("/input/state/state.csv", stringsAsFactors = FALSE) else
-  data.frame(stop = character(), term = character(), estimate = numeric(), std_error = numeric())
-this_stop <- if (nrow(stops) == 0) 1L else max(as.integer(sub("^stop-", "", stops$stop))) + 1L
-stops <- rbind(stops, data.frame(stop = paste0("stop-", this_stop), term = local_fit$term, estimate = local_fit$estimate, std_error = local_fit$std_error))
-write.csv(stops, "/output/state.csv", row.names = FALSE, quote = FALSE)
+# The state carries sums, never rows: per term the patients so far and the inverse-variance
+# weights and weighted estimates summed over the stops so far. A stop that handed on the rows it
+# received would be refused by the next station's checks (rows identical to the state it
+# received), and rightly: that is how data would be smuggled along a route.
+weights <- 1 / table[, 2]^2
+sums <- data.frame(
+  term = rownames(table),
+  n = nobs(fit),
+  sum_weight = weights,
+  sum_weighted_estimate = weights * table[, 1],
+  stringsAsFactors = FALSE
+)
+if (file.exists("/input/state/state.csv")) {
+  previous <- read.csv("/input/state/state.csv", stringsAsFactors = FALSE)
+  previous <- previous[match(sums$term, previous$term), ]
+  sums$n <- sums$n + previous$n
+  sums$sum_weight <- sums$sum_weight + previous$sum_weight
+  sums$sum_weighted_estimate <- sums$sum_weighted_estimate + previous$sum_weighted_estimate
+}
+state <- sums
+state$sum_weight <- signif(state$sum_weight, 8)
+state$sum_weighted_estimate <- signif(state$sum_weighted_estimate, 8)
+write.csv(state, "/output/state.csv", row.names = FALSE, quote = FALSE)
 
-pooled <- do.call(rbind, lapply(local_fit$term, function(term) {
-  rows <- stops[stops$term == term, ]
-  weights <- 1 / rows$std_error^2
-  data.frame(
-    term = term,
-    estimate = round(sum(weights * rows$estimate) / sum(weights), 6),
-    std_error = round(sqrt(1 / sum(weights)), 6)
-  )
-}))
+pooled <- data.frame(
+  term = sums$term,
+  n = sums$n,
+  estimate = round(sums$sum_weighted_estimate / sums$sum_weight, 6),
+  std_error = round(sqrt(1 / sums$sum_weight), 6)
+)
 write.csv(pooled, "/output/pooled.csv", row.names = FALSE, quote = FALSE)
-message(sprintf("logistic-r: %d patients, %d terms, stop %d", nobs(fit), nrow(local_fit), this_stop))
+message(sprintf("logistic-r: %d patients here, %d pooled, %d terms", nobs(fit), pooled$n[1], nrow(local_fit)))
