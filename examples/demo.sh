@@ -163,7 +163,7 @@ cat "$demo/results-sequential/station-c/outputs/counts.csv"
 train_on_base() {
   rm -rf "$demo/$1" && cp -r "trains/$1" "$demo/$1"
   sed -i "s|^FROM .*|FROM $2|" "$demo/$1/Dockerfile"
-  pht train build "$demo/$1" --tag "$registry/trains/$1:0.1.0" >/dev/null
+  pht --json train build "$demo/$1" --tag "$registry/trains/$1:0.1.0" >/dev/null  # quiet: no docker build log
   local pinned_train
   pinned_train=$(pht train push "$registry/trains/$1:0.1.0")
   PHT_KEY_PASSWORD= pht train sign "$pinned_train" --key "$demo/keys/researcher.key" >/dev/null
