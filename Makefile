@@ -11,7 +11,7 @@ build: deps
 
 ## Run every test: unit, in-process, and end to end against real Docker and a real registry.
 test: build
-	$(CARGO) test --workspace
+	CARGO=$(CARGO) scripts/test.sh
 
 ## The main job: a local registry, a real train built, pushed, signed, verified and run.
 demo: build

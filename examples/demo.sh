@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: a local OCI registry, the example train built,
-# pushed, signed and verified. Everything it makes lives under .pht-demo/ and is stopped on exit.
+# The main job, end to end on this machine: a local OCI registry, the example trains (Rust,
+# Python on the project's Python base, R on its R base) built, pushed, signed, verified and run
+# through a hub on three stations. The bases are built the first time (minutes), then reused. Everything it makes lives under .pht-demo/ and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -28,8 +29,15 @@ pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://$registry/v2/" >/dev/null && break; sleep 0.1; done
 echo "registry at $registry"
 
-step "generating the researcher's keys"
+step "generating the researcher's keys, and the base signer's (bases are signed apart from trains)"
 PHT_KEY_PASSWORD= pht key generate --dir "$demo/keys" --name researcher
+PHT_KEY_PASSWORD= pht key generate --dir "$demo/keys" --name bases >/dev/null
+
+step "the Python and R base images (debootstrapped from Debian once per machine, then reused)"
+PHT_KEY_PASSWORD= pht base build python --tag "$registry/bases/python:bookworm" --key "$demo/keys/bases.key" | tee "$demo/base-python.txt"
+PHT_KEY_PASSWORD= pht base build r --tag "$registry/bases/r:bookworm" --key "$demo/keys/bases.key" | tee "$demo/base-r.txt"
+python_base=$(head -n 1 "$demo/base-python.txt")
+r_base=$(head -n 1 "$demo/base-r.txt")
 
 step "building the example train (trains/cohort-stats)"
 reference=$registry/trains/cohort-stats:0.1.0
@@ -88,6 +96,13 @@ trusted_signers:
     purposes: ["aggregate statistics"]
     datasets: [cohort]
     approval: automatic
+trusted_base_signers:
+  - name: bases
+    public_key: $demo/keys/bases.pub
+base_images:
+  required: false          # the Rust example is FROM scratch; a train on a base needs one signed by 'bases'
+  allowed:
+    - signer: bases
 registries:
   - registry: "$registry"
     repositories: ["trains/*"]
@@ -143,9 +158,48 @@ pht results "$job" --out "$demo/results-sequential" --identity "$demo/keys/resea
 echo "-- totals over all three cohorts (from station-c, the last stop):"
 cat "$demo/results-sequential/station-c/outputs/counts.csv"
 
+# The example trains in Python and R name the base of the machine they were written on; here
+# each is copied and pointed at the base this demo published (FROM REPOSITORY@sha256:…).
+train_on_base() {
+  rm -rf "$demo/$1" && cp -r "trains/$1" "$demo/$1"
+  sed -i "s|^FROM .*|FROM $2|" "$demo/$1/Dockerfile"
+  pht --json train build "$demo/$1" --tag "$registry/trains/$1:0.1.0" >/dev/null  # quiet: no docker build log
+  local pinned_train
+  pinned_train=$(pht train push "$registry/trains/$1:0.1.0")
+  PHT_KEY_PASSWORD= pht train sign "$pinned_train" --key "$demo/keys/researcher.key" >/dev/null
+  echo "$pinned_train"
+}
+run_job() { # train, results directory, extra submit arguments…
+  local train=$1 out=$2; shift 2
+  local job_id
+  job_id=$(pht --json submit "$train" --route station-a,station-b,station-c "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+  pht status "$job_id" --watch --timeout 5m >/dev/null
+  pht results "$job_id" --out "$out" --identity "$demo/keys/researcher.age" "${station_keys[@]}" >/dev/null
+}
+
+step "a Python train (trains/cohort-stats-py, pandas): patients and mean BMI by diagnosis, small groups suppressed by the train"
+py_train=$(train_on_base cohort-stats-py "$python_base")
+echo "$py_train (on $python_base)"
+run_job "$py_train" "$demo/results-py-parallel" --param group_by=diagnosis
+for id in "${stations[@]}"; do echo "-- $id"; cat "$demo/results-py-parallel/$id/outputs/counts.csv"; done
+run_job "$py_train" "$demo/results-py-sequential" --sequential --param group_by=diagnosis
+echo "-- over all three cohorts (station-c, the last stop of a sequential route):"
+cat "$demo/results-py-sequential/station-c/outputs/counts.csv"
+
+step "an R train (trains/logistic-r, glm): diabetes ~ age + bmi + sex + smoker at every station, pooled along a sequential route"
+r_train=$(train_on_base logistic-r "$r_base")
+echo "$r_train (on $r_base)"
+run_job "$r_train" "$demo/results-r-parallel"
+for id in "${stations[@]}"; do
+  echo "-- $id"; cat "$demo/results-r-parallel/$id/outputs/coefficients.csv" "$demo/results-r-parallel/$id/outputs/model.csv"
+done
+run_job "$r_train" "$demo/results-r-sequential" --sequential
+echo "-- fixed-effect pooled over the three stations (station-c):"
+cat "$demo/results-r-sequential/station-c/outputs/pooled.csv"
+
 step "what station-a's output check said, and its audit log"
 run=$("$bin/pht-station" --config "$demo/station-a/station.yaml" --json runs | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["run_id"])')
 "$bin/pht-station" --config "$demo/station-a/station.yaml" outputs show "$run"
 "$bin/pht-station" --config "$demo/station-a/station.yaml" audit verify
 
-printf '\n\033[1mdemo finished\033[0m: one signed train, a hub, three stations; parallel and sequential results verified (files under %s)\n' "$demo"
+printf '\n\033[1mdemo finished\033[0m: signed trains in Rust, Python and R, a hub, three stations; parallel and sequential results verified (files under %s)\n' "$demo"

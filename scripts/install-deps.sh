@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine, and checks Docker.
+# The tests and the demo build the Python and R base images from Debian's packages the first
+# time they need them (`pht base build`, a few minutes each; a Debian mirror must be reachable),
+# then reuse them from Docker.
 # Idempotent: installs only what is missing. On another OS: install Docker Engine, the
 # `docker-registry` (CNCF distribution 2.x `registry`) and `age` binaries yourself.
 set -euo pipefail
@@ -9,6 +12,8 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v age >/dev/null 2>&1 || need+=(age)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# `pht base build` makes the Python and R bases with debootstrap (in /usr/sbin, often not on PATH).
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod bases;
 pub mod containers;
+pub mod routes;
 pub mod signing_proxy;
 
 /// The repository root.

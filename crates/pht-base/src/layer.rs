@@ -109,11 +109,7 @@ pub fn pack_layer(root: &Path) -> std::io::Result<Layer> {
     }
     let tar = builder.into_inner()?;
     let diff_id = Digest::of(&tar);
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::new(6));
-    encoder.write_all(&tar)?;
-    let gzip = encoder.finish()?;
+    let gzip = gzip_layer(&tar)?;
     let gzip_digest = Digest::of(&gzip);
     Ok(Layer {
         tar,
@@ -121,6 +117,17 @@ pub fn pack_layer(root: &Path) -> std::io::Result<Layer> {
         gzip,
         gzip_digest,
     })
+}
+
+/// The layer's gzip as a registry stores it: no timestamp or file name, level 6, so the same
+/// tar always compresses to the same bytes (a base found in Docker is pushed as the same blob
+/// its first build pushed).
+pub fn gzip_layer(tar: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::new(6));
+    encoder.write_all(tar)?;
+    encoder.finish()
 }
 
 #[cfg(test)]

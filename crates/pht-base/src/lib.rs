@@ -14,7 +14,7 @@ pub mod packages;
 pub mod rootfs;
 
 pub use config::{base_config, BaseKind, BASE_LABEL, PACKAGES_LABEL};
-pub use layer::{pack_layer, Layer};
+pub use layer::{gzip_layer, pack_layer, Layer};
 pub use packages::{PackageList, PackagesError};
 pub use rootfs::{debootstrap, normalise, RootfsError};
 

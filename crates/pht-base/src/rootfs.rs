@@ -46,6 +46,9 @@ pub fn debootstrap(packages: &PackageList, target: &Path, mirror: &str) -> Resul
         .arg(mirror)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("SOURCE_DATE_EPOCH", crate::SOURCE_DATE_EPOCH.to_string())
+        // Maintainer scripts byte-compile Python modules; a fixed hash seed keeps the order of
+        // sets in the compiled constants the same from build to build.
+        .env("PYTHONHASHSEED", "0")
         .output()
         .map_err(|source| RootfsError::Missing { source })?;
     if !output.status.success() {
@@ -84,6 +87,8 @@ const EMPTIED: &[&str] = &[
     "var/cache/debconf",
     "var/lib/apt/lists",
     "var/cache/ldconfig",
+    // fontconfig's caches record directory times of the build; it rescans without them.
+    "var/cache/fontconfig",
     "run",
 ];
 

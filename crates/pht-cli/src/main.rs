@@ -292,7 +292,8 @@ enum Commands {
 #[derive(Debug, Subcommand)]
 enum BaseCommand {
     /// Build a base from Debian's packages with debootstrap (as root; a few minutes), load it
-    /// into Docker, push it to TAG and sign it with the base signer's key.
+    /// into Docker, push it to TAG and sign it with the base signer's key. A base Docker already
+    /// holds (same kind, same package list) is reused rather than built again (--rebuild).
     ///
     /// The same package versions give the same image digest: times, owners and order in the
     /// layer are fixed, and so is the config. Researchers' Dockerfiles start `FROM` the printed
@@ -316,6 +317,10 @@ enum BaseCommand {
         /// The Debian mirror.
         #[arg(long, default_value = commands::base::DEFAULT_MIRROR)]
         mirror: String,
+        /// Build even when Docker already holds this base (same kind and package list); without
+        /// it that image is reused, pushed and signed.
+        #[arg(long)]
+        rebuild: bool,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -531,6 +536,7 @@ async fn run(cli: Cli) -> CommandResult {
             key,
             packages,
             mirror,
+            rebuild,
             registry,
         }) => {
             let kind = match kind {
@@ -540,11 +546,14 @@ async fn run(cli: Cli) -> CommandResult {
             commands::base::build(
                 output,
                 &registry.client(),
-                kind,
-                &tag,
-                &key,
-                packages.as_deref(),
-                &mirror,
+                commands::base::BaseBuild {
+                    kind,
+                    tag: &tag,
+                    key_path: &key,
+                    packages_path: packages.as_deref(),
+                    mirror: &mirror,
+                    rebuild,
+                },
             )
             .await
         }

@@ -9,6 +9,7 @@ pub mod collect;
 mod connect;
 pub mod host_output;
 pub mod image;
+pub mod image_lookup;
 pub mod sandbox;
 pub mod spec;
 

@@ -8,7 +8,7 @@
 //!
 //! Modes that attack: `net-tcp`, `net-loopback`, `dns`, `forkbomb`, `memhog`, `spin`,
 //! `write-data`, `write-root`, `big-output`, `symlink-passwd`, `symlink-data`, `docker-socket`,
-//! `whoami`, `log-flood`, `copy-data` (copies a dataset file to `/output`), `smuggle` (carries
+//! `whoami`, `environ` (reads `/proc/1/environ`), `log-flood`, `copy-data` (copies a dataset file to `/output`), `smuggle` (carries
 //! rows from one stop of a sequential route to the next in its state and releases them there;
 //! see [`mode_smuggle`]). Modes that help the
 //! tests: `ok` (a well-behaved train), `exit` (exit with
@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         "copy-data" => mode_copy_data(&params, &mut report),
         "smuggle" => mode_smuggle(&params, &mut report),
         "whoami" => mode_whoami(&mut report),
+        "environ" => mode_environ(&mut report),
         "log-flood" => mode_log_flood(&params, &mut report),
         unknown => {
             report.record("error", &format!("unknown mode {unknown:?}"));
@@ -505,6 +506,30 @@ fn mode_docker_socket(report: &mut Report) -> u8 {
         report.record(key, &state);
         let connect = std::os::unix::net::UnixStream::connect(path);
         report.record(&format!("{key}_connect"), &describe(connect));
+    }
+    0
+}
+
+/// Reads the environment of process 1 (in the sandbox's own PID namespace, the train itself)
+/// and reports it whole: the test says whether anything of the station's leaked into it.
+fn mode_environ(report: &mut Report) -> u8 {
+    match fs::read("/proc/1/environ") {
+        Ok(bytes) => {
+            let mut entries: Vec<String> = bytes
+                .split(|&byte| byte == 0)
+                .filter(|entry| !entry.is_empty())
+                .map(|entry| String::from_utf8_lossy(entry).into_owned())
+                .collect();
+            entries.sort();
+            let names: Vec<&str> = entries
+                .iter()
+                .map(|entry| entry.split('=').next().unwrap_or_default())
+                .collect();
+            report.record("environ_pid1", "read");
+            report.record("environ_names", &names.join(","));
+            report.record("environ", &entries.join(" "));
+        }
+        Err(error) => report.record("environ_pid1", &format!("failed: {error}")),
     }
     0
 }

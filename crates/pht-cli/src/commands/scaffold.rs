@@ -180,7 +180,7 @@ USER 65534:65534
 ENTRYPOINT [\"python3\", \"/train/analysis.py\"]
 ";
 
-const PYTHON_ANALYSIS: &str = r#"""A train: reads the mounted dataset with pandas, writes aggregate results to /output."""
+const PYTHON_ANALYSIS: &str = r#""""A train: reads the mounted dataset with pandas, writes aggregate results to /output."""
 
 import json
 import pathlib
@@ -260,3 +260,32 @@ names(counts) <- c(params$group_by, "n")
 counts <- counts[counts$n >= min_cell, ]
 write.csv(counts, "/output/counts.csv", row.names = FALSE, quote = FALSE)
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the Python scaffold's docstring opened with two quotes, so every train made
+    /// by `pht train init --lang python` failed at its first line with a SyntaxError.
+    #[test]
+    fn the_python_scaffold_is_valid_python() {
+        let base: ImageReference =
+            format!("127.0.0.1:5000/bases/python@sha256:{}", "ab".repeat(32))
+                .parse()
+                .unwrap();
+        let files = files(Language::Python, "counts", Some(&base)).unwrap();
+        let (_, analysis) = files
+            .iter()
+            .find(|(path, _)| *path == "analysis.py")
+            .unwrap();
+        assert!(analysis.starts_with("\"\"\"A train"), "{analysis}");
+        let mut python = std::process::Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs (install-deps checks it)");
+        std::io::Write::write_all(python.stdin.as_mut().unwrap(), analysis.as_bytes()).unwrap();
+        drop(python.stdin.take());
+        assert!(python.wait().unwrap().success(), "{analysis}");
+    }
+}
