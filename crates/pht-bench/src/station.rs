@@ -62,8 +62,9 @@ pub(crate) fn run_ok(command: &mut Command) -> anyhow::Result<String> {
     let output = command.stdin(Stdio::null()).output()?;
     if !output.status.success() {
         anyhow::bail!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
