@@ -6,6 +6,10 @@
 //! flags; and the sizes of both bases. Everything runs against a `docker-registry` of its own
 //! on a free loopback port, in a temporary directory removed afterwards.
 //!
+//! The pulls use a base of the bench's own (the Python package list and `bc`), built like the
+//! project's, so that no other image on a shared engine holds its layer; the sizes printed are
+//! those of the project's two bases.
+//!
 //! A station pull is timed as `exec` with the image absent minus `exec` with it present
 //! (medians), so the verification, run, checks and sealing around it cancel out. The bench
 //! removes only images it made or pulled itself, by id, and loads the Python base back into
@@ -70,16 +74,25 @@ struct Base {
     build_seconds: f64,
 }
 
-fn build_base(pht: &Path, kind: &str, address: &str, key: &Path) -> anyhow::Result<Base> {
+fn build_base(
+    pht: &Path,
+    kind: &str,
+    address: &str,
+    key: &Path,
+    packages: Option<&Path>,
+) -> anyhow::Result<Base> {
     let start = Instant::now();
-    let built = run_ok(
-        Command::new(pht)
-            .args(["--json", "base", "build", kind, "--tag"])
-            .arg(format!("{address}/bases/{kind}:bench"))
-            .arg("--key")
-            .arg(key)
-            .env("PHT_KEY_PASSWORD", ""),
-    )?;
+    let mut command = Command::new(pht);
+    command
+        .args(["--json", "base", "build", kind, "--tag"])
+        .arg(format!("{address}/bases/{kind}:bench"))
+        .arg("--key")
+        .arg(key)
+        .env("PHT_KEY_PASSWORD", "");
+    if let Some(packages) = packages {
+        command.arg("--packages").arg(packages);
+    }
+    let built = run_ok(&mut command)?;
     let built = json(&built)?;
     let text = |field: &str| built[field].as_str().unwrap_or_default().to_string();
     Ok(Base {
@@ -96,9 +109,9 @@ fn last_pull(state_dir: &Path) -> anyhow::Result<(u64, u64, u64)> {
     let log = std::fs::read_to_string(state_dir.join("audit.log"))?;
     let pulled = log
         .lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|entry| entry["event"] == "pulled")
-        .last()
+        .find(|entry| entry["event"] == "pulled")
         .ok_or_else(|| anyhow::anyhow!("the station recorded no pull"))?;
     let detail = |name: &str| pulled["details"][name].as_u64().unwrap_or_default();
     Ok((
@@ -129,7 +142,18 @@ pub fn pulls() -> anyhow::Result<()> {
         )?;
     }
     let bases_key = keys.join("bases.key");
-    let python = build_base(&pht, "python", &address, &bases_key)?;
+    // The Python base's package list and one small package more, so that the bench's base is
+    // a layer of its own: on a shared engine other images are built on the project's base, and
+    // a cold pull must find none of its layer present (nor may the bench remove others' images).
+    let packages = dir.path().join("python-bench-packages.txt");
+    std::fs::write(
+        &packages,
+        format!(
+            "{}\n# The bench's own base: one package more than the project's.\nbc\n",
+            std::fs::read_to_string(root.join("trains/base/python/packages.txt"))?
+        ),
+    )?;
+    let python = build_base(&pht, "python", &address, &bases_key, Some(&packages))?;
     let python_tags: Vec<String> = docker(&[
         "image",
         "inspect",
@@ -359,8 +383,9 @@ pub fn pulls() -> anyhow::Result<()> {
     println!(
         "trains: push of the train mounted {layers_mounted} base layer(s) from the base's repository instead of sending them"
     );
-    let r = build_base(&pht, "r", &address, &bases_key)?;
-    for (kind, base) in [("python", &python), ("r", &r)] {
+    let project_python = build_base(&pht, "python", &address, &bases_key, None)?;
+    let r = build_base(&pht, "r", &address, &bases_key, None)?;
+    for (kind, base) in [("python", &project_python), ("r", &r)] {
         let docker_size = docker(&["image", "inspect", "--format", "{{.Size}}", &base.image_id])
             .ok()
             .and_then(|size| size.trim().parse::<u64>().ok())

@@ -190,7 +190,7 @@ struct PullBar {
 }
 
 impl PullBar {
-    fn new(json: bool) -> Option<std::sync::Arc<dyn pht_station::pipeline::PullProgress>> {
+    fn on_terminal(json: bool) -> Option<std::sync::Arc<dyn pht_station::pipeline::PullProgress>> {
         use std::io::IsTerminal as _;
         if json || !std::io::stderr().is_terminal() {
             return None;
@@ -465,7 +465,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                         message: e.to_string(),
                     })?;
             let mut station = open_station(load_config(&cli.config)?).await?;
-            if let Some(bar) = PullBar::new(json) {
+            if let Some(bar) = PullBar::on_terminal(json) {
                 station = station.with_pull_progress(bar);
             }
             let submitted = station
@@ -488,7 +488,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Approve { run_id, reason } => {
             let mut station = open_station(load_config(&cli.config)?).await?;
-            if let Some(bar) = PullBar::new(json) {
+            if let Some(bar) = PullBar::on_terminal(json) {
                 station = station.with_pull_progress(bar);
             }
             let approved = station.approve(&run_id, &operator, reason).await;

@@ -179,6 +179,12 @@ impl PullWatch {
     }
 }
 
+/// Where a layer's chunks go to be decompressed and hashed, and the task doing it.
+type Verifier = (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<Result<Digest, PullError>>,
+);
+
 /// A layer's blob as it streams from the registry, ending only once its digest (checked by
 /// the registry client, which holds back the last chunk until then) and its diff id have
 /// checked; a failure ends it with an error and is recorded in `watch`.
@@ -201,10 +207,7 @@ fn checked_layer(
     };
     struct State {
         blob: pht_registry::BlobStream,
-        verifier: Option<(
-            tokio::sync::mpsc::Sender<Bytes>,
-            tokio::task::JoinHandle<Result<Digest, PullError>>,
-        )>,
+        verifier: Option<Verifier>,
         done: bool,
     }
     let start = State {
@@ -240,9 +243,7 @@ fn checked_layer(
                 }
                 None => {
                     state.done = true;
-                    let Some((sender, task)) = state.verifier.take() else {
-                        return None;
-                    };
+                    let (sender, task) = state.verifier.take()?;
                     drop(sender);
                     let checked = match task.await {
                         Ok(Ok(actual)) if actual == diff_id => return None,
