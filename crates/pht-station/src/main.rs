@@ -209,6 +209,10 @@ impl PullBar {
 
 impl pht_station::pipeline::PullProgress for PullBar {
     fn fetching(&self, n_layers: usize, n_bytes: u64) {
+        if n_layers == 0 {
+            // Every layer is present: the engine only registers the image; nothing to show.
+            return;
+        }
         self.bar.set_length(n_bytes);
         self.bar.set_prefix(match n_layers {
             1 => "pull 1 layer".to_string(),
