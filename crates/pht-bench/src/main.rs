@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod station;
+mod trains;
 
 use pht_core::cosign;
 use pht_core::{Digest, KeyAlgorithm, SigningKey};
@@ -301,6 +302,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("station") {
         station::overhead()?;
+    }
+    if wanted("trains") {
+        trains::pulls()?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 10;
 
-struct Registry(Child);
+pub(crate) struct Registry(Child);
 
 impl Drop for Registry {
     fn drop(&mut self) {
@@ -19,13 +19,13 @@ impl Drop for Registry {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn start_registry(dir: &Path) -> anyhow::Result<(Registry, String)> {
+pub(crate) fn start_registry(dir: &Path) -> anyhow::Result<(Registry, String)> {
     let address = format!("127.0.0.1:{}", free_port()?);
     let config = dir.join("registry.yml");
     std::fs::write(
@@ -58,12 +58,13 @@ fn start_registry(dir: &Path) -> anyhow::Result<(Registry, String)> {
     anyhow::bail!("docker-registry did not start on {address}")
 }
 
-fn run_ok(command: &mut Command) -> anyhow::Result<String> {
+pub(crate) fn run_ok(command: &mut Command) -> anyhow::Result<String> {
     let output = command.stdin(Stdio::null()).output()?;
     if !output.status.success() {
         anyhow::bail!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())

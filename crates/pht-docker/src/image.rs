@@ -1,5 +1,6 @@
 //! Images through the Docker Engine: build a train from its directory, save a built image into
-//! its config and layers for pushing, load verified blobs back as an image, and inspect one.
+//! its config and layers for pushing (and compress them, deterministically), load verified blobs
+//! back as an image — whole, or streamed as they arrive — and inspect one.
 //!
 //! Owns the Docker build context, the `docker save`/`docker load` archive format and image
 //! inspection. Does not talk to registries: the registry client moves the blobs, and the station
@@ -62,6 +63,22 @@ pub struct LocalImage {
 pub struct SavedImage {
     pub config: Bytes,
     pub layers: Vec<Bytes>,
+}
+
+/// A saved layer compressed for a registry: gzip at level 6 with no timestamp, file name or
+/// comment in its header, so the same tar always gives the same blob (and the same digest, so a
+/// registry that has it is not sent it again). gzip rather than zstd: Docker 20.10 cannot load
+/// zstd layers.
+pub fn gzip_layer(tar: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::GzBuilder::new().mtime(0).write(
+        Vec::with_capacity(tar.len() / 3),
+        flate2::Compression::new(6),
+    );
+    encoder
+        .write_all(tar)
+        .and_then(|()| encoder.finish())
+        .expect("writing into memory cannot fail")
 }
 
 /// Pulls `reference` (`REPOSITORY@sha256:…`) into the local engine, as `docker pull` does; the
@@ -314,6 +331,156 @@ pub fn load_archive(config: &[u8], layers: &[Option<Bytes>]) -> Result<Vec<u8>, 
     builder.into_inner()
 }
 
+/// A layer's bytes as they arrive (a plain or gzip tar), for [`load_image_streamed`]; an error
+/// item aborts the load.
+pub type LayerBody =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A layer of an image to load as it streams in.
+pub enum LoadLayer {
+    /// The engine holds this layer already (by chain id): nothing is sent for it.
+    Present,
+    /// A blob of exactly `size` bytes, a plain or gzip tar (the engine decompresses it).
+    Stream { size: u64, body: LayerBody },
+}
+
+impl std::fmt::Debug for LoadLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadLayer::Present => f.write_str("Present"),
+            LoadLayer::Stream { size, .. } => write!(f, "Stream({size} bytes)"),
+        }
+    }
+}
+
+/// A tar header for a regular file `name` of `size` bytes in a `docker load` archive.
+fn archive_header(name: &str, size: u64) -> Result<Bytes, std::io::Error> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name)?;
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    Ok(Bytes::copy_from_slice(header.as_bytes()))
+}
+
+/// The zeros that pad a tar entry of `size` bytes to a whole 512-byte block.
+fn archive_padding(size: u64) -> Bytes {
+    Bytes::from(vec![0u8; ((512 - size % 512) % 512) as usize])
+}
+
+/// `body`, refused unless it gives exactly `size` bytes: a tar entry's length is fixed by its
+/// header before its first byte is sent.
+fn exact_length(name: String, size: u64, body: LayerBody) -> LayerBody {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seen = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = {
+        let (seen, name) = (seen.clone(), name.clone());
+        body.map(move |item| {
+            let chunk = item?;
+            let n_bytes =
+                seen.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+            if n_bytes > size {
+                return Err(std::io::Error::other(format!(
+                    "{name} gave more than its {size} bytes"
+                )));
+            }
+            Ok(chunk)
+        })
+    };
+    let end = futures_util::stream::once(async move {
+        let n_bytes = seen.load(Ordering::Relaxed);
+        if n_bytes == size {
+            Ok(Bytes::new())
+        } else {
+            Err(std::io::Error::other(format!(
+                "{name} gave {n_bytes} of its {size} bytes"
+            )))
+        }
+    });
+    Box::pin(
+        counted
+            .chain(end)
+            .filter(|item| std::future::ready(item.as_ref().map_or(true, |c| !c.is_empty()))),
+    )
+}
+
+/// A `docker load` archive as a stream: each layer sent (header, its bytes as they come,
+/// padding), then `config.json`, then `manifest.json` last. Docker unpacks the whole archive
+/// before it reads the manifest, so an archive cut off by an error in a layer's stream — a
+/// layer that failed its check — is never loaded.
+pub fn load_archive_stream(config: Bytes, layers: Vec<LoadLayer>) -> LayerBody {
+    let layer_names: Vec<String> = (0..layers.len()).map(|i| format!("layer{i}.tar")).collect();
+    let manifest = Bytes::from(
+        serde_json::json!([{ "Config": "config.json", "RepoTags": null, "Layers": layer_names }])
+            .to_string(),
+    );
+    let mut parts: Vec<LayerBody> = Vec::new();
+    let whole = |name: &str, bytes: Bytes| -> LayerBody {
+        let header = archive_header(name, bytes.len() as u64);
+        let padding = archive_padding(bytes.len() as u64);
+        Box::pin(futures_util::stream::iter([header, Ok(bytes), Ok(padding)]))
+    };
+    for (name, layer) in layer_names.iter().zip(layers) {
+        if let LoadLayer::Stream { size, body } = layer {
+            parts.push(Box::pin(futures_util::stream::iter([archive_header(
+                name, size,
+            )])));
+            parts.push(exact_length(name.clone(), size, body));
+            parts.push(Box::pin(futures_util::stream::iter([Ok(archive_padding(
+                size,
+            ))])));
+        }
+    }
+    parts.push(whole("config.json", config));
+    parts.push(whole("manifest.json", manifest));
+    // The end of the archive: two zero blocks.
+    parts.push(Box::pin(futures_util::stream::iter([Ok(Bytes::from(
+        vec![0u8; 1024],
+    ))])));
+    Box::pin(futures_util::stream::iter(parts).flatten())
+}
+
+/// Loads an image from its config and layers as they stream in (see [`load_archive_stream`])
+/// and checks that Docker's image id is the config digest. Nothing but the chunks in flight is
+/// held in memory; Docker keeps its own copy of the archive on disk while it unpacks it.
+pub async fn load_image_streamed(
+    docker: &Docker,
+    config: Bytes,
+    layers: Vec<LoadLayer>,
+) -> Result<Digest, ImageError> {
+    let expected = Digest::of(&config);
+    let archive = load_archive_stream(config, layers);
+    let mut stream = docker.import_image(
+        ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        },
+        bollard::body_try_stream(archive),
+        None,
+    );
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|source| ImageError::Engine {
+            operation: format!("loading image {expected}"),
+            source,
+        })?;
+        if let Some(message) = info.error_detail.and_then(|detail| detail.message) {
+            return Err(ImageError::Archive {
+                image: expected.to_string(),
+                detail: message,
+            });
+        }
+    }
+    let loaded = inspect_image(docker, &expected.to_string()).await?;
+    if loaded.id != expected {
+        return Err(ImageError::LoadedIdMismatch {
+            expected,
+            actual: loaded.id.to_string(),
+        });
+    }
+    Ok(loaded.id)
+}
+
 /// The chain ids of every layer the engine holds, from its images' root file systems: a layer
 /// whose chain id is here need not be fetched or sent again.
 pub async fn local_layer_chains(
@@ -418,6 +585,101 @@ mod tests {
         let saved = split_save_archive("test", &archive).unwrap();
         assert_eq!(saved.config, config);
         assert_eq!(saved.layers, layers);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_load_archive_holds_the_same_files_as_the_whole_one() {
+        let config = Bytes::from_static(b"{\"rootfs\":{}}");
+        let layer = Bytes::from(vec![7u8; 1300]);
+        let halves = vec![
+            Ok(layer.slice(..600)),
+            Ok(Bytes::new()),
+            Ok(layer.slice(600..)),
+        ];
+        let layers = vec![
+            LoadLayer::Present,
+            LoadLayer::Stream {
+                size: layer.len() as u64,
+                body: Box::pin(futures_util::stream::iter(halves)),
+            },
+        ];
+        let mut archive = Vec::new();
+        let mut stream = load_archive_stream(config.clone(), layers);
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(&chunk.unwrap());
+        }
+        let whole = load_archive(&config, &[None, Some(layer)]).unwrap();
+        let files = |archive: &[u8]| -> Vec<(String, Vec<u8>)> {
+            tar::Archive::new(archive)
+                .entries()
+                .unwrap()
+                .map(|entry| {
+                    let mut entry = entry.unwrap();
+                    let name = entry.path().unwrap().to_string_lossy().into_owned();
+                    let mut bytes = Vec::new();
+                    entry.read_to_end(&mut bytes).unwrap();
+                    (name, bytes)
+                })
+                .collect()
+        };
+        let mut streamed = files(&archive);
+        let last = streamed.last().unwrap().0.clone();
+        assert_eq!(
+            last, "manifest.json",
+            "the manifest comes after every layer"
+        );
+        let mut expected = files(&whole);
+        streamed.sort();
+        expected.sort();
+        assert_eq!(streamed, expected);
+    }
+
+    #[tokio::test]
+    async fn a_layer_stream_that_fails_or_comes_up_short_cuts_the_archive_before_its_manifest() {
+        let short = LoadLayer::Stream {
+            size: 10,
+            body: Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+                b"12345",
+            ))])),
+        };
+        let failing = LoadLayer::Stream {
+            size: 5,
+            body: Box::pin(futures_util::stream::iter([Err(std::io::Error::other(
+                "diff id mismatch",
+            ))])),
+        };
+        for layer in [short, failing] {
+            let mut stream = load_archive_stream(Bytes::from_static(b"{}"), vec![layer]);
+            let mut sent = Vec::new();
+            let mut error = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => sent.extend_from_slice(&chunk),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            assert!(error.is_some());
+            assert!(!String::from_utf8_lossy(&sent).contains("manifest.json"));
+        }
+    }
+
+    #[test]
+    fn a_layer_compresses_to_the_same_gzip_every_time_and_back_to_its_tar() {
+        let tar = b"a layer's tar, several times over. ".repeat(1000);
+        let (first, second) = (gzip_layer(&tar), gzip_layer(&tar));
+        assert_eq!(first, second);
+        assert!(first.len() < tar.len() / 10);
+        // No timestamp (bytes 4..8) and no file name flag (FNAME, bit 3 of byte 3).
+        assert_eq!(&first[4..8], &[0, 0, 0, 0]);
+        assert_eq!(first[3] & 0x08, 0);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(first.as_slice())
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, tar);
     }
 
     #[test]

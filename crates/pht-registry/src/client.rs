@@ -574,6 +574,48 @@ impl RegistryClient {
         Ok(bytes)
     }
 
+    /// Fetches a blob as a stream of chunks, for blobs too large to hold in memory (a base
+    /// image's layer). The stream refuses more than `size` bytes and ends with an error unless
+    /// exactly `size` bytes came that hash to `digest`; it holds its last chunk back until that
+    /// check has passed, so a consumer that has seen the whole stream end cleanly has seen
+    /// exactly the blob asked for. What is held at any time is one chunk (as the connection
+    /// delivers them, tens of KiB), never the blob.
+    pub async fn get_blob_stream(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobStream, RegistryError> {
+        let url = self.api_url(reference, &format!("blobs/{digest}"))?;
+        let response = self
+            .send(reference, "pull", Method::GET, &url, HeaderMap::new(), None)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(Self::not_found(reference, format!("blob {digest}")));
+        }
+        if !response.status().is_success() {
+            return Err(self
+                .status_error(reference, &format!("blob {digest}"), response)
+                .await);
+        }
+        if response
+            .content_length()
+            .is_some_and(|length| length > size)
+        {
+            return Err(RegistryError::TooLarge {
+                registry: reference.registry().to_string(),
+                what: format!("blob {digest}"),
+                limit: size,
+            });
+        }
+        Ok(verifying_stream(
+            reference.clone(),
+            digest.clone(),
+            size,
+            response.bytes_stream().boxed(),
+        ))
+    }
+
     /// Uploads a blob unless the repository already has it (monolithic upload: POST, then PUT
     /// with the digest). Returns whether bytes were sent.
     pub async fn push_blob(
@@ -590,8 +632,94 @@ impl RegistryClient {
             }
             return Ok(false);
         }
+        let session = self.start_upload(reference, None).await?;
+        let UploadStart::Session(session) = session else {
+            unreachable!("an upload started without a mount is never mounted")
+        };
+        self.upload_blob(reference, session, bytes, progress)
+            .await?;
+        Ok(true)
+    }
+
+    /// Makes the blob `digest` present in `reference`'s repository by asking the registry to
+    /// mount it from `from_repository` (same registry; `POST …/blobs/uploads/?mount=…&from=…`).
+    /// A registry that cannot mount — it lacks the blob there, or the token may not read that
+    /// repository, or it does not mount at all — answers with an upload session instead, which
+    /// is returned for the caller to upload into.
+    pub async fn mount_blob(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+        from_repository: &str,
+    ) -> Result<Mount, RegistryError> {
+        self.authorize(reference, "pull,push").await?;
+        Ok(
+            match self
+                .start_upload(reference, Some((digest, from_repository)))
+                .await?
+            {
+                UploadStart::Mounted => Mount::Mounted,
+                UploadStart::Session(session) => Mount::NotMounted(session),
+            },
+        )
+    }
+
+    /// Copies the blob `digest` (at most `limit` bytes) from `from` into `reference`'s
+    /// repository: nothing when it is there already, a cross-repository mount when both are in
+    /// the same registry, else (or when the registry will not mount) the blob is fetched from
+    /// `from`, checked against its digest, and uploaded.
+    pub async fn copy_blob(
+        &self,
+        reference: &ImageReference,
+        from: &ImageReference,
+        digest: &Digest,
+        limit: u64,
+        progress: Option<Progress<'_>>,
+    ) -> Result<BlobCopy, RegistryError> {
+        self.authorize(reference, "pull,push").await?;
+        if self.blob_exists(reference, digest).await? {
+            return Ok(BlobCopy::Present);
+        }
+        let session = if from.registry() == reference.registry() {
+            match self
+                .mount_blob(reference, digest, from.repository())
+                .await?
+            {
+                Mount::Mounted => return Ok(BlobCopy::Mounted),
+                Mount::NotMounted(session) => Some(session),
+            }
+        } else {
+            None
+        };
+        let bytes = Bytes::from(self.get_blob(from, digest, limit, None).await?);
+        let n_bytes = bytes.len() as u64;
+        let session = match session {
+            Some(session) => session,
+            None => match self.start_upload(reference, None).await? {
+                UploadStart::Session(session) => session,
+                UploadStart::Mounted => unreachable!("an upload started without a mount"),
+            },
+        };
+        self.upload_blob(reference, session, bytes, progress)
+            .await?;
+        Ok(BlobCopy::Uploaded(n_bytes))
+    }
+
+    /// `POST /v2/<name>/blobs/uploads/`, with `mount` and `from` when `mount` is given.
+    async fn start_upload(
+        &self,
+        reference: &ImageReference,
+        mount: Option<(&Digest, &str)>,
+    ) -> Result<UploadStart, RegistryError> {
         let base = self.base_url(reference)?;
-        let start_url = format!("{base}/v2/{}/blobs/uploads/", reference.repository());
+        let mut start_url = format!("{base}/v2/{}/blobs/uploads/", reference.repository());
+        if let Some((digest, from_repository)) = mount {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("mount", &digest.to_string())
+                .append_pair("from", from_repository)
+                .finish();
+            start_url = format!("{start_url}?{query}");
+        }
         let response = self
             .send(
                 reference,
@@ -602,6 +730,9 @@ impl RegistryClient {
                 None,
             )
             .await?;
+        if mount.is_some() && response.status() == StatusCode::CREATED {
+            return Ok(UploadStart::Mounted);
+        }
         if response.status() != StatusCode::ACCEPTED {
             return Err(self
                 .status_error(reference, "starting a blob upload", response)
@@ -617,11 +748,25 @@ impl RegistryClient {
                 detail: "no Location header".into(),
             })?
             .to_string();
-        let upload_url = if location.starts_with("http://") || location.starts_with("https://") {
+        let url = if location.starts_with("http://") || location.starts_with("https://") {
             location
         } else {
             format!("{base}{location}")
         };
+        Ok(UploadStart::Session(UploadSession { url }))
+    }
+
+    /// Uploads `bytes` into an open session in one PUT, streamed in chunks for the progress
+    /// callback.
+    pub async fn upload_blob(
+        &self,
+        reference: &ImageReference,
+        session: UploadSession,
+        bytes: Bytes,
+        progress: Option<Progress<'_>>,
+    ) -> Result<(), RegistryError> {
+        let digest = Digest::of(&bytes);
+        let upload_url = session.url;
         let separator = if upload_url.contains('?') { '&' } else { '?' };
         let put_url = format!("{upload_url}{separator}digest={digest}");
 
@@ -674,8 +819,139 @@ impl RegistryClient {
         if let Some(progress) = progress {
             progress(total_len as u64);
         }
-        Ok(true)
+        Ok(())
     }
+}
+
+/// An upload the registry has opened: where the blob is to be PUT.
+#[derive(Debug)]
+pub struct UploadSession {
+    url: String,
+}
+
+/// What a cross-repository mount request did.
+#[derive(Debug)]
+pub enum Mount {
+    /// The blob is now in the repository; nothing was sent.
+    Mounted,
+    /// The registry did not mount and opened an upload instead (it answered 202).
+    NotMounted(UploadSession),
+}
+
+/// How [`RegistryClient::copy_blob`] made a blob present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobCopy {
+    /// The repository had it.
+    Present,
+    /// Mounted from the other repository, without sending its bytes.
+    Mounted,
+    /// Fetched from the other repository and uploaded: this many bytes.
+    Uploaded(u64),
+}
+
+enum UploadStart {
+    Mounted,
+    Session(UploadSession),
+}
+
+/// A blob's bytes as they arrive, checked against its digest and size (see
+/// [`RegistryClient::get_blob_stream`]).
+pub type BlobStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, RegistryError>> + Send>>;
+
+/// Where a [`verifying_stream`] is.
+enum Verifying {
+    Reading {
+        inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        hasher: sha2::Sha256,
+        n_bytes: u64,
+        held: Option<Bytes>,
+    },
+    Done,
+}
+
+/// Wraps a blob's chunks so that more than `size` bytes, fewer, or bytes hashing to anything
+/// but `digest` end the stream with an error, and the last chunk is only given once they have
+/// been checked.
+fn verifying_stream(
+    reference: ImageReference,
+    digest: Digest,
+    size: u64,
+    inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+) -> BlobStream {
+    use sha2::Digest as _;
+    let start = Verifying::Reading {
+        inner,
+        hasher: sha2::Sha256::new(),
+        n_bytes: 0,
+        held: None,
+    };
+    let stream = futures_util::stream::unfold(start, move |state| {
+        let (reference, digest) = (reference.clone(), digest.clone());
+        async move {
+            let Verifying::Reading {
+                mut inner,
+                mut hasher,
+                mut n_bytes,
+                mut held,
+            } = state
+            else {
+                return None;
+            };
+            let malformed = |detail: String| RegistryError::Malformed {
+                registry: reference.registry().to_string(),
+                what: format!("blob {digest}"),
+                detail,
+            };
+            loop {
+                match inner.next().await {
+                    Some(Ok(chunk)) if chunk.is_empty() => continue,
+                    Some(Ok(chunk)) => {
+                        n_bytes += chunk.len() as u64;
+                        if n_bytes > size {
+                            let error = malformed(format!(
+                                "more than the {size} bytes its descriptor gives"
+                            ));
+                            return Some((Err(error), Verifying::Done));
+                        }
+                        hasher.update(&chunk);
+                        if let Some(previous) = held.replace(chunk) {
+                            let state = Verifying::Reading {
+                                inner,
+                                hasher,
+                                n_bytes,
+                                held,
+                            };
+                            return Some((Ok(previous), state));
+                        }
+                    }
+                    Some(Err(error)) => {
+                        let error = RegistryClient::unreachable(&reference, error);
+                        return Some((Err(error), Verifying::Done));
+                    }
+                    None => {
+                        if n_bytes != size {
+                            let error = malformed(format!(
+                                "{n_bytes} bytes where its descriptor gives {size}"
+                            ));
+                            return Some((Err(error), Verifying::Done));
+                        }
+                        let actual = Digest::from_hasher(hasher);
+                        if actual != digest {
+                            let error = RegistryError::DigestMismatch {
+                                registry: reference.registry().to_string(),
+                                expected: digest.clone(),
+                                actual,
+                            };
+                            return Some((Err(error), Verifying::Done));
+                        }
+                        return held.map(|last| (Ok(last), Verifying::Done));
+                    }
+                }
+            }
+        }
+    });
+    Box::pin(stream)
 }
 
 async fn read_limited(

@@ -1,4 +1,4 @@
-//! The station's view of the container engine: the three things the pipeline needs from it,
+//! The station's view of the container engine: the things the pipeline needs from it,
 //! behind a small trait so the pipeline can be tested with a fake.
 //!
 //! Owns nothing but the seam; `DockerEngine` forwards to `pht-docker`, where every Docker call
@@ -7,7 +7,9 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use pht_core::Digest;
+pub use pht_docker::image::LoadLayer;
 use pht_docker::{DockerSandbox, RunOutcome, RunSpec};
 
 /// What went wrong in the engine, as text for the run record and audit log.
@@ -26,13 +28,41 @@ pub trait Engine: Send + Sync {
     fn layer_chains(
         &self,
     ) -> impl Future<Output = Result<std::collections::HashSet<Digest>, EngineError>> + Send;
-    /// Loads an image from verified, uncompressed layers; `None` is a layer the engine holds
-    /// already. Returns the id the engine gave it.
+    /// Loads an image from verified layers (plain or gzip tars); `None` is a layer the engine
+    /// holds already. Returns the id the engine gave it.
     fn load_image(
         &self,
         config: &[u8],
         layers: &[Option<Bytes>],
     ) -> impl Future<Output = Result<Digest, EngineError>> + Send;
+    /// Loads an image from layers as they stream in; a stream that ends with an error (a layer
+    /// that failed its check) must leave nothing loaded. The default collects each stream into
+    /// memory and calls [`Engine::load_image`], which is right for fakes and small images only;
+    /// `DockerEngine` streams.
+    fn load_image_streamed(
+        &self,
+        config: Bytes,
+        layers: Vec<LoadLayer>,
+    ) -> impl Future<Output = Result<Digest, EngineError>> + Send {
+        async move {
+            let mut collected = Vec::with_capacity(layers.len());
+            for layer in layers {
+                match layer {
+                    LoadLayer::Present => collected.push(None),
+                    LoadLayer::Stream { mut body, .. } => {
+                        let mut bytes = Vec::new();
+                        while let Some(chunk) = body.next().await {
+                            bytes.extend_from_slice(
+                                &chunk.map_err(|error| EngineError(error.to_string()))?,
+                            );
+                        }
+                        collected.push(Some(Bytes::from(bytes)));
+                    }
+                }
+            }
+            self.load_image(&config, &collected).await
+        }
+    }
     /// Runs a fully resolved spec in the sandbox.
     fn run(&self, spec: &RunSpec) -> impl Future<Output = Result<RunOutcome, EngineError>> + Send;
 }
@@ -87,6 +117,16 @@ impl Engine for DockerEngine {
         layers: &[Option<Bytes>],
     ) -> Result<Digest, EngineError> {
         pht_docker::image::load_image(&self.docker, config, layers)
+            .await
+            .map_err(|e| EngineError(e.to_string()))
+    }
+
+    async fn load_image_streamed(
+        &self,
+        config: Bytes,
+        layers: Vec<LoadLayer>,
+    ) -> Result<Digest, EngineError> {
+        pht_docker::image::load_image_streamed(&self.docker, config, layers)
             .await
             .map_err(|e| EngineError(e.to_string()))
     }

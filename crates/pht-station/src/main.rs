@@ -236,6 +236,58 @@ impl From<StationError> for Failure {
     }
 }
 
+/// A pull's progress as a bar on stderr, shown only once there is something to fetch, and only
+/// on a terminal (indicatif draws nothing elsewhere); never with `--json`.
+struct PullBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl PullBar {
+    fn on_terminal(json: bool) -> Option<std::sync::Arc<dyn pht_station::pipeline::PullProgress>> {
+        use std::io::IsTerminal as _;
+        if json || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        Some(std::sync::Arc::new(PullBar { bar }))
+    }
+}
+
+impl pht_station::pipeline::PullProgress for PullBar {
+    fn fetching(&self, n_layers: usize, n_bytes: u64) {
+        if n_layers == 0 {
+            // Every layer is present: the engine only registers the image; nothing to show.
+            return;
+        }
+        self.bar.set_length(n_bytes);
+        self.bar.set_prefix(match n_layers {
+            1 => "pull 1 layer".to_string(),
+            n => format!("pull {n} layers"),
+        });
+        self.bar
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+
+    fn fetched(&self, n_bytes: u64) {
+        self.bar.inc(n_bytes);
+    }
+
+    fn unpacking(&self) {
+        self.bar.set_message("unpacking");
+    }
+
+    fn finished(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     if json {
         println!(
@@ -478,7 +530,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                         code: 3,
                         message: e.to_string(),
                     })?;
-            let station = open_station(load_config(&cli.config)?).await?;
+            let mut station = open_station(load_config(&cli.config)?).await?;
+            if let Some(bar) = PullBar::on_terminal(json) {
+                station = station.with_pull_progress(bar);
+            }
             let submitted = station
                 .submit(Submission {
                     reference,
@@ -498,7 +553,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit_code_of(&record))
         }
         Command::Approve { run_id, reason } => {
-            let station = open_station(load_config(&cli.config)?).await?;
+            let mut station = open_station(load_config(&cli.config)?).await?;
+            if let Some(bar) = PullBar::on_terminal(json) {
+                station = station.with_pull_progress(bar);
+            }
             let approved = station.approve(&run_id, &operator, reason).await;
             station.engine().sandbox().settle().await;
             let record = approved?;

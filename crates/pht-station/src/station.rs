@@ -35,6 +35,8 @@ pub struct Station<E> {
     pub(crate) station_key: Option<pht_core::SigningKey>,
     /// Room kept back for recording failures when the disk fills.
     pub(crate) reserve: Reserve,
+    /// Shown how each pull goes (a progress bar on a terminal), if anything is.
+    pub(crate) pull_progress: Option<std::sync::Arc<dyn crate::pipeline::PullProgress>>,
 }
 
 impl<E> std::fmt::Debug for Station<E> {
@@ -93,7 +95,17 @@ impl<E: Engine> Station<E> {
             store,
             station_key,
             reserve,
+            pull_progress: None,
         })
+    }
+
+    /// Reports the progress of every pull to `progress` (`pht-station exec` on a terminal).
+    pub fn with_pull_progress(
+        mut self,
+        progress: std::sync::Arc<dyn crate::pipeline::PullProgress>,
+    ) -> Station<E> {
+        self.pull_progress = Some(progress);
+        self
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use pht_core::cosign::{self, CosignError};
 use pht_core::manifest::TRAIN_LABEL;
 use pht_core::oci::{
-    Descriptor, ImageConfig, ImageManifest, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST,
+    Descriptor, ImageConfig, ImageManifest, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
 use pht_core::{Digest, ImageReference, TrainManifest};
 use pht_registry::{signatures, RegistryClient};
@@ -264,7 +264,12 @@ struct Pushed {
     digest: Digest,
     pinned: String,
     bytes_uploaded: u64,
+    /// Layers the registry took from the base's repository without their bytes being sent.
+    layers_mounted: usize,
 }
+
+/// Largest base layer fetched to copy it where the registry will not mount it.
+const MAX_BASE_LAYER_BYTES: u64 = 4 << 30;
 
 pub async fn push(
     output: Output,
@@ -287,27 +292,117 @@ pub async fn push(
     let label = local.labels.get(TRAIN_LABEL).ok_or_else(|| {
         fail(FailureKind::Input, format!("{local_name} has no {TRAIN_LABEL} label: build it with `pht train build`, which validates train.yaml"))
     })?;
-    TrainManifest::from_label_json(label).input()?;
+    let train = TrainManifest::from_label_json(label).input()?;
     output.note(format!("saving {local_name} from Docker"));
     let saved = pht_docker::image::save_image(&docker, local_name)
         .await
         .input()?;
+    let config: ImageConfig = serde_json::from_slice(&saved.config)
+        .context("the saved image config is not JSON")
+        .input()?;
 
-    let layers: Vec<(bytes::Bytes, &str)> = saved
-        .layers
-        .iter()
-        .map(|layer| (layer.clone(), OCI_LAYER_TAR))
+    let base_layers = match &train.base {
+        Some(base) => base_layers(output, client, base, config.diff_ids()).await,
+        None => Vec::new(),
+    };
+    let mut layers: Vec<PushLayer> = base_layers
+        .into_iter()
+        .map(|(base, descriptor)| PushLayer::FromBase { base, descriptor })
         .collect();
-    let (digest, bytes_uploaded) =
-        push_image(output, client, &reference, saved.config.clone(), &layers).await?;
+    for layer in &saved.layers[layers.len()..] {
+        // Train layers are small beside their base; compressing them on this thread is brief.
+        layers.push(PushLayer::Blob(
+            bytes::Bytes::from(pht_docker::image::gzip_layer(layer)),
+            OCI_LAYER_GZIP,
+        ));
+    }
+    let pushed = push_layers(output, client, &reference, saved.config.clone(), layers).await?;
     let pushed = Pushed {
         reference: reference.to_string(),
-        pinned: reference.pinned(digest.clone()).to_string(),
-        digest,
-        bytes_uploaded,
+        pinned: reference.pinned(pushed.digest.clone()).to_string(),
+        digest: pushed.digest,
+        bytes_uploaded: pushed.bytes_uploaded,
+        layers_mounted: pushed.layers_mounted,
     };
     output.print(&pushed, || pushed.pinned.clone());
     Ok(())
+}
+
+/// The base's layers as its registry holds them (blob descriptors, compressed as the base was
+/// pushed), when the train's layers begin with them; the train pushes these by mounting them
+/// from the base's repository instead of compressing and sending them again. Empty (with a
+/// note) when the base cannot be read or the train was not built on it: every layer is then
+/// pushed as the train's own.
+async fn base_layers(
+    output: Output,
+    client: &RegistryClient,
+    base: &pht_core::manifest::BaseImage,
+    train_diff_ids: &[Digest],
+) -> Vec<(ImageReference, Descriptor)> {
+    let reference = match format!("{}@{}", base.repository, base.digest).parse::<ImageReference>() {
+        Ok(reference) => reference,
+        Err(error) => {
+            output.note(format!(
+                "the base {} is not a reference ({error}): pushing every layer",
+                base.repository
+            ));
+            return Vec::new();
+        }
+    };
+    let layers = async {
+        let fetched = client
+            .get_manifest(&reference, &base.digest.to_string())
+            .await?;
+        let manifest = fetched.image_manifest(reference.registry())?;
+        let config_bytes = client
+            .get_blob(&reference, &manifest.config.digest, MAX_CONFIG_BYTES, None)
+            .await?;
+        Ok::<_, pht_registry::RegistryError>((manifest, config_bytes))
+    }
+    .await;
+    let (manifest, config_bytes) = match layers {
+        Ok(layers) => layers,
+        Err(error) => {
+            output.note(format!(
+                "cannot read the base {reference} ({error}): pushing its layers with the train's"
+            ));
+            return Vec::new();
+        }
+    };
+    let base_diff_ids = serde_json::from_slice::<ImageConfig>(&config_bytes)
+        .map(|config| config.diff_ids().to_vec())
+        .unwrap_or_default();
+    if base_diff_ids.is_empty()
+        || base_diff_ids.len() != manifest.layers.len()
+        || !train_diff_ids.starts_with(&base_diff_ids)
+    {
+        output.note(format!("the image's layers do not begin with those of its base {reference}: pushing every layer (a station will refuse it with base.mismatch)"));
+        return Vec::new();
+    }
+    manifest
+        .layers
+        .into_iter()
+        .map(|descriptor| (reference.clone(), descriptor))
+        .collect()
+}
+
+/// A layer as [`push_layers`] sends it.
+pub(crate) enum PushLayer {
+    /// A blob in memory and its media type; not sent when the registry has it.
+    Blob(bytes::Bytes, &'static str),
+    /// A blob in the base's repository, mounted from there (or, where the registry will not
+    /// mount or the base is in another registry, fetched and uploaded).
+    FromBase {
+        base: ImageReference,
+        descriptor: Descriptor,
+    },
+}
+
+/// What [`push_layers`] did.
+pub(crate) struct PushedImage {
+    pub digest: Digest,
+    pub bytes_uploaded: u64,
+    pub layers_mounted: usize,
 }
 
 /// Pushes an image — its layers (blob and media type), then its config, then the manifest —
@@ -318,28 +413,78 @@ pub(crate) async fn push_image(
     client: &RegistryClient,
     reference: &ImageReference,
     config: bytes::Bytes,
-    layers: &[(bytes::Bytes, &str)],
+    layers: &[(bytes::Bytes, &'static str)],
 ) -> CommandResult<(Digest, u64)> {
+    let layers = layers
+        .iter()
+        .map(|(bytes, media_type)| PushLayer::Blob(bytes.clone(), media_type))
+        .collect();
+    let pushed = push_layers(output, client, reference, config, layers).await?;
+    Ok((pushed.digest, pushed.bytes_uploaded))
+}
+
+/// Pushes an image's layers, its config and its manifest. A blob the repository has is not
+/// sent again (HEAD first); a base's layer is mounted from the base's repository; every layer
+/// that is uploaded has a progress bar (hidden with `--json` or off a terminal).
+pub(crate) async fn push_layers(
+    output: Output,
+    client: &RegistryClient,
+    reference: &ImageReference,
+    config: bytes::Bytes,
+    layers: Vec<PushLayer>,
+) -> CommandResult<PushedImage> {
     let mut descriptors = Vec::new();
     let mut bytes_uploaded = 0u64;
-    for (index, (layer, media_type)) in layers.iter().enumerate() {
-        let digest = Digest::of(layer);
-        let bar = output.bytes_bar(layer.len() as u64, &format!("layer {}", index + 1));
-        let progress = |done: u64| bar.set_position(done);
-        let uploaded = client
-            .push_blob(reference, layer.clone(), Some(&progress))
-            .await
-            .map_err(registry_failure)?;
-        bar.finish_and_clear();
-        if uploaded {
-            bytes_uploaded += layer.len() as u64;
+    let mut layers_mounted = 0usize;
+    for (index, layer) in layers.into_iter().enumerate() {
+        let label = format!("layer {}", index + 1);
+        match layer {
+            PushLayer::Blob(bytes, media_type) => {
+                let bar = output.bytes_bar(bytes.len() as u64, &label);
+                let progress = |done: u64| bar.set_position(done);
+                let uploaded = client
+                    .push_blob(reference, bytes.clone(), Some(&progress))
+                    .await
+                    .map_err(registry_failure)?;
+                bar.finish_and_clear();
+                if uploaded {
+                    bytes_uploaded += bytes.len() as u64;
+                }
+                descriptors.push(Descriptor {
+                    media_type: media_type.to_string(),
+                    digest: Digest::of(&bytes),
+                    size: bytes.len() as u64,
+                    annotations: None,
+                });
+            }
+            PushLayer::FromBase { base, descriptor } => {
+                let bar = output.bytes_bar(descriptor.size, &label);
+                let progress = |done: u64| bar.set_position(done);
+                let copied = client
+                    .copy_blob(
+                        reference,
+                        &base,
+                        &descriptor.digest,
+                        MAX_BASE_LAYER_BYTES,
+                        Some(&progress),
+                    )
+                    .await
+                    .map_err(registry_failure)?;
+                bar.finish_and_clear();
+                match copied {
+                    pht_registry::BlobCopy::Present => {}
+                    pht_registry::BlobCopy::Mounted => {
+                        layers_mounted += 1;
+                        output.note(format!(
+                            "{label}: mounted from {} (the base's, not sent again)",
+                            base.repository_path()
+                        ));
+                    }
+                    pht_registry::BlobCopy::Uploaded(n_bytes) => bytes_uploaded += n_bytes,
+                }
+                descriptors.push(descriptor);
+            }
         }
-        descriptors.push(Descriptor {
-            media_type: media_type.to_string(),
-            digest,
-            size: layer.len() as u64,
-            annotations: None,
-        });
     }
     client
         .push_blob(reference, config.clone(), None)
@@ -368,7 +513,11 @@ pub(crate) async fn push_image(
         )
         .await
         .map_err(registry_failure)?;
-    Ok((digest, bytes_uploaded))
+    Ok(PushedImage {
+        digest,
+        bytes_uploaded,
+        layers_mounted,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -55,3 +55,54 @@ fn endpoint_map_redirects_a_registry_name() {
     let reference: ImageReference = "127.0.0.1:5000/a/b:1".parse().unwrap();
     assert_eq!(client.base_url(&reference).unwrap(), "http://registry:5000");
 }
+
+/// Runs `chunks` through a verifying stream expecting `expected` (its digest and length), and
+/// returns what the consumer saw before the stream ended: the chunks, then the error if any.
+async fn verify_chunks(chunks: &[&'static [u8]], expected: &[u8]) -> (Vec<Bytes>, Option<String>) {
+    let reference: ImageReference = "127.0.0.1:5000/trains/t:1".parse().unwrap();
+    let inner = futures_util::stream::iter(
+        chunks
+            .iter()
+            .map(|chunk| Ok(Bytes::from_static(chunk)))
+            .collect::<Vec<reqwest::Result<Bytes>>>(),
+    )
+    .boxed();
+    let stream = verifying_stream(
+        reference,
+        Digest::of(expected),
+        expected.len() as u64,
+        inner,
+    );
+    let items: Vec<Result<Bytes, RegistryError>> = stream.collect().await;
+    let mut seen = Vec::new();
+    for item in items {
+        match item {
+            Ok(chunk) => seen.push(chunk),
+            Err(error) => return (seen, Some(error.to_string())),
+        }
+    }
+    (seen, None)
+}
+
+#[tokio::test]
+async fn a_verified_stream_gives_every_chunk_and_ends_cleanly() {
+    let (seen, error) = verify_chunks(&[b"ab", b"", b"cd", b"e"], b"abcde").await;
+    assert_eq!(seen, [&b"ab"[..], b"cd", b"e"]);
+    assert_eq!(error, None);
+}
+
+#[tokio::test]
+async fn a_stream_that_does_not_hash_to_its_digest_never_gives_its_last_chunk() {
+    let (seen, error) = verify_chunks(&[b"ab", b"cX"], b"abcd").await;
+    // The consumer never sees the whole blob: the held-back chunk is replaced by the error.
+    assert_eq!(seen, [&b"ab"[..]]);
+    let error = error.expect("a digest mismatch");
+    assert!(error.contains("hashes to"), "{error}");
+}
+
+#[tokio::test]
+async fn a_stream_longer_than_its_descriptor_is_cut_off() {
+    let (seen, error) = verify_chunks(&[b"ab", b"cd", b"ef"], b"abcd").await;
+    assert_eq!(seen, [&b"ab"[..]]);
+    assert!(error.unwrap().contains("more than the 4 bytes"));
+}

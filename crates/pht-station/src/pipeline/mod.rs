@@ -43,6 +43,7 @@ use crate::error::StationError;
 use crate::station::Station;
 use crate::store::{RunRecord, RunStatus};
 
+pub use pull::PullProgress;
 pub use receive::{GivenParameters, Submission};
 
 /// What a stage hands on: the next stage's input, or a run that ended at this stage.
