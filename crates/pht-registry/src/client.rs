@@ -543,18 +543,7 @@ impl RegistryClient {
         limit: u64,
         progress: Option<Progress<'_>>,
     ) -> Result<Vec<u8>, RegistryError> {
-        let url = self.api_url(reference, &format!("blobs/{digest}"))?;
-        let response = self
-            .send(reference, "pull", Method::GET, &url, HeaderMap::new(), None)
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Err(Self::not_found(reference, format!("blob {digest}")));
-        }
-        if !response.status().is_success() {
-            return Err(self
-                .status_error(reference, &format!("blob {digest}"), response)
-                .await);
-        }
+        let response = self.blob_response(reference, digest).await?;
         let bytes = read_limited(
             reference,
             response,
@@ -574,18 +563,12 @@ impl RegistryClient {
         Ok(bytes)
     }
 
-    /// Fetches a blob as a stream of chunks, for blobs too large to hold in memory (a base
-    /// image's layer). The stream refuses more than `size` bytes and ends with an error unless
-    /// exactly `size` bytes came that hash to `digest`; it holds its last chunk back until that
-    /// check has passed, so a consumer that has seen the whole stream end cleanly has seen
-    /// exactly the blob asked for. What is held at any time is one chunk (as the connection
-    /// delivers them, tens of KiB), never the blob.
-    pub async fn get_blob_stream(
+    /// The registry's successful answer to `GET blobs/<digest>`, or the error naming the blob.
+    async fn blob_response(
         &self,
         reference: &ImageReference,
         digest: &Digest,
-        size: u64,
-    ) -> Result<BlobStream, RegistryError> {
+    ) -> Result<reqwest::Response, RegistryError> {
         let url = self.api_url(reference, &format!("blobs/{digest}"))?;
         let response = self
             .send(reference, "pull", Method::GET, &url, HeaderMap::new(), None)
@@ -598,6 +581,22 @@ impl RegistryClient {
                 .status_error(reference, &format!("blob {digest}"), response)
                 .await);
         }
+        Ok(response)
+    }
+
+    /// Fetches a blob as a stream of chunks, for blobs too large to hold in memory (a base
+    /// image's layer). The stream refuses more than `size` bytes and ends with an error unless
+    /// exactly `size` bytes came that hash to `digest`; it holds its last chunk back until that
+    /// check has passed, so a consumer that has seen the whole stream end cleanly has seen
+    /// exactly the blob asked for. What is held at any time is one chunk (as the connection
+    /// delivers them, tens of KiB), never the blob.
+    pub async fn get_blob_stream(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobStream, RegistryError> {
+        let response = self.blob_response(reference, digest).await?;
         if response
             .content_length()
             .is_some_and(|length| length > size)
