@@ -39,6 +39,20 @@ impl World {
         }
     }
 
+    /// Decrypts a sealed bundle with Debian's `age` and the researcher's identity into
+    /// `dir/bundle.tar`, and returns that path.
+    fn decrypt(&self, bundle: &str, dir: &std::path::Path) -> std::path::PathBuf {
+        let tar_path = dir.join("bundle.tar");
+        run(Command::new("age")
+            .args(["-d", "-i"])
+            .arg(&self.alice.age_identity)
+            .arg("-o")
+            .arg(&tar_path)
+            .arg(bundle))
+        .success();
+        tar_path
+    }
+
     fn station(&self, release: &str) -> StationFixture {
         let signer = PolicySigner {
             name: "alice",
@@ -141,14 +155,7 @@ fn small_counts_are_blocked_until_an_operator_overrides_and_the_sealed_bundle_ve
 
     // Debian's age decrypts it with the researcher's identity: a tar of report, provenance, outputs.
     let scratch = tempfile::tempdir().unwrap();
-    let tar_path = scratch.path().join("bundle.tar");
-    run(Command::new("age")
-        .args(["-d", "-i"])
-        .arg(&world.alice.age_identity)
-        .arg("-o")
-        .arg(&tar_path)
-        .arg(&bundle))
-    .success();
+    let tar_path = world.decrypt(&bundle, scratch.path());
     let listing = run(Command::new("tar").arg("-tf").arg(&tar_path)).success();
     for member in ["report.json", "outputs/counts.csv", "provenance.dsse.json"] {
         assert!(
@@ -352,14 +359,7 @@ fn two_distinct_reviewers_release_where_the_policy_asks_for_two_and_both_are_sig
         "{released:#}"
     );
     let scratch = tempfile::tempdir().unwrap();
-    let tar_path = scratch.path().join("bundle.tar");
-    run(Command::new("age")
-        .args(["-d", "-i"])
-        .arg(&world.alice.age_identity)
-        .arg("-o")
-        .arg(&tar_path)
-        .arg(bundle_path(&released)))
-    .success();
+    let tar_path = world.decrypt(&bundle_path(&released), scratch.path());
     run(Command::new("tar")
         .arg("-xf")
         .arg(&tar_path)
