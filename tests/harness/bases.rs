@@ -39,6 +39,8 @@ pub struct BaseImage {
     pub image_id: String,
     /// The layer's diff id and its size, uncompressed and compressed.
     pub layer_diff_id: String,
+    /// The digest of the compressed layer blob the manifest names.
+    pub layer_digest: String,
     pub layer_bytes: u64,
     pub compressed_bytes: u64,
     /// Whether `pht base build` reused an image Docker held (false: it debootstrapped).
@@ -60,6 +62,7 @@ impl BaseImage {
             digest: text("digest"),
             image_id: text("image_id"),
             layer_diff_id: text("layer_diff_id"),
+            layer_digest: text("layer_digest"),
             layer_bytes: built["layer_bytes"].as_u64().unwrap_or_default(),
             compressed_bytes: built["compressed_bytes"].as_u64().unwrap_or_default(),
             reused: built["reused"].as_bool().unwrap_or_default(),
@@ -151,6 +154,77 @@ fn run_base_build(
         base.reference
     );
     base
+}
+
+/// Where two local images' single layers differ: the paths whose entry (type, mode, owner,
+/// size, link target or content hash) is not the same, at most `limit` of them. For the
+/// message of a reproducibility test that failed, so its cause is in the CI log.
+pub fn layer_differences(first_image: &str, second_image: &str, limit: usize) -> Vec<String> {
+    let (first, second) = (layer_entries(first_image), layer_entries(second_image));
+    let mut differences = Vec::new();
+    for (path, entry) in &first {
+        match second.get(path) {
+            Some(other) if other == entry => {}
+            Some(other) => differences.push(format!("{path}: {entry} / {other}")),
+            None => differences.push(format!("{path}: only in the first")),
+        }
+    }
+    for path in second.keys().filter(|path| !first.contains_key(*path)) {
+        differences.push(format!("{path}: only in the second"));
+    }
+    differences.truncate(limit);
+    differences
+}
+
+/// Every entry of an image's layers, `docker save`d, as a one-line description by path.
+fn layer_entries(image: &str) -> std::collections::BTreeMap<String, String> {
+    use sha2::{Digest as _, Sha256};
+    use std::io::Read as _;
+    let saved = tempfile::NamedTempFile::new().unwrap();
+    let status = std::process::Command::new("docker")
+        .args(["save", "-o"])
+        .arg(saved.path())
+        .arg(image)
+        .status()
+        .expect("docker runs");
+    assert!(status.success(), "docker save {image} failed");
+    let mut entries = std::collections::BTreeMap::new();
+    let mut outer = tar::Archive::new(std::fs::File::open(saved.path()).unwrap());
+    for layer in outer.entries().unwrap() {
+        let layer = layer.unwrap();
+        let name = layer.path().unwrap().display().to_string();
+        if !name.ends_with("layer.tar") {
+            continue;
+        }
+        let mut inner = tar::Archive::new(layer);
+        for entry in inner.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let header = entry.header().clone();
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            let link = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|link| link.display().to_string())
+                .unwrap_or_default();
+            entries.insert(
+                path,
+                format!(
+                    "{:?} mode {:o} uid {} gid {} mtime {} size {} link {link:?} sha256 {}",
+                    header.entry_type(),
+                    header.mode().unwrap_or_default(),
+                    header.uid().unwrap_or_default(),
+                    header.gid().unwrap_or_default(),
+                    header.mtime().unwrap_or_default(),
+                    content.len(),
+                    &hex::encode(Sha256::digest(&content))[..16]
+                ),
+            );
+        }
+    }
+    entries
 }
 
 /// A copy of the train in `source` (a directory of the repository, e.g. `trains/cohort-stats-py`)

@@ -142,6 +142,16 @@ fn cache_layer(output: Output, packed: &PackedBase) {
     }
 }
 
+/// The local name of the base built from a package list: `pht.local/bases/KIND:SUITE-HASH12`.
+fn local_reference(kind: BaseKind, packages: &Digest) -> String {
+    format!(
+        "pht.local/bases/{}:{}-{}",
+        kind.name(),
+        pht_base::DEBIAN_SUITE,
+        &packages.hex()[..12]
+    )
+}
+
 /// A base Docker already holds that this build would make again: labelled with the kind and
 /// the package list's SHA-256, one layer, and exactly the config this build writes for that
 /// layer (so its image id is the one a build would give).
@@ -151,7 +161,16 @@ async fn find_reusable(
     packages: &Digest,
 ) -> CommandResult<Option<(Digest, Digest)>> {
     let packages_hex = packages.hex();
-    let candidates = pht_docker::image_lookup::images_labelled(
+    // The image the last build of this list was tagged as comes first: after `--rebuild`, the
+    // rebuilt image is the one reused, even if an older build of the same list (a day when
+    // Debian's mirror held other package versions) is still in Docker.
+    let mut candidates = Vec::new();
+    if let Ok(tagged) =
+        pht_docker::image::inspect_image(docker, &local_reference(kind, packages)).await
+    {
+        candidates.push(tagged.id);
+    }
+    let labelled = pht_docker::image_lookup::images_labelled(
         docker,
         &[
             (pht_base::BASE_LABEL, kind.name()),
@@ -160,6 +179,7 @@ async fn find_reusable(
     )
     .await
     .unavailable()?;
+    candidates.extend(labelled);
     for image_id in candidates {
         let diff_ids = pht_docker::image_lookup::image_diff_ids(docker, &image_id.to_string())
             .await
@@ -367,19 +387,13 @@ pub async fn build(
     };
     // The local name says which list the base was built from, and keeps Docker from pruning
     // the base when a train built on it is removed.
-    let local_tag = format!(
-        "{}-{}",
-        pht_base::DEBIAN_SUITE,
-        &packages.digest().hex()[..12]
-    );
-    pht_docker::image_lookup::tag_image(
-        &docker,
-        &image_id,
-        &format!("pht.local/bases/{}", kind.name()),
-        &local_tag,
-    )
-    .await
-    .unavailable()?;
+    let local = local_reference(kind, &packages.digest());
+    let (local_repository, local_tag) = local
+        .rsplit_once(':')
+        .expect("a local reference has a tag");
+    pht_docker::image_lookup::tag_image(&docker, &image_id, local_repository, local_tag)
+        .await
+        .unavailable()?;
     let config = pht_base::base_config(kind, &packed.diff_id, &packages.digest());
     let (digest, _) = push_image(
         output,
