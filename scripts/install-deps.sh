@@ -15,6 +15,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # `pht base build` makes the Python and R bases with debootstrap (in /usr/sbin, often not on PATH).
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+# The operator console's browser test drives a real Chromium through WebDriver (tests/console_browser.rs).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "missing: ${need[*]} — install them with your package manager (Debian: apt-get install ${need[*]})" >&2

@@ -51,6 +51,7 @@ pub use check::check_outputs;
 pub use config::{CheckConfig, LeakageConfig};
 pub use count_columns::{CountColumn, CountColumnSource};
 pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
+pub use delimited::{preview_table, PreviewCell};
 pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
 pub use parquet_table::{parquet_to_csv, ParquetColumn, ParquetTableError};
 pub use report::{

@@ -49,6 +49,26 @@ struct RawConfig {
     docker: Option<RawDocker>,
     #[serde(default)]
     peers: BTreeMap<String, RawPeer>,
+    #[serde(default)]
+    console: Option<RawConsole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+    #[serde(default)]
+    session_idle: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +192,45 @@ pub struct HubAccess {
     pub concurrency: usize,
 }
 
+/// Where the operator console listens (`console.listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleListen {
+    Tcp(std::net::SocketAddr),
+    /// `unix:/path`: a Unix socket, reachable by whoever may open it.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ConsoleListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleListen::Tcp(address) => write!(f, "{address}"),
+            ConsoleListen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The console's certificate and key (PEM), for serving it with TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The operator console (`console:`): served by `pht-station run` when configured, and by
+/// `pht-station console`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    pub listen: ConsoleListen,
+    pub tls: Option<ConsoleTls>,
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+}
+
+/// Where the console listens unless `console.listen` says otherwise: loopback only.
+pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:8470";
+/// How long a console session may sit unused.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
 /// A validated station configuration with every path resolved against the file's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StationConfig {
@@ -188,6 +247,8 @@ pub struct StationConfig {
     pub warm_output_slots: usize,
     pub output_storage: OutputStorage,
     pub peers: BTreeMap<String, Peer>,
+    /// The operator console, if configured.
+    pub console: Option<ConsoleConfig>,
 }
 
 fn valid_id(value: &str) -> bool {
@@ -311,6 +372,10 @@ impl StationConfig {
                 )))
             }
         };
+        let console = match raw.console {
+            None => None,
+            Some(console) => Some(console_config(console, &resolve).map_err(error)?),
+        };
         for (station_id, peer) in &raw.peers {
             pht_core::recipient::parse_recipient(&peer.age_recipient)
                 .map_err(|e| error(format!("peers.{station_id}.age_recipient: {e}")))?;
@@ -351,8 +416,58 @@ impl StationConfig {
                     (station_id, peer)
                 })
                 .collect(),
+            console,
         })
     }
+}
+
+/// Validates `console:`: a listen address (loopback unless TLS protects it), TLS files, and
+/// the idle time of sessions.
+fn console_config(
+    raw: RawConsole,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<ConsoleConfig, String> {
+    let tls = raw.tls.map(|tls| ConsoleTls {
+        cert: resolve(&tls.cert),
+        key: resolve(&tls.key),
+    });
+    let text = raw.listen.as_deref().unwrap_or(DEFAULT_CONSOLE_LISTEN);
+    let listen = match text.strip_prefix("unix:") {
+        Some(path) if !path.is_empty() => ConsoleListen::Unix(resolve(Path::new(path))),
+        Some(_) => {
+            return Err(
+                "console.listen: `unix:` needs a socket path, e.g. unix:/run/pht/console.sock"
+                    .into(),
+            )
+        }
+        None => {
+            let address: std::net::SocketAddr = text.parse().map_err(|_| {
+                format!("console.listen: `{text}` is not an address and port (e.g. {DEFAULT_CONSOLE_LISTEN}) or unix:/path")
+            })?;
+            if !address.ip().is_loopback() && tls.is_none() {
+                return Err(format!(
+                    "console.listen: {address} is reachable from other machines, and operators' passwords would cross the network in clear; add console.tls (cert and key), or listen on 127.0.0.1"
+                ));
+            }
+            ConsoleListen::Tcp(address)
+        }
+    };
+    let session_idle = match raw.session_idle {
+        None => DEFAULT_SESSION_IDLE,
+        Some(text) => {
+            let idle = pht_core::units::parse_duration(&text)
+                .map_err(|e| format!("console.session_idle: {e}"))?;
+            if idle < Duration::from_secs(60) || idle > Duration::from_secs(24 * 3600) {
+                return Err(format!("console.session_idle: {text} is outside 1m to 24h"));
+            }
+            idle
+        }
+    };
+    Ok(ConsoleConfig {
+        listen,
+        tls,
+        session_idle,
+    })
 }
 
 #[cfg(test)]
@@ -406,6 +521,50 @@ state_dir: state
             assert!(error.contains(expected), "{error}");
             assert!(!error.contains("AGE-SECRET-KEY-1"), "{error}");
         }
+    }
+
+    #[test]
+    fn the_console_listens_on_loopback_unless_tls_protects_it() {
+        let config = StationConfig::from_yaml(
+            &format!("{GOOD}console: {{}}\n"),
+            Path::new("/etc/pht/s.yaml"),
+        )
+        .unwrap();
+        let console = config.console.unwrap();
+        assert_eq!(console.listen.to_string(), DEFAULT_CONSOLE_LISTEN);
+        assert_eq!(console.session_idle, DEFAULT_SESSION_IDLE);
+        check_error(
+            &format!("{GOOD}console:\n  listen: 0.0.0.0:8470\n"),
+            expect![[
+                r#"/etc/pht/station.yaml: console.listen: 0.0.0.0:8470 is reachable from other machines, and operators' passwords would cross the network in clear; add console.tls (cert and key), or listen on 127.0.0.1"#
+            ]],
+        );
+        let config = StationConfig::from_yaml(
+            &format!(
+                "{GOOD}console:\n  listen: 0.0.0.0:8470\n  tls:\n    cert: c.pem\n    key: k.pem\n"
+            ),
+            Path::new("/etc/pht/station.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.console.unwrap().tls.unwrap().key,
+            Path::new("/etc/pht/k.pem")
+        );
+        let config = StationConfig::from_yaml(
+            &format!("{GOOD}console:\n  listen: unix:state/console.sock\n"),
+            Path::new("/etc/pht/station.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.console.unwrap().listen,
+            ConsoleListen::Unix(PathBuf::from("/etc/pht/state/console.sock"))
+        );
+        check_error(
+            &format!("{GOOD}console:\n  listen: localhost\n"),
+            expect![[
+                r#"/etc/pht/station.yaml: console.listen: `localhost` is not an address and port (e.g. 127.0.0.1:8470) or unix:/path"#
+            ]],
+        );
     }
 
     #[test]

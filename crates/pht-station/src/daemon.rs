@@ -206,6 +206,7 @@ pub async fn run<E: Engine + 'static>(
             _ = &mut shutdown => break,
             polled = hub.poll_work(&station_id, poll_wait) => polled,
         };
+        station.note_hub_contact(polled.as_ref().map(|_| ()).map_err(ToString::to_string));
         match polled {
             Ok(Some(item)) => {
                 backoff = Duration::from_millis(250);

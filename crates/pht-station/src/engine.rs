@@ -65,6 +65,11 @@ pub trait Engine: Send + Sync {
     }
     /// Runs a fully resolved spec in the sandbox.
     fn run(&self, spec: &RunSpec) -> impl Future<Output = Result<RunOutcome, EngineError>> + Send;
+    /// The engine and its version for the operator console, e.g. `Docker 20.10.24 (API 1.41)`;
+    /// an error when the engine cannot be reached.
+    fn version(&self) -> impl Future<Output = Result<String, EngineError>> + Send {
+        async { Err(EngineError("this engine does not report a version".into())) }
+    }
 }
 
 /// The real engine: Docker through `pht-docker`.
@@ -136,5 +141,18 @@ impl Engine for DockerEngine {
             .run(spec)
             .await
             .map_err(|e| EngineError(e.to_string()))
+    }
+
+    async fn version(&self) -> Result<String, EngineError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| EngineError(format!("Docker cannot be reached: {e}")))?;
+        Ok(format!(
+            "Docker {} (API {})",
+            version.version.as_deref().unwrap_or("?"),
+            version.api_version.as_deref().unwrap_or("?")
+        ))
     }
 }

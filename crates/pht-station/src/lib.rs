@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod datasets;
 pub mod engine;
@@ -18,6 +19,7 @@ pub mod operators;
 pub mod params;
 pub mod pipeline;
 pub mod readiness;
+pub mod run_index;
 pub mod space;
 pub mod station;
 pub mod store;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pht_core::ImageReference;
 use pht_station::audit::AuditLog;
-use pht_station::config::OutputStorage;
+use pht_station::config::{ConsoleConfig, OutputStorage};
 use pht_station::{
     DockerEngine, GivenParameters, RunRecord, RunStatus, Station, StationConfig, StationError,
     Submission,
@@ -55,7 +55,19 @@ struct Cli {
 enum Command {
     /// The daemon: long-poll the hub (outbound only), run each job's stop through the pipeline,
     /// and deliver sealed results. Stops cleanly on SIGTERM or Ctrl-C after runs in progress.
+    /// Serves the operator console too when the configuration has a `console:` section.
     Run,
+    /// Serve only the operator console (a station without a hub, or beside a daemon that
+    /// serves none): approvals, output review, runs and the audit log in a browser. Listens
+    /// where `console.listen` says (default 127.0.0.1:8470; `unix:/path` for a socket); TLS
+    /// with `console.tls`. Operators sign in as added by `pht-station operators add`.
+    ///
+    /// Example: pht-station --config station.yaml console --listen 127.0.0.1:8470
+    Console {
+        /// Listen here instead of `console.listen` (ADDRESS:PORT, or unix:/path).
+        #[arg(long, value_name = "ADDRESS")]
+        listen: Option<String>,
+    },
     /// Run the whole pipeline for one train now: verify → policy → approval → run → collect.
     Exec {
         /// The train, by digest: REGISTRY/REPOSITORY@sha256:…
@@ -447,6 +459,30 @@ fn load_config(path: &Path) -> Result<StationConfig, Failure> {
     })
 }
 
+/// `--listen` of `pht-station console`: the same rules as `console.listen`.
+fn parse_console_listen(
+    text: &str,
+    tls: bool,
+) -> Result<pht_station::config::ConsoleListen, Failure> {
+    use pht_station::config::ConsoleListen;
+    let failure = |message: String| Failure { code: 2, message };
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(failure("--listen unix: needs a socket path".into()));
+        }
+        return Ok(ConsoleListen::Unix(PathBuf::from(path)));
+    }
+    let address: std::net::SocketAddr = text.parse().map_err(|_| {
+        failure(format!(
+            "--listen: `{text}` is not ADDRESS:PORT (e.g. 127.0.0.1:8470) or unix:/path"
+        ))
+    })?;
+    if !address.ip().is_loopback() && !tls {
+        return Err(failure(format!("--listen: {address} is reachable from other machines, and passwords would cross the network in clear; configure console.tls, or listen on 127.0.0.1")));
+    }
+    Ok(ConsoleListen::Tcp(address))
+}
+
 async fn open_station(config: StationConfig) -> Result<Station<DockerEngine>, Failure> {
     let docker = match &config.docker_socket {
         Some(socket) => pht_docker::connect_to_socket(socket).await,
@@ -781,19 +817,87 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 eprintln!("stopping: finishing runs in progress");
             };
             let sandbox = station.engine().sandbox().clone();
+            let station = std::sync::Arc::new(station);
+            let (stop_console, console_stopped) = tokio::sync::watch::channel(false);
+            let console = station.config().console.clone().map(|console_config| {
+                let station = station.clone();
+                let mut stopped = console_stopped.clone();
+                tokio::spawn(async move {
+                    pht_station::console::serve(
+                        station,
+                        &console_config,
+                        |address| eprintln!("operator console: {address}"),
+                        async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        },
+                    )
+                    .await
+                })
+            });
             let served = pht_station::daemon::run(
-                std::sync::Arc::new(station),
+                station,
                 std::sync::Arc::new(hub),
                 hub_access.poll_wait,
                 hub_access.concurrency,
                 shutdown,
             )
             .await;
+            let _ = stop_console.send(true);
+            if let Some(console) = console {
+                match console.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "the operator console stopped"),
+                    Err(error) => tracing::error!(%error, "the operator console stopped"),
+                }
+            }
             // A stopped daemon leaves nothing running behind.
             if let Err(error) = sandbox.remove_spares().await {
                 tracing::warn!(%error, "could not remove the spare output slots");
             }
             served?;
+            Ok(0)
+        }
+        Command::Console { listen } => {
+            let mut config = load_config(&cli.config)?;
+            let mut console_config = config.console.clone().unwrap_or(ConsoleConfig {
+                listen: pht_station::config::ConsoleListen::Tcp(
+                    pht_station::config::DEFAULT_CONSOLE_LISTEN
+                        .parse()
+                        .expect("the default console address parses"),
+                ),
+                tls: None,
+                session_idle: pht_station::config::DEFAULT_SESSION_IDLE,
+            });
+            if let Some(listen) = listen {
+                console_config.listen =
+                    parse_console_listen(&listen, console_config.tls.is_some())?;
+            }
+            config.console = Some(console_config.clone());
+            let station = std::sync::Arc::new(open_station(config).await?);
+            let shutdown = async {
+                let mut terminate =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("a SIGTERM handler installs");
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            };
+            pht_station::console::serve(
+                station,
+                &console_config,
+                |address| {
+                    println!("operator console: {address}");
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                },
+                shutdown,
+            )
+            .await
+            .map_err(|error| Failure {
+                code: 3,
+                message: error.to_string(),
+            })?;
             Ok(0)
         }
         Command::Cleanup { leftovers } => {

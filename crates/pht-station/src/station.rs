@@ -37,6 +37,19 @@ pub struct Station<E> {
     pub(crate) reserve: Reserve,
     /// Shown how each pull goes (a progress bar on a terminal), if anything is.
     pub(crate) pull_progress: Option<std::sync::Arc<dyn crate::pipeline::PullProgress>>,
+    /// How the daemon's last exchanges with the hub went (for the console's overview).
+    pub(crate) hub_contact: std::sync::Mutex<HubContact>,
+}
+
+/// How the daemon's exchanges with the hub go: when it last reached the hub and the last
+/// failure. Kept in memory: a station process that does not poll (`pht-station console`
+/// alone) has none.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HubContact {
+    /// Whether this process polls the hub at all.
+    pub polling: bool,
+    pub last_contact: Option<chrono::DateTime<Utc>>,
+    pub last_failure: Option<(chrono::DateTime<Utc>, String)>,
 }
 
 impl<E> std::fmt::Debug for Station<E> {
@@ -96,6 +109,7 @@ impl<E: Engine> Station<E> {
             station_key,
             reserve,
             pull_progress: None,
+            hub_contact: std::sync::Mutex::new(HubContact::default()),
         })
     }
 
@@ -138,6 +152,27 @@ impl<E> Station<E> {
     /// The keys this station trusts to sign job envelopes.
     pub fn job_keys(&self) -> &[(String, PublicKey)] {
         &self.job_keys
+    }
+
+    /// How the daemon's exchanges with the hub have gone.
+    pub fn hub_contact(&self) -> HubContact {
+        self.hub_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records one exchange with the hub: `Ok` when it answered, the failure otherwise.
+    pub fn note_hub_contact(&self, outcome: Result<(), String>) {
+        let mut contact = self
+            .hub_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        contact.polling = true;
+        match outcome {
+            Ok(()) => contact.last_contact = Some(Utc::now()),
+            Err(failure) => contact.last_failure = Some((Utc::now(), failure)),
+        }
     }
 
     /// The name the station itself is recorded under in the audit log.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::run_index::{Queue, RunIndex};
+
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,7 +39,7 @@ impl RunStatus {
 }
 
 /// The train a run is about, pinned by digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainRef {
     /// `registry/repository@sha256:…`.
     pub reference: String,
@@ -48,6 +50,17 @@ pub struct TrainRef {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// What the signed manifest says of itself, once verified: shown to approvers, never
+    /// trusted for anything (the policy decides on the verified manifest itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<String>,
+    /// The resources the manifest asks for (the policy's grant is in `decision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<pht_core::manifest::Resources>,
 }
 
 /// The base image a train is built on: the verify stage fetched it by digest and checked that
@@ -345,6 +358,7 @@ fn try_claim(path: &Path) -> Result<Result<std::fs::File, Option<u32>>, StoreErr
 #[derive(Debug, Clone)]
 pub struct RunStore {
     root: PathBuf,
+    index: RunIndex,
 }
 
 impl RunStore {
@@ -431,6 +445,7 @@ impl RunStore {
         }
         Ok(RunStore {
             root: state_dir.to_path_buf(),
+            index: RunIndex::in_state_dir(state_dir),
         })
     }
 
@@ -446,8 +461,101 @@ impl RunStore {
             source,
         })?;
         let path = dir.join("record.json");
+        let new = !path.exists();
         let bytes = serde_json::to_vec_pretty(record).expect("run records always serialise");
-        pht_fs::write_atomic(&path, &bytes).map_err(|source| StoreError::Write { path, source })
+        pht_fs::write_atomic(&path, &bytes).map_err(|source| StoreError::Write { path, source })?;
+        // The index is derived from the records: a failure to keep it costs the console a
+        // rebuild (`check_index`), never the run its record.
+        if new {
+            if let Err(error) = self.index.append(&record.run_id) {
+                tracing::warn!(run_id = %record.run_id, %error, "could not add the run to runs.index; the console rebuilds it");
+            }
+        }
+        if let Err(error) = self.index.update_queues(record) {
+            tracing::warn!(run_id = %record.run_id, %error, "could not update the run's queue markers; the console rebuilds them");
+        }
+        Ok(())
+    }
+
+    /// Rebuilds `runs.index` and the queue markers from the records when the index is missing
+    /// or does not count as many runs as there are records (a station older than the index, or
+    /// an append a full disk refused). Reads every record only then.
+    pub fn check_index(&self) -> Result<bool, StoreError> {
+        let runs_dir = self.root.join("runs");
+        let on_disk = std::fs::read_dir(&runs_dir)
+            .map_err(|source| StoreError::Read {
+                path: runs_dir.clone(),
+                source,
+            })?
+            .flatten()
+            .filter(|entry| entry.path().join("record.json").exists())
+            .count() as u64;
+        let indexed = self.index.len().map_err(|source| StoreError::Read {
+            path: self.root.join("runs.index"),
+            source,
+        })?;
+        if indexed == on_disk {
+            return Ok(false);
+        }
+        tracing::info!(
+            indexed,
+            on_disk,
+            "rebuilding runs.index and the queue markers from the run records"
+        );
+        let records = self.list()?;
+        self.index
+            .rebuild(&records)
+            .map_err(|source| StoreError::Write {
+                path: self.root.join("runs.index"),
+                source,
+            })?;
+        Ok(true)
+    }
+
+    /// How many runs the station has recorded.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.index.len().map_err(|source| StoreError::Read {
+            path: self.root.join("runs.index"),
+            source,
+        })
+    }
+
+    /// One page of the run history, newest first: `limit` runs after the `skip` newest. Reads
+    /// only those records, however long the history.
+    pub fn page(&self, skip: u64, limit: u64) -> Result<Vec<RunRecord>, StoreError> {
+        let ids = self
+            .index
+            .newest(skip, limit)
+            .map_err(|source| StoreError::Read {
+                path: self.root.join("runs.index"),
+                source,
+            })?;
+        ids.iter().map(|run_id| self.load(run_id)).collect()
+    }
+
+    /// The runs in `queue`, oldest first. A marker its record no longer backs is removed.
+    pub fn queue(&self, queue: Queue) -> Result<Vec<RunRecord>, StoreError> {
+        let ids = self
+            .index
+            .queued(queue)
+            .map_err(|source| StoreError::Read {
+                path: self.root.join("queues").join(queue.name()),
+                source,
+            })?;
+        let mut records = Vec::new();
+        for run_id in ids {
+            match self.load(&run_id) {
+                Ok(record) if queue.holds(&record) => records.push(record),
+                Ok(_) | Err(StoreError::UnknownRun { .. }) => self.index.unqueue(queue, &run_id),
+                Err(error) => return Err(error),
+            }
+        }
+        records.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.run_id.cmp(&b.run_id))
+        });
+        Ok(records)
     }
 
     pub fn load(&self, run_id: &str) -> Result<RunRecord, StoreError> {

@@ -388,9 +388,8 @@ pub async fn build(
     // The local name says which list the base was built from, and keeps Docker from pruning
     // the base when a train built on it is removed.
     let local = local_reference(kind, &packages.digest());
-    let (local_repository, local_tag) = local
-        .rsplit_once(':')
-        .expect("a local reference has a tag");
+    let (local_repository, local_tag) =
+        local.rsplit_once(':').expect("a local reference has a tag");
     pht_docker::image_lookup::tag_image(&docker, &image_id, local_repository, local_tag)
         .await
         .unavailable()?;

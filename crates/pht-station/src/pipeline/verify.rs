@@ -151,6 +151,15 @@ impl<E> Station<E> {
         };
         record.train.name = Some(train.manifest.name.to_string());
         record.train.version = Some(train.manifest.version.to_string());
+        record.train.description = Some(train.manifest.description.clone());
+        record.train.purpose = Some(train.manifest.purpose.to_string());
+        record.train.datasets = train
+            .manifest
+            .datasets
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        record.train.resources = Some(train.manifest.resources.clone());
         record.signer = Some(train.signer.clone());
         record.base = train.base.as_ref().map(|base| BaseRef {
             reference: base.reference.to_string(),
