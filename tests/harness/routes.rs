@@ -48,7 +48,27 @@ pub fn base_policy(signer: &Researcher) -> String {
 }
 
 impl HubWorld {
+    /// Three stations that approve and release automatically.
     pub fn new(tag: &str) -> HubWorld {
+        HubWorld::with(
+            tag,
+            3,
+            "automatic",
+            "outputs:\n  release: automatic\n",
+            true,
+        )
+    }
+
+    /// The first `n_stations` of [`STATIONS`], alice's trains approved as `approval` says
+    /// (`automatic` or `manual`), with `outputs` as the policy's `outputs:` section; with
+    /// `only_signed_bases`, trains must be built on a base `bases-test` signed.
+    pub fn with(
+        tag: &str,
+        n_stations: usize,
+        approval: &str,
+        outputs: &str,
+        only_signed_bases: bool,
+    ) -> HubWorld {
         require_docker();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let registry = Registry::start();
@@ -60,17 +80,18 @@ impl HubWorld {
             name: "alice",
             public_key: &alice.public_key,
             datasets: "[cohort]",
-            approval: "automatic",
+            approval,
         };
-        let extra_policy = format!(
-            "outputs:\n  release: automatic\n{}",
-            base_policy(&base_signer)
-        );
-        let ids: Vec<String> = STATIONS
+        let extra_policy = if only_signed_bases {
+            format!("{outputs}{}", base_policy(&base_signer))
+        } else {
+            outputs.to_string()
+        };
+        let ids: Vec<String> = STATIONS[..n_stations]
             .iter()
             .map(|data| format!("{tag}-{data}"))
             .collect();
-        let stations: Vec<StationFixture> = STATIONS
+        let stations: Vec<StationFixture> = STATIONS[..n_stations]
             .iter()
             .zip(&ids)
             .map(|(data, id)| {
@@ -184,11 +205,33 @@ impl HubWorld {
     }
 
     /// Polls the job until it is no longer active (`limit` at most) and returns its status.
+    /// A stop withheld for review fails at once: nobody in these tests reviews.
     pub fn wait_for_end(
         &self,
         job_id: uuid::Uuid,
         daemons: &[Daemon],
         limit: Duration,
+    ) -> JobStatus {
+        self.wait(job_id, daemons, limit, false)
+    }
+
+    /// Like [`HubWorld::wait_for_end`], for a job whose withheld stops operators are
+    /// releasing: a withheld stop is waited for as well.
+    pub fn wait_for_end_after_review(
+        &self,
+        job_id: uuid::Uuid,
+        daemons: &[Daemon],
+        limit: Duration,
+    ) -> JobStatus {
+        self.wait(job_id, daemons, limit, true)
+    }
+
+    fn wait(
+        &self,
+        job_id: uuid::Uuid,
+        daemons: &[Daemon],
+        limit: Duration,
+        reviewed: bool,
     ) -> JobStatus {
         let researcher = self.researcher();
         let deadline = Instant::now() + limit;
@@ -209,10 +252,11 @@ impl HubWorld {
                 );
             }
             // A stop withheld for review waits for an operator nobody in a test will be.
-            if status
-                .stops
-                .iter()
-                .any(|stop| matches!(stop.status, pht_api::v1::StopState::Withheld))
+            if !reviewed
+                && status
+                    .stops
+                    .iter()
+                    .any(|stop| matches!(stop.status, pht_api::v1::StopState::Withheld))
             {
                 panic!(
                     "job {job_id} waits for review: {status:#?}\n{}",

@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod console;
 mod station;
 mod trains;
 
@@ -305,6 +306,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("trains") {
         trains::pulls()?;
+    }
+    if wanted("console") {
+        console::response_times()?;
     }
     Ok(())
 }

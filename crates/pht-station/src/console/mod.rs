@@ -128,6 +128,7 @@ impl<E: Engine + 'static> Console<E> {
             .route("/audit", get(pages::audit::<E>))
             .route("/audit/verify", post(pages::verify_audit::<E>))
             .route("/static/console.css", get(pages::stylesheet))
+            .route("/favicon.ico", get(pages::favicon))
             .fallback(pages::not_found::<E>)
             .layer(axum::middleware::map_response(security_headers))
             // Forms are small: a reason of 500 characters and a token.

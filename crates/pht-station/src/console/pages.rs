@@ -271,6 +271,11 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// No icon: answered without a redirect to the sign-in page, which browsers ask for on their own.
+pub async fn favicon() -> Response {
+    StatusCode::NOT_FOUND.into_response()
+}
+
 pub async fn not_found<E: Engine + 'static>(
     State(console): Shared<E>,
     headers: HeaderMap,
@@ -289,11 +294,24 @@ pub async fn not_found<E: Engine + 'static>(
 // ---------------------------------------------------------------------------------------------
 // Signing in and out
 
+/// The sign-in token a browser already holds (a second tab, or a page that loaded another
+/// resource through the sign-in page), so that it is not replaced under an open form.
+fn held_login_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| auth::cookie(value, auth::LOGIN_COOKIE))
+        .filter(|token| token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+}
+
 pub async fn login_form<E: Engine + 'static>(
     State(console): Shared<E>,
+    headers: HeaderMap,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let token = auth::random_token();
+    let token = held_login_token(&headers).unwrap_or_else(auth::random_token);
     let next = safe_next(query.next.as_deref().unwrap_or("/")).to_string();
     let mut response = html_response(
         StatusCode::OK,

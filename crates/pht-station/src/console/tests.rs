@@ -384,6 +384,22 @@ async fn every_page_sends_someone_not_signed_in_to_the_sign_in_page() {
             .status,
         StatusCode::OK
     );
+    // A browser's second visit to the sign-in page keeps the token its open form holds.
+    let first = get(&fixture.router, "/login", None).await;
+    let token = first.cookie(LOGIN_COOKIE).unwrap();
+    let again = send(
+        &fixture.router,
+        Request::get("/login")
+            .header(header::COOKIE, format!("{LOGIN_COOKIE}={token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.csrf(), token);
+    assert_eq!(
+        get(&fixture.router, "/favicon.ico", None).await.status,
+        StatusCode::NOT_FOUND
+    );
     let form = get(&fixture.router, "/login?next=//evil.example/x", None).await;
     assert!(
         form.body.contains("name=\"next\" value=\"/\""),
