@@ -804,3 +804,123 @@ async fn the_overview_counts_queues_and_verifies_the_audit_log() {
         .collect();
     assert_eq!(&counts[..2], ["1", "1"], "{}", page.body);
 }
+
+/// Serves the fixture's console as `config` says until the returned sender is dropped;
+/// returns the address it printed.
+async fn serve_console(
+    fixture: &Fixture,
+    config: crate::config::ConsoleConfig,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let station = fixture.station.clone();
+    tokio::spawn(async move {
+        super::serve(
+            station,
+            &config,
+            |address| {
+                let _ = address_tx.send(address);
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+        .unwrap();
+    });
+    (address_rx.await.unwrap(), stop_tx)
+}
+
+#[tokio::test]
+async fn with_tls_the_console_serves_https_and_marks_cookies_secure() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=station-console"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let config = crate::config::ConsoleConfig {
+        listen: crate::config::ConsoleListen::Tcp("127.0.0.1:0".parse().unwrap()),
+        tls: Some(crate::config::ConsoleTls {
+            cert: cert.clone(),
+            key,
+        }),
+        session_idle: crate::config::DEFAULT_SESSION_IDLE,
+    };
+    let (address, _stop) = serve_console(&fixture, config).await;
+    assert!(address.starts_with("https://127.0.0.1:"), "{address}");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let response = client.get(format!("{address}login")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(set_cookie.ends_with("; Secure"), "{set_cookie}");
+    // Plain HTTP to the TLS port gets no page.
+    let plain = reqwest::get(format!("{}login", address.replace("https", "http"))).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[tokio::test]
+async fn on_a_unix_socket_the_console_is_reachable_by_its_owner_and_group_only() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("console.sock");
+    let config = crate::config::ConsoleConfig {
+        listen: crate::config::ConsoleListen::Unix(socket.clone()),
+        tls: None,
+        session_idle: crate::config::DEFAULT_SESSION_IDLE,
+    };
+    let (address, stop) = serve_console(&fixture, config).await;
+    assert_eq!(address, format!("unix:{}", socket.display()));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream
+        .write_all(b"GET /login HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("Sign in to the station console"));
+    assert!(!reply.contains("; Secure"));
+    drop(stop);
+    for _ in 0..100 {
+        if !socket.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !socket.exists(),
+        "the socket is removed when the console stops"
+    );
+}
