@@ -226,6 +226,21 @@ pub struct ConsoleConfig {
     pub session_idle: Duration,
 }
 
+impl Default for ConsoleConfig {
+    /// `console: {}`: loopback on the default port, no TLS, the default idle time.
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            listen: ConsoleListen::Tcp(
+                DEFAULT_CONSOLE_LISTEN
+                    .parse()
+                    .expect("the default console address parses"),
+            ),
+            tls: None,
+            session_idle: DEFAULT_SESSION_IDLE,
+        }
+    }
+}
+
 /// Where the console listens unless `console.listen` says otherwise: loopback only.
 pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:8470";
 /// How long a console session may sit unused.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pht_core::ImageReference;
 use pht_station::audit::AuditLog;
-use pht_station::config::{ConsoleConfig, OutputStorage};
+use pht_station::config::OutputStorage;
 use pht_station::{
     DockerEngine, GivenParameters, RunRecord, RunStatus, Station, StationConfig, StationError,
     Submission,
@@ -459,6 +459,16 @@ fn load_config(path: &Path) -> Result<StationConfig, Failure> {
     })
 }
 
+/// Resolves on SIGTERM or Ctrl-C: how the daemon and the console are asked to stop.
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 /// `--listen` of `pht-station console`: the same rules as `console.listen`.
 fn parse_console_listen(
     text: &str,
@@ -807,13 +817,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 hub_access.concurrency
             );
             let shutdown = async {
-                let mut terminate =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("a SIGTERM handler installs");
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+                stop_signal().await;
                 eprintln!("stopping: finishing runs in progress");
             };
             let sandbox = station.engine().sandbox().clone();
@@ -859,30 +863,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Console { listen } => {
             let mut config = load_config(&cli.config)?;
-            let mut console_config = config.console.clone().unwrap_or(ConsoleConfig {
-                listen: pht_station::config::ConsoleListen::Tcp(
-                    pht_station::config::DEFAULT_CONSOLE_LISTEN
-                        .parse()
-                        .expect("the default console address parses"),
-                ),
-                tls: None,
-                session_idle: pht_station::config::DEFAULT_SESSION_IDLE,
-            });
+            let mut console_config = config.console.clone().unwrap_or_default();
             if let Some(listen) = listen {
                 console_config.listen =
                     parse_console_listen(&listen, console_config.tls.is_some())?;
             }
             config.console = Some(console_config.clone());
             let station = std::sync::Arc::new(open_station(config).await?);
-            let shutdown = async {
-                let mut terminate =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("a SIGTERM handler installs");
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            };
+            let shutdown = stop_signal();
             pht_station::console::serve(
                 station,
                 &console_config,

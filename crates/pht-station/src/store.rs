@@ -33,6 +33,19 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status as records and JSON spell it (`awaiting_approval`, `succeeded`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::AwaitingApproval => "awaiting_approval",
+            RunStatus::Refused => "refused",
+            RunStatus::Rejected => "rejected",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Error => "error",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         !matches!(self, RunStatus::AwaitingApproval | RunStatus::Running)
     }

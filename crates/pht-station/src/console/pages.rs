@@ -1356,18 +1356,6 @@ pub async fn override_block<E: Engine + 'static>(
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-fn status_word(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::AwaitingApproval => "awaiting_approval",
-        RunStatus::Refused => "refused",
-        RunStatus::Rejected => "rejected",
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Error => "error",
-    }
-}
-
 pub async fn runs<E: Engine + 'static>(
     State(console): Shared<E>,
     headers: HeaderMap,
@@ -1396,7 +1384,7 @@ pub async fn runs<E: Engine + 'static>(
                 @for record in &records {
                     tr {
                         td { a href=(format!("/runs/{}", record.run_id)) { (record.run_id) } }
-                        td { (verdict(status_word(record.status))) }
+                        td { (verdict(record.status.as_str())) }
                         td {
                             @match record.output_decision.as_ref().map(|d| d.decision) {
                                 Some(OutputDecision::Released) => { (verdict("released")) }
@@ -1476,7 +1464,7 @@ pub async fn run_detail<E: Engine + 'static>(
     }
     let logs = std::fs::read(run_dir.join("logs.txt")).ok();
     let body = html! {
-        h1 { "Run " (run_id) " " (verdict(status_word(record.status))) }
+        h1 { "Run " (run_id) " " (verdict(record.status.as_str())) }
         section.card {
             (train_facts(&record))
             @if !record.reasons.is_empty() {
