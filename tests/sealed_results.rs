@@ -16,6 +16,8 @@ struct World {
     keys: tempfile::TempDir,
     alice: Researcher,
     cohort_stats: String,
+    /// `<tag>-station`: tests running at once never share a station id (see station_pipeline).
+    station_id: String,
 }
 
 impl World {
@@ -36,6 +38,7 @@ impl World {
             keys,
             alice,
             cohort_stats,
+            station_id: format!("{tag}-station"),
         }
     }
 
@@ -61,7 +64,7 @@ impl World {
             approval: "automatic",
         };
         let station = StationFixture::new(
-            "station-a",
+            &self.station_id,
             "station-a",
             self.registry.address(),
             &[signer],

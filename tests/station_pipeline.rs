@@ -19,6 +19,9 @@ struct World {
     mallory: Researcher,
     /// The example train, signed by alice.
     cohort_stats: String,
+    /// `<tag>-station`: tests running at once (threads here, other binaries in other lanes)
+    /// never share a station id, so never see or clean up each other's containers.
+    station_id: String,
 }
 
 impl World {
@@ -41,6 +44,7 @@ impl World {
             alice,
             mallory,
             cohort_stats,
+            station_id: format!("{tag}-station"),
         }
     }
 
@@ -62,7 +66,7 @@ impl World {
             approval,
         };
         StationFixture::new(
-            "station-a",
+            &self.station_id,
             "station-a",
             self.registry.address(),
             &[signer],
@@ -469,7 +473,7 @@ fn hostile_trains_are_contained_and_the_station_stays_healthy() {
         "ps",
         "-aq",
         "--filter",
-        "label=org.pht.station=station-a",
+        &format!("label=org.pht.station={}", world.station_id),
     ]));
     assert_eq!(leftovers.stdout.trim(), "", "containers left behind");
 }
@@ -501,11 +505,12 @@ fn audit_verify_detects_each_kind_of_tampering() {
     let log = station.audit_log();
     let original = std::fs::read(&log).unwrap();
 
+    let station_id = world.station_id.clone();
     let cases: Vec<(&str, Tampering)> = vec![
         (
             "edited",
-            Box::new(|lines: &mut Vec<String>| {
-                lines[3] = lines[3].replace("station-a", "station-b")
+            Box::new(move |lines: &mut Vec<String>| {
+                lines[3] = lines[3].replace(&station_id, "station-elsewhere")
             }),
         ),
         (
@@ -670,7 +675,7 @@ fn eight_concurrent_execs_and_a_starting_daemon_share_one_state_dir() {
     let key_dir = station.dir.path().join("keys");
     hub.admin_cli(&[
         "add-station",
-        "station-a",
+        &world.station_id,
         "--public-key",
         &key_dir.join("station.pub").display().to_string(),
         "--age-recipient",

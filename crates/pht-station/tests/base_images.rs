@@ -275,7 +275,7 @@ trusted_base_signers:
         );
         std::fs::write(root.join("policy.yaml"), policy).unwrap();
         let config = format!(
-            "version: 1\nstation_id: station-a\nkey_dir: keys\nregistries:\n  - registry: \"{address}\"\npolicy: policy.yaml\nstate_dir: state\n"
+            "version: 1\nstation_id: base-images-station\nkey_dir: keys\nregistries:\n  - registry: \"{address}\"\npolicy: policy.yaml\nstate_dir: state\n"
         );
         let config = StationConfig::from_yaml(&config, &root.join("station.yaml")).unwrap();
         Station::open(config, FakeEngine::default()).unwrap()

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-const STATION_ID: &str = "station-a";
+const STATION_ID: &str = "hostile-hub-station";
 /// A registry the fixture policy does not allow: a job for it is refused before any pull.
 const UNLISTED_TRAIN_REPOSITORY: &str = "127.0.0.1:9/trains/x";
 
@@ -400,7 +400,7 @@ async fn envelope_for_another_station_is_refused() {
     check_refused(
         &fixture,
         work_item(&job, &job.sign(&fixture.researcher)),
-        &["job.envelope", "not addressed to station `station-a`"],
+        &["job.envelope", "not addressed to station `hostile-hub-station`"],
     )
     .await;
 }

@@ -238,7 +238,7 @@ impl World {
         )
         .unwrap();
         let config = format!(
-            "version: 1\nstation_id: station-a\nkey_dir: keys\nregistries:\n  - registry: \"{address}\"\npolicy: policy.yaml\nstate_dir: state\n"
+            "version: 1\nstation_id: pull-stream-station\nkey_dir: keys\nregistries:\n  - registry: \"{address}\"\npolicy: policy.yaml\nstate_dir: state\n"
         );
         let config = StationConfig::from_yaml(&config, &root.join("station.yaml")).unwrap();
         Station::open(config, engine).unwrap()
