@@ -1,6 +1,6 @@
 //! End to end across hosts: the hub, three stations and the registry each run as their own
-//! container (`FROM scratch` images of the project's static binaries and of Debian's
-//! `docker-registry`) on a private Docker network this test creates. The researcher stays on
+//! container (`FROM scratch` images of the workspace's own builds and of Debian's
+//! `docker-registry`, each with exactly the shared libraries it links) on a private Docker network this test creates. The researcher stays on
 //! this machine and reaches the registry and the hub through loopback ports; the stations reach
 //! them by name on the network and drive this machine's Docker engine through its socket, so
 //! every path they bind-mount into a train lives at the same path here and in their container.

@@ -1,7 +1,7 @@
 //! Multi-host fixtures: the project's own components as containers on a private Docker network.
 //!
-//! Owns building the static `pht-hub` and `pht-station` binaries (once per test process), the
-//! `FROM scratch` images of the hub, the station and Debian's `docker-registry`, the network and
+//! Owns the `FROM scratch` images of the hub, the station (the workspace's own builds, with the
+//! shared libraries they link) and Debian's `docker-registry`, the network and
 //! the containers of one test run, and removing every one of them again. Everything a run creates
 //! carries the label `org.pht.test.run=<run id>`, and [`DockerScope`] removes by that label when
 //! dropped, so a failing test cleans up as well as a passing one.
@@ -15,7 +15,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::{run, workspace_root, Finished};
@@ -24,8 +24,6 @@ use crate::{run, workspace_root, Finished};
 pub const LABEL_TEST_RUN: &str = "org.pht.test.run";
 /// The label the station's sandbox puts on the containers and volumes of its runs.
 const LABEL_SANDBOX_STATION: &str = "org.pht.station";
-/// The only target the toolchain on the build machines has.
-const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The uid and gid the hub and the registry run as inside their containers (`nobody`).
 const UNPRIVILEGED_USER: &str = "65534:65534";
 /// The port the registry listens on inside its container.
@@ -52,63 +50,31 @@ pub fn docker_ok(args: &[&str]) -> String {
     finished.stdout.trim().to_string()
 }
 
-/// The statically linked (glibc, `+crt-static`) daemons that go into `FROM scratch` images.
-#[derive(Debug)]
-pub struct StaticBinaries {
-    pub hub: PathBuf,
-    pub station: PathBuf,
-}
-
-/// Builds `pht-hub` and `pht-station` statically into `target/static` (once per test process;
-/// the first build of the dependency tree takes minutes on two cores, later ones seconds).
-pub fn static_binaries() -> &'static StaticBinaries {
-    static BUILT: OnceLock<StaticBinaries> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = workspace_root();
-        let target_dir = root.join("target/static");
-        let started = Instant::now();
-        let finished = run(Command::new(
-            std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
-        )
-        .current_dir(&root)
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "pht-hub",
-            "-p",
-            "pht-station",
-            "--target",
-            STATIC_TARGET,
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static"));
-        assert_eq!(
-            finished.code, 0,
-            "building the static pht-hub and pht-station failed:\n{}",
-            finished.stderr
-        );
-        eprintln!(
-            "static pht-hub and pht-station ready after {:.0?}",
-            started.elapsed()
-        );
-        let binaries_dir = target_dir.join(STATIC_TARGET).join("debug");
-        let binaries = StaticBinaries {
-            hub: binaries_dir.join("pht-hub"),
-            station: binaries_dir.join("pht-station"),
-        };
-        for binary in [&binaries.hub, &binaries.station] {
-            // A dynamically linked binary would fail in `FROM scratch` with a bare "no such file
-            // or directory" (its loader is missing); say what is wrong instead.
-            assert!(
-                shared_libraries(binary).is_empty(),
-                "{} is dynamically linked: the static build did not take `-C target-feature=+crt-static`",
-                binary.display()
-            );
-        }
-        binaries
-    })
+/// The workspace's own build of a daemon (`target/debug/NAME`, which `make test` builds) at
+/// `image_path`, and beside it exactly the shared libraries `ldd` lists, at their host paths, so
+/// that it runs in a `FROM scratch` image. Using the build the other tests use, rather than a
+/// separate static build, saves compiling the whole dependency tree a second time.
+fn daemon_files(name: &str, image_path: &str) -> Vec<ContextFile> {
+    let binary = crate::binary(name);
+    let mut files = vec![ContextFile {
+        source: binary.clone(),
+        image_path: image_path.into(),
+    }];
+    let libraries = shared_libraries(&binary);
+    // Without its loader a dynamically linked binary fails in `FROM scratch` with a bare "no
+    // such file or directory"; say what is wrong instead.
+    assert!(
+        libraries
+            .iter()
+            .any(|library| library.to_string_lossy().contains("ld-linux")),
+        "`ldd {}` named no dynamic loader: {libraries:?}",
+        binary.display()
+    );
+    files.extend(libraries.into_iter().map(|library| ContextFile {
+        image_path: library.display().to_string(),
+        source: library,
+    }));
+    files
 }
 
 /// The shared libraries `ldd` lists for `binary` (with the dynamic loader), as absolute paths;
@@ -286,7 +252,7 @@ impl DockerScope {
         )
     }
 
-    /// The static `pht-hub` with its configuration baked in (the image lives as long as the
+    /// `pht-hub` with its configuration baked in (the image lives as long as the
     /// run), listening on `0.0.0.0:`[`HUB_PORT`], state in `/var/lib/pht-hub`, as `nobody`.
     pub fn hub_image(&self, admin_token: &str) -> String {
         let config = self.contexts.path().join("hub.yaml");
@@ -295,16 +261,11 @@ impl DockerScope {
             format!("listen: 0.0.0.0:{HUB_PORT}\nstate_dir: /var/lib/pht-hub\nadmin_token: {admin_token}\nlong_poll_max_wait_secs: 5\npickup_lease_secs: 20\n"),
         )
         .unwrap();
-        let files = [
-            ContextFile {
-                source: static_binaries().hub.clone(),
-                image_path: "/pht-hub".into(),
-            },
-            ContextFile {
-                source: config,
-                image_path: "/etc/pht-hub/hub.yaml".into(),
-            },
-        ];
+        let mut files = daemon_files("pht-hub", "/pht-hub");
+        files.push(ContextFile {
+            source: config,
+            image_path: "/etc/pht-hub/hub.yaml".into(),
+        });
         self.build_image(
             "hub",
             &files,
@@ -314,13 +275,10 @@ impl DockerScope {
         )
     }
 
-    /// The static `pht-station`. It runs as root: the daemon drives the host's Docker engine
+    /// `pht-station`. It runs as root: the daemon drives the host's Docker engine
     /// through its socket (the trains it starts stay sandboxed and non-root).
     pub fn station_image(&self) -> String {
-        let files = [ContextFile {
-            source: static_binaries().station.clone(),
-            image_path: "/pht-station".into(),
-        }];
+        let files = daemon_files("pht-station", "/pht-station");
         self.build_image(
             "station",
             &files,
