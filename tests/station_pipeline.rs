@@ -932,3 +932,125 @@ fn a_train_on_a_signed_base_runs_only_where_the_policy_allows_that_base() {
     narrow.station(&["audit", "verify"]).success();
     station.station(&["audit", "verify"]).success();
 }
+
+/// A train (the hostile program's `sum` mode) whose `sums.csv` declares itself the sum of `cost`
+/// by `region` over the cohort, so the station recomputes its cells.
+fn magnitude_train_dir(parent: &Path) -> std::path::PathBuf {
+    let dir = hostile_train_dir(parent);
+    std::fs::write(
+        dir.join("train.yaml"),
+        "name: costs\nversion: 0.1.0\ndescription: sums costs by region\nauthors: []\npurpose: aggregate statistics\ndatasets: [cohort]\n\
+parameters:\n  - {name: mode, type: string, required: true}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: name, type: string}\n  - {name: column, type: string}\n  - {name: offset, type: integer}\n\
+outputs:\n  - path: sums.csv\n    kind: table\n    aggregates: {dataset: cohort, column: cost, function: sum, group_by: [region]}\n  - {path: report.txt, kind: text}\n\
+resources: {memory: 64MiB, wall_clock: 10s}\nentrypoint: [\"/hostile\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Every rule result in a run's check report: `(output, rule, status, count, summary)`.
+fn rule_results(
+    station: &StationFixture,
+    run_id: &str,
+) -> Vec<(String, String, String, u64, String)> {
+    let report = station
+        .station(&["--json", "outputs", "show", run_id])
+        .success()
+        .json();
+    let mut found = Vec::new();
+    for (output, result) in report["results"].as_object().expect("results by output") {
+        for check in result["checks"].as_array().unwrap() {
+            found.push((
+                output.clone(),
+                check["rule"].as_str().unwrap().to_string(),
+                check["status"].as_str().unwrap().to_string(),
+                check["count"].as_u64().unwrap(),
+                check["summary"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_magnitude_table_is_recomputed_from_the_dataset_a_dominated_cell_fails_and_a_misdeclared_one_is_named(
+) {
+    let world = World::new("magnitude");
+    let scratch = tempfile::tempdir().unwrap();
+    let train = publish_train(
+        &magnitude_train_dir(scratch.path()),
+        &format!("{}/trains/costs:1", world.registry.address()),
+        &["--no-compile"],
+    );
+    world.alice.sign(&train);
+    let station = world.station("[cohort]", "automatic");
+    // The station's cohort: twelve patients in the north with equal costs; twelve in the south,
+    // one of whom makes up nearly all of the region's total.
+    let data = scratch.path().join("costs");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut csv = String::from("patient_id,region,cost\n");
+    for patient in 0..12 {
+        csv.push_str(&format!("N{patient:03},north,100\n"));
+    }
+    for patient in 0..11 {
+        csv.push_str(&format!("S{patient:03},south,10\n"));
+    }
+    csv.push_str("S011,south,5000\n");
+    std::fs::write(data.join("cohort.csv"), csv).unwrap();
+    let example = workspace_root().join("examples/data/station-a/cohort");
+    let config = std::fs::read_to_string(&station.config).unwrap();
+    assert!(config.contains(&example.display().to_string()));
+    std::fs::write(
+        &station.config,
+        config.replace(&example.display().to_string(), &data.display().to_string()),
+    )
+    .unwrap();
+
+    let params = [
+        "mode=sum",
+        "dataset=cohort",
+        "file=cohort.csv",
+        "name=region",
+        "column=cost",
+    ];
+    let dominated = run_hostile(&station, &train, &params);
+    assert_eq!(dominated["checks"], "fail", "{dominated:#}");
+    let results = rule_results(&station, dominated["run_id"].as_str().unwrap());
+    let of = |rule: &str| {
+        results
+            .iter()
+            .find(|(output, found, ..)| output == "sums.csv" && found == rule)
+            .unwrap_or_else(|| panic!("no {rule} for sums.csv in {results:#?}"))
+            .clone()
+    };
+    assert_eq!(of("aggregate").2, "pass", "{results:#?}");
+    let dominance = of("dominance");
+    assert_eq!(
+        (dominance.2.as_str(), dominance.3),
+        ("fail", 1),
+        "{results:#?}"
+    );
+    assert_eq!(of("threshold").2, "pass", "{results:#?}");
+    // The report names positions and rules, never the costs.
+    assert!(!format!("{results:?}").contains("5110"), "{results:#?}");
+
+    let mut misdeclared_params = params.to_vec();
+    misdeclared_params.push("offset=7");
+    let misdeclared = run_hostile(&station, &train, &misdeclared_params);
+    assert_eq!(misdeclared["checks"], "fail", "{misdeclared:#}");
+    let results = rule_results(&station, misdeclared["run_id"].as_str().unwrap());
+    let mismatch = results
+        .iter()
+        .find(|(output, rule, ..)| output == "sums.csv" && rule == "aggregate")
+        .unwrap_or_else(|| panic!("no aggregate rule in {results:#?}"));
+    assert_eq!(
+        (mismatch.2.as_str(), mismatch.3),
+        ("fail", 1),
+        "{results:#?}"
+    );
+    assert!(
+        mismatch.4.contains("do not match the sum of `cost`"),
+        "{}",
+        mismatch.4
+    );
+}

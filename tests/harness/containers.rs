@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::{run, workspace_root, Finished};
+use crate::{run, Finished};
 
 /// The label every network, container and image of a test run carries; its value is the run id.
 pub const LABEL_TEST_RUN: &str = "org.pht.test.run";

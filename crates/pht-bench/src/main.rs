@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod console;
+mod magnitude;
 mod station;
 mod trains;
 
@@ -300,6 +301,9 @@ fn main() -> anyhow::Result<()> {
     if wanted("checks") {
         output_checks();
         seal_throughput()?;
+    }
+    if wanted("checks") || wanted("magnitude") {
+        magnitude::recomputation();
     }
     if wanted("station") {
         station::overhead()?;

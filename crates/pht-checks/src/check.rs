@@ -17,6 +17,7 @@ use crate::config::CheckConfig;
 use crate::dataset_index::DatasetIndex;
 use crate::identifiers::{IdentifierScan, ScanSettings};
 use crate::input::{find_declaration, DeclaredOutput, EntryContent, OutputEntry, OutputKind};
+use crate::magnitude::{check_magnitude_table, check_model, DatasetTable};
 use crate::parquet_table::parquet_to_csv;
 use crate::png::{inspect_png, PNG_SIGNATURE};
 use crate::report::{
@@ -36,6 +37,20 @@ pub fn check_outputs(
     datasets: &[DatasetIndex],
     config: &CheckConfig,
 ) -> CheckReport {
+    check_outputs_with_data(entries, declared, datasets, &[], config)
+}
+
+/// [`check_outputs`], with the mounted datasets' contents for the outputs that declare
+/// `aggregates`: their cells are recomputed from `tables` and judged on their contributors (a
+/// declared aggregate over a dataset not in `tables` fails: it cannot be checked).
+pub fn check_outputs_with_data(
+    entries: &[OutputEntry],
+    declared: &[DeclaredOutput],
+    datasets: &[DatasetIndex],
+    tables: &[DatasetTable],
+    config: &CheckConfig,
+) -> CheckReport {
+    let data = Data { datasets, tables };
     let n_files = entries.len() as u64;
     let n_bytes: u64 = entries
         .iter()
@@ -51,7 +66,7 @@ pub fn check_outputs(
     for (entry_index, entry) in entries.iter().enumerate() {
         let is_repeated_path = !seen_paths.insert(entry.path.as_str());
         let entry_name = name_entry(entry_index, &entry.path, is_repeated_path, config);
-        let output_result = check_entry(entry, entry_name, declared, datasets, config);
+        let output_result = check_entry(entry, entry_name, declared, data, config);
         results.insert(output_result.uid.clone(), output_result);
     }
     if let Some(run_row_count) = run_row_count(&results, datasets, config) {
@@ -334,11 +349,34 @@ fn plain_or<'a>(text: &'a str, fallback: &'a str) -> &'a str {
     }
 }
 
+/// What the checks know of the mounted datasets: their row indexes and, for magnitude tables,
+/// their contents.
+#[derive(Clone, Copy)]
+struct Data<'d> {
+    datasets: &'d [DatasetIndex],
+    tables: &'d [DatasetTable],
+}
+
+impl Data<'_> {
+    /// Each dataset's data rows (its files together), by name.
+    fn dataset_rows(&self) -> Vec<(String, u64)> {
+        let mut rows: BTreeMap<String, u64> = BTreeMap::new();
+        for dataset_index in self
+            .datasets
+            .iter()
+            .filter(|dataset_index| !dataset_index.is_leakage_only())
+        {
+            *rows.entry(dataset_index.name().to_string()).or_default() += dataset_index.n_rows();
+        }
+        rows.into_iter().collect()
+    }
+}
+
 fn check_entry(
     entry: &OutputEntry,
     entry_name: EntryName,
     declared: &[DeclaredOutput],
-    datasets: &[DatasetIndex],
+    data: Data<'_>,
     config: &CheckConfig,
 ) -> OutputResult {
     let mut output_check = OutputCheck {
@@ -399,7 +437,7 @@ fn check_entry(
                 &entry.path,
                 bytes,
                 declared,
-                datasets,
+                data,
                 config,
             );
         }
@@ -444,9 +482,10 @@ fn check_regular_file(
     path: &str,
     bytes: &[u8],
     declared: &[DeclaredOutput],
-    datasets: &[DatasetIndex],
+    data: Data<'_>,
     config: &CheckConfig,
 ) {
+    let datasets = data.datasets;
     let extension = extension_of(path);
     let declaration = find_declaration(declared, path);
     output_check.properties.declared_kind = declaration.map(|declared_output| declared_output.kind);
@@ -575,6 +614,18 @@ fn check_regular_file(
         }
     }
 
+    if let Some(declared_output) = declaration {
+        check_declared_sizes(
+            output_check,
+            label,
+            &extension,
+            bytes,
+            declared_output,
+            data,
+            config,
+        );
+    }
+
     let human_review = if output_check.human_review_reasons.is_empty() {
         rule_result(
             Rule::HumanReview,
@@ -591,6 +642,55 @@ fn check_regular_file(
         )
     };
     output_check.checks.push(human_review);
+}
+
+/// The rules on what an output declares about its own size: a magnitude table's cells
+/// recomputed from the dataset, a model's degrees of freedom.
+fn check_declared_sizes(
+    output_check: &mut OutputCheck,
+    label: &str,
+    extension: &str,
+    bytes: &[u8],
+    declared_output: &DeclaredOutput,
+    data: Data<'_>,
+    config: &CheckConfig,
+) {
+    if let Some(aggregates) = &declared_output.aggregates {
+        let csv;
+        let table = match extension {
+            "csv" | "tsv" => Some(bytes),
+            "parquet" => match parquet_to_csv(bytes) {
+                Ok(converted) => {
+                    csv = converted;
+                    Some(csv.as_slice())
+                }
+                // The table rules above already failed it as unreadable.
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        match table {
+            Some(table) => output_check.checks.extend(check_magnitude_table(
+                label,
+                table,
+                aggregates,
+                data.tables,
+                config,
+            )),
+            None => output_check.checks.push(rule_result(
+                Rule::Aggregate,
+                Status::Fail,
+                1,
+                "declares aggregates, which are recomputed only for CSV, TSV and Parquet tables"
+                    .to_string(),
+            )),
+        }
+    }
+    if let Some(model) = &declared_output.model {
+        output_check
+            .checks
+            .push(check_model(model, &data.dataset_rows(), config));
+    }
 }
 
 fn add_table_outcome(

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::magnitude::MagnitudeConfig;
+
 /// Every threshold of the output checks. A station policy embeds this under `outputs.checks`;
 /// each field has a default drawn from statistical disclosure control practice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +43,8 @@ pub struct CheckConfig {
     pub max_reported_positions: usize,
     /// The quasi-identifier leakage rule.
     pub leakage: LeakageConfig,
+    /// The magnitude-table and model rules (dominance, p-ratio, extremes, degrees of freedom).
+    pub magnitude: MagnitudeConfig,
 }
 
 /// When an output row singles people out by a combination of values it shares with a dataset.
@@ -92,6 +96,7 @@ impl Default for CheckConfig {
             review_undeclared_outputs: true,
             max_reported_positions: 100,
             leakage: LeakageConfig::default(),
+            magnitude: MagnitudeConfig::default(),
         }
     }
 }

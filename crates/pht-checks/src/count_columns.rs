@@ -62,6 +62,9 @@ pub(crate) enum NameClass {
     Identifier,
     Key,
     RowIndex,
+    /// The value column of a declared magnitude table (`aggregates`): never a count; its cells
+    /// are judged on their recomputed contributors instead.
+    Magnitude,
     Other,
 }
 
@@ -406,6 +409,7 @@ pub(crate) fn classify_columns(tallies: &[ColumnTally]) -> Vec<ColumnRole> {
                     has_key_column = true;
                     (ColumnRole::NotCount, Pending::Decided)
                 }
+                NameClass::Magnitude => (ColumnRole::NotCount, Pending::Decided),
                 _ if tally.only_zero_and_one => (ColumnRole::Unclassified, Pending::Indicator),
                 _ => (ColumnRole::Unclassified, Pending::Numbers),
             }

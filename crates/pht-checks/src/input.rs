@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::magnitude::{AggregateDeclaration, ModelDeclaration};
+
 /// One file (or something that is not a file) found under `/output` after a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputEntry {
@@ -111,6 +113,10 @@ pub struct DeclaredOutput {
     pub kind: OutputKind,
     /// For tables: the columns that hold counts (matched case-insensitively).
     pub count_columns: Vec<String>,
+    /// For tables: the cells aggregate a dataset column; the station recomputes and judges them.
+    pub aggregates: Option<AggregateDeclaration>,
+    /// For models: how many observations and parameters it was fitted with.
+    pub model: Option<ModelDeclaration>,
 }
 
 impl DeclaredOutput {
@@ -120,6 +126,8 @@ impl DeclaredOutput {
             path: path.into(),
             kind,
             count_columns: Vec::new(),
+            aggregates: None,
+            model: None,
         }
     }
 
@@ -132,6 +140,24 @@ impl DeclaredOutput {
             path: path.into(),
             kind: OutputKind::Table,
             count_columns: count_columns.into_iter().map(Into::into).collect(),
+            aggregates: None,
+            model: None,
+        }
+    }
+
+    /// A magnitude table: its cells aggregate a dataset column as `aggregates` says.
+    pub fn magnitude(path: impl Into<String>, aggregates: AggregateDeclaration) -> DeclaredOutput {
+        DeclaredOutput {
+            aggregates: Some(aggregates),
+            ..DeclaredOutput::new(path, OutputKind::Table)
+        }
+    }
+
+    /// A model fitted with `model`'s observations and parameters.
+    pub fn model(path: impl Into<String>, model: ModelDeclaration) -> DeclaredOutput {
+        DeclaredOutput {
+            model: Some(model),
+            ..DeclaredOutput::new(path, OutputKind::Model)
         }
     }
 

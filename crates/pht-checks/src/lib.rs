@@ -23,6 +23,8 @@
 //! - `png`: figure structure;
 //! - `count_columns`: which columns hold counts (declared, named, or inferred by name and shape);
 //! - `dataset_index` and `row_hash`: the leakage index and its row normalisation;
+//! - `magnitude`: magnitude tables recomputed from the dataset (dominance, p-ratio, extremes)
+//!   and models' degrees of freedom;
 //! - `quasi_identifiers`: rows singling people out by a combination of values, whatever the
 //!   column order, names or subset;
 //! - `report`: the versioned JSON report (`pht.checks.v1`) and its text rendering, with
@@ -39,6 +41,7 @@ mod delimited;
 mod identifiers;
 mod input;
 mod json_table;
+mod magnitude;
 mod parquet_table;
 mod png;
 mod quasi_identifiers;
@@ -47,12 +50,15 @@ mod row_hash;
 mod tables;
 
 pub use bench::{generate_benchmark_csv, BENCHMARK_CSV_HEADER};
-pub use check::check_outputs;
+pub use check::{check_outputs, check_outputs_with_data};
 pub use config::{CheckConfig, LeakageConfig};
 pub use count_columns::{CountColumn, CountColumnSource};
 pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
 pub use delimited::{preview_table, PreviewCell};
 pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
+pub use magnitude::{
+    AggregateDeclaration, AggregateFunction, DatasetTable, MagnitudeConfig, ModelDeclaration,
+};
 pub use parquet_table::{parquet_to_csv, ParquetColumn, ParquetTableError};
 pub use report::{
     CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType, Position,

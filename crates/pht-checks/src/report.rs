@@ -107,6 +107,20 @@ pub enum Rule {
     DateOfBirth,
     /// A run of at least `max_digit_run` digits (review).
     DigitRun,
+    /// A magnitude cell whose `n` largest contributors make up more than `k` of its total
+    /// (fail; n,k dominance, ACRO's `nk-rule`).
+    Dominance,
+    /// A magnitude cell whose other contributors than the two largest sum to less than `p` of
+    /// the largest: the second largest could estimate the largest too closely (fail).
+    PRatio,
+    /// A declared aggregate cell that does not match what the station recomputed from the
+    /// dataset, or whose group has no rows there (fail).
+    Aggregate,
+    /// A `min` or `max` cell: the value of a single record (fail unless the policy allows).
+    ExtremeValue,
+    /// A model with fewer residual degrees of freedom than the policy's minimum, or fitted on
+    /// more observations than the dataset holds (fail).
+    DegreesOfFreedom,
 }
 
 impl Rule {
@@ -136,6 +150,11 @@ impl Rule {
             Rule::Postcode => "postcode",
             Rule::DateOfBirth => "date-of-birth",
             Rule::DigitRun => "digit-run",
+            Rule::Dominance => "dominance",
+            Rule::PRatio => "p-ratio",
+            Rule::Aggregate => "aggregate",
+            Rule::ExtremeValue => "extreme-value",
+            Rule::DegreesOfFreedom => "degrees-of-freedom",
         }
     }
 }

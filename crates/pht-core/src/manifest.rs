@@ -263,8 +263,52 @@ pub struct Output {
     /// For tables: the columns that hold counts (checked against the disclosure threshold).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub count_columns: Vec<String>,
+    /// For tables of magnitudes: which dataset column the cells aggregate, and how. The station
+    /// recomputes every cell from the dataset and judges it on its own contributors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregates: Option<Aggregates>,
+    /// For models: the observations and parameters it was fitted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// `aggregates:` of a table output: its cells are `function` of dataset `column`, one per group
+/// of `group_by`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregates {
+    pub dataset: DatasetName,
+    pub column: String,
+    pub function: AggregateFunction,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// The table column holding the aggregate, when it is not named like `column`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_column: Option<String>,
+}
+
+/// How a magnitude table's cells aggregate their column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregateFunction {
+    Sum,
+    Mean,
+    Median,
+    Min,
+    Max,
+}
+
+/// `model:` of a model output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSize {
+    pub n_obs: u64,
+    pub n_params: u64,
+    /// The dataset it was fitted on, when the train mounts more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetName>,
 }
 
 /// What an output is, which decides how it is checked.
@@ -445,6 +489,50 @@ impl TrainManifest {
                     format!("outputs: path `{}` is declared twice", output.path),
                     output.path.to_string(),
                 ));
+            }
+            if let Some(aggregates) = &output.aggregates {
+                if output.kind != OutputKind::Table {
+                    return Err((
+                        format!(
+                            "outputs: `{}` has aggregates but is not a table",
+                            output.path
+                        ),
+                        output.path.to_string(),
+                    ));
+                }
+                if !self.datasets.contains(&aggregates.dataset) {
+                    return Err((
+                        format!(
+                            "outputs: `{}` aggregates dataset `{}`, which `datasets:` does not list",
+                            output.path, aggregates.dataset
+                        ),
+                        aggregates.dataset.to_string(),
+                    ));
+                }
+            }
+            if let Some(model) = &output.model {
+                if output.kind != OutputKind::Model {
+                    return Err((
+                        format!(
+                            "outputs: `{}` has model: but is not `kind: model`",
+                            output.path
+                        ),
+                        output.path.to_string(),
+                    ));
+                }
+                if let Some(dataset) = model
+                    .dataset
+                    .as_ref()
+                    .filter(|d| !self.datasets.contains(d))
+                {
+                    return Err((
+                        format!(
+                            "outputs: the model `{}` names dataset `{dataset}`, which `datasets:` does not list",
+                            output.path
+                        ),
+                        dataset.to_string(),
+                    ));
+                }
             }
             if output.kind != OutputKind::Table && !output.count_columns.is_empty() {
                 return Err((

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pht_checks::{parquet_to_csv, DatasetIndex};
+use pht_checks::{parquet_to_csv, DatasetIndex, DatasetTable};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Dataset;
@@ -84,6 +84,33 @@ pub fn dataset_indexes(
         tracing::warn!(%error, path = %cache_path.display(), "cannot cache the dataset index; it is built again next run");
     }
     Ok((indexes, version))
+}
+
+/// A dataset's contents as delimited text (Parquet files converted to CSV), for recomputing the
+/// cells of magnitude tables.
+pub fn dataset_table(dataset: &Dataset) -> std::io::Result<DatasetTable> {
+    let (files, _) = dataset_files(dataset)?;
+    let mut contents = Vec::with_capacity(files.len());
+    for file in &files {
+        let bytes = std::fs::read(file)?;
+        contents.push(if is_parquet(file) {
+            parquet_to_csv(&bytes).map_err(|error| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "dataset file {} cannot be read as a Parquet table: {error}",
+                        file.display()
+                    ),
+                )
+            })?
+        } else {
+            bytes
+        });
+    }
+    Ok(DatasetTable {
+        name: dataset.name.clone(),
+        files: contents,
+    })
 }
 
 fn is_parquet(path: &Path) -> bool {

@@ -400,7 +400,10 @@ async fn envelope_for_another_station_is_refused() {
     check_refused(
         &fixture,
         work_item(&job, &job.sign(&fixture.researcher)),
-        &["job.envelope", "not addressed to station `hostile-hub-station`"],
+        &[
+            "job.envelope",
+            "not addressed to station `hostile-hub-station`",
+        ],
     )
     .await;
 }

@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         "symlink-data" => mode_symlink_data(&params, &mut report),
         "docker-socket" => mode_docker_socket(&mut report),
         "copy-data" => mode_copy_data(&params, &mut report),
+        "sum" => mode_sum(&params, &mut report),
         "smuggle" => mode_smuggle(&params, &mut report),
         "whoami" => mode_whoami(&mut report),
         "environ" => mode_environ(&mut report),
@@ -429,6 +430,48 @@ fn mode_copy_data(params: &BTreeMap<String, String>, report: &mut Report) -> u8 
     };
     let copied = fs::copy(format!("/data/{dataset}/{file}"), format!("/output/{file}"));
     report.record("copy_data", &describe(copied));
+    0
+}
+
+/// Sums column `column` of `/data/<dataset>/<file>` per value of column `name` into
+/// `/output/sums.csv` (`<name>,<column>`), adding `offset` to the first group's sum: a train
+/// whose magnitude table does (offset 0) or does not match what it declares.
+fn mode_sum(params: &BTreeMap<String, String>, report: &mut Report) -> u8 {
+    let wanted = ["dataset", "file", "name", "column"].map(|key| required(params, key));
+    let [Ok(dataset), Ok(file), Ok(group), Ok(column)] = wanted else {
+        report.record("error", "sum needs dataset, file, name and column");
+        return 2;
+    };
+    let text = match fs::read_to_string(format!("/data/{dataset}/{file}")) {
+        Ok(text) => text,
+        Err(error) => {
+            report.record("dataset_read", &format!("failed: {error}"));
+            return 1;
+        }
+    };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let (Some(group_index), Some(column_index)) = (
+        header.iter().position(|name| name == &group),
+        header.iter().position(|name| name == &column),
+    ) else {
+        report.record("error", "the dataset lacks the named columns");
+        return 2;
+    };
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        if let (Some(key), Some(value)) = (cells.get(group_index), cells.get(column_index)) {
+            *sums.entry(key.to_string()).or_default() += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    let offset = number_or(params, "offset", 0) as f64;
+    let mut table = format!("{group},{column}\n");
+    for (index, (key, sum)) in sums.iter().enumerate() {
+        let sum = if index == 0 { sum + offset } else { *sum };
+        table.push_str(&format!("{key},{sum}\n"));
+    }
+    report.record("write_sums", &describe(fs::write("/output/sums.csv", table)));
     0
 }
 

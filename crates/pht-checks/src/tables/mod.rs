@@ -23,7 +23,7 @@ use crate::columns::ColumnCounter;
 use crate::config::CheckConfig;
 use crate::count_columns::{
     classify_columns, classify_header, ColumnRole, ColumnTally, CountColumn, CountColumnSource,
-    CountFindings,
+    CountFindings, NameClass,
 };
 use crate::dataset_index::DatasetIndex;
 use crate::delimited::{is_blank_record, sniff_delimiter, Cell, DelimitedReader};
@@ -240,6 +240,8 @@ struct TableChecker<'c> {
     comma_is_decimal: bool,
     declared_count_columns: Vec<String>,
     policy_count_columns: Vec<String>,
+    /// The value column of a declared magnitude table, normalised like a header.
+    magnitude_value_column: Option<String>,
     /// One per column, in column order.
     tallies: Vec<ColumnTally>,
     /// The columns whose cells are still looked at: known count columns and columns that have
@@ -314,6 +316,16 @@ impl<'c> TableChecker<'c> {
                     .collect()
             })
             .unwrap_or_default();
+        let magnitude_value_column = context
+            .declared
+            .and_then(|declared_output| declared_output.aggregates.as_ref())
+            .map(|aggregates| {
+                let name = aggregates
+                    .value_column
+                    .as_deref()
+                    .unwrap_or(&aggregates.column);
+                normalise_column_name(name.as_bytes())
+            });
         let policy_count_columns = config
             .count_column_names
             .iter()
@@ -326,6 +338,7 @@ impl<'c> TableChecker<'c> {
             comma_is_decimal,
             declared_count_columns,
             policy_count_columns,
+            magnitude_value_column,
             tallies: Vec::new(),
             active_columns: Vec::new(),
             leakage: RuleAccumulator::new(Rule::Leakage, max_positions),
@@ -360,7 +373,12 @@ impl<'c> TableChecker<'c> {
             } else {
                 None
             };
-            let name_class = classify_header(&String::from_utf8_lossy(raw_header));
+            let is_magnitude_value = self.magnitude_value_column.as_ref() == Some(&header_name);
+            let name_class = if is_magnitude_value && known.is_none() {
+                NameClass::Magnitude
+            } else {
+                classify_header(&String::from_utf8_lossy(raw_header))
+            };
             self.tallies
                 .push(ColumnTally::new(name_class, known, max_positions));
             self.column_names.push(header_name);
@@ -501,7 +519,14 @@ impl<'c> TableChecker<'c> {
                 plural(findings.threshold.count, "count cell", "count cells")
             ));
         }
-        if count_columns.is_empty() && unclassified_fields.is_empty() {
+        let is_magnitude_table = self.magnitude_value_column.is_some();
+        if count_columns.is_empty() && unclassified_fields.is_empty() && is_magnitude_table {
+            threshold_notes.push(
+                "a magnitude table: its cells are judged on the contributors the station \
+                 recomputed from the dataset (below)"
+                    .to_string(),
+            );
+        } else if count_columns.is_empty() && unclassified_fields.is_empty() {
             threshold_status = threshold_status.max(Status::Review);
             threshold_notes.push(
                 "no count column declared, named in the policy or recognised by name or shape, \

@@ -11,8 +11,13 @@
 //! to a researcher. Does not apply any rule itself (that is `pht-checks`'s) and does not decide
 //! what happens to the outputs (`release.rs`).
 
-use pht_checks::{CheckConfig, CheckReport, DatasetIndex, DeclaredOutput, OutputEntry, OutputKind};
-use pht_core::manifest::{OutputKind as ManifestKind, TrainManifest};
+use pht_checks::{
+    AggregateDeclaration, AggregateFunction, CheckConfig, CheckReport, DatasetIndex, DatasetTable,
+    DeclaredOutput, ModelDeclaration, OutputEntry, OutputKind,
+};
+use pht_core::manifest::{
+    AggregateFunction as ManifestFunction, OutputKind as ManifestKind, TrainManifest,
+};
 use pht_docker::collect::CollectedKind;
 use pht_docker::CollectedOutputs;
 use sha2::Digest as _;
@@ -58,10 +63,12 @@ impl<E> Station<E> {
         let state = state_paths(&manifest);
         record.state_paths = state.clone();
         let entries = check_entries(&outcome.outputs, &state);
+        let tables = aggregated_datasets(&self.config, &manifest, &record);
         let report = run_checks(
             &entries,
             &declared_outputs(&manifest),
             &indexes,
+            &tables,
             self.policy.outputs().checks(),
         );
         let report_json = self.write_report(&record, "report.json", &report)?;
@@ -101,6 +108,7 @@ impl<E> Station<E> {
             &entries,
             &state_declarations(&entries),
             indexes,
+            &[],
             &state_config(self.policy.outputs().checks()),
         );
         let report_json = self.write_report(record, STATE_REPORT_FILE, &report)?;
@@ -224,6 +232,64 @@ pub(crate) fn declared_outputs(manifest: &TrainManifest) -> Vec<DeclaredOutput> 
                 ManifestKind::State => OutputKind::State,
             },
             count_columns: output.count_columns.clone(),
+            aggregates: output
+                .aggregates
+                .as_ref()
+                .map(|aggregates| AggregateDeclaration {
+                    dataset: aggregates.dataset.to_string(),
+                    column: aggregates.column.clone(),
+                    function: match aggregates.function {
+                        ManifestFunction::Sum => AggregateFunction::Sum,
+                        ManifestFunction::Mean => AggregateFunction::Mean,
+                        ManifestFunction::Median => AggregateFunction::Median,
+                        ManifestFunction::Min => AggregateFunction::Min,
+                        ManifestFunction::Max => AggregateFunction::Max,
+                    },
+                    group_by: aggregates.group_by.clone(),
+                    value_column: aggregates.value_column.clone(),
+                }),
+            model: output.model.as_ref().map(|model| ModelDeclaration {
+                n_obs: model.n_obs,
+                n_params: model.n_params,
+                dataset: model.dataset.as_ref().map(ToString::to_string),
+            }),
+        })
+        .collect()
+}
+
+/// The contents of the granted datasets that magnitude tables declare they aggregate, for
+/// recomputing their cells. A dataset that cannot be read is left out, so those tables fail
+/// their `aggregate` check rather than pass unchecked.
+fn aggregated_datasets(
+    config: &crate::config::StationConfig,
+    manifest: &TrainManifest,
+    record: &RunRecord,
+) -> Vec<DatasetTable> {
+    let mut names: Vec<&str> = manifest
+        .outputs
+        .iter()
+        .filter_map(|output| output.aggregates.as_ref())
+        .map(|aggregates| aggregates.dataset.as_str())
+        .filter(|name| {
+            record
+                .datasets
+                .iter()
+                .any(|granted| granted.name.as_str() == *name)
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let dataset = config.datasets.get(name)?;
+            match crate::datasets::dataset_table(dataset) {
+                Ok(table) => Some(table),
+                Err(error) => {
+                    tracing::warn!(dataset = name, %error, "cannot read the dataset to recompute magnitude tables; they fail their check");
+                    None
+                }
+            }
         })
         .collect()
 }
@@ -259,7 +325,8 @@ fn run_checks(
     entries: &[OutputEntry],
     declared: &[DeclaredOutput],
     datasets: &[DatasetIndex],
+    tables: &[DatasetTable],
     config: &CheckConfig,
 ) -> CheckReport {
-    pht_checks::check_outputs(entries, declared, datasets, config)
+    pht_checks::check_outputs_with_data(entries, declared, datasets, tables, config)
 }
