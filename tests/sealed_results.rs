@@ -463,3 +463,115 @@ fn train_copying_its_dataset_to_output_is_blocked() {
         "the report names the leakage rule: {report}"
     );
 }
+
+/// Points the station's `cohort` dataset at `data` (a directory this test wrote).
+fn use_dataset(station: &StationFixture, data: &std::path::Path) {
+    let example = workspace_root().join("examples/data/station-a/cohort");
+    let config = std::fs::read_to_string(&station.config).unwrap();
+    assert!(config.contains(&example.display().to_string()), "{config}");
+    std::fs::write(
+        &station.config,
+        config.replace(&example.display().to_string(), &data.display().to_string()),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_second_table_differing_from_a_released_one_by_three_patients_is_blocked_naming_the_first_run()
+{
+    let world = World::new("differencing");
+    let scratch = tempfile::tempdir().unwrap();
+    let train_dir = hostile_train_dir(scratch.path());
+    std::fs::write(
+        train_dir.join("train.yaml"),
+        "name: counts\nversion: 0.1.0\ndescription: counts patients by region\nauthors: []\npurpose: aggregate statistics\ndatasets: [cohort]\n\
+parameters:\n  - {name: mode, type: string, required: true}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: name, type: string}\n  - {name: offset, type: integer}\n\
+outputs:\n  - {path: counts.csv, kind: table, count_columns: [n]}\n  - {path: report.txt, kind: text}\n\
+resources: {memory: 64MiB, wall_clock: 10s}\nentrypoint: [\"/hostile\"]\n",
+    )
+    .unwrap();
+    let train = publish_train(
+        &train_dir,
+        &format!("{}/trains/counts:1", world.registry.address()),
+        &["--no-compile"],
+    );
+    world.alice.sign(&train);
+    let station = world.station("manual");
+    let data = scratch.path().join("cohort");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut csv = String::from("patient_id,region\n");
+    for patient in 0..40 {
+        let region = if patient < 20 { "north" } else { "south" };
+        csv.push_str(&format!("P{patient:03},{region}\n"));
+    }
+    std::fs::write(data.join("cohort.csv"), csv).unwrap();
+    use_dataset(&station, &data);
+    let recipient = world.alice.age_recipient.clone();
+    let exec = |offset: &str| {
+        station
+            .station(&[
+                "--json",
+                "exec",
+                &train,
+                "--recipient",
+                &recipient,
+                "--param",
+                "mode=count",
+                "--param",
+                "dataset=cohort",
+                "--param",
+                "file=cohort.csv",
+                "--param",
+                "name=region",
+                "--param",
+                &format!("offset={offset}"),
+            ])
+            .success()
+            .json()
+    };
+
+    // The first job: north 20, south 20, released by an operator (its text output needs an eye).
+    let first = exec("0");
+    assert_eq!(first["checks"], "review", "{first:#}");
+    let first_id = first["run_id"].as_str().unwrap().to_string();
+    station
+        .station(&["outputs", "release", &first_id, "--reason", "looked at it"])
+        .success();
+
+    // A second job in a new station process (every `exec` starts one, reading the ledger from
+    // the state directory): north 17, south 20. Each table alone passes; their difference is
+    // the three patients left out.
+    let second = exec("3");
+    assert_eq!(second["checks"], "fail", "{second:#}");
+    let report = station
+        .station(&[
+            "--json",
+            "outputs",
+            "show",
+            second["run_id"].as_str().unwrap(),
+        ])
+        .success()
+        .json();
+    let checks = report["results"]["counts.csv"]["checks"]
+        .as_array()
+        .unwrap();
+    let differencing = checks
+        .iter()
+        .find(|check| check["rule"] == "differencing")
+        .unwrap_or_else(|| panic!("no differencing rule: {report:#}"));
+    assert_eq!(differencing["status"], "fail", "{differencing:#}");
+    let summary = differencing["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&first_id),
+        "names the first run: {summary}"
+    );
+    let threshold = checks
+        .iter()
+        .find(|check| check["rule"] == "threshold")
+        .unwrap();
+    assert_eq!(threshold["status"], "pass", "each table alone passes");
+
+    // A blocked second table never enters the ledger: a third identical to the first passes.
+    let third = exec("0");
+    assert_eq!(third["checks"], "review", "{third:#}");
+}

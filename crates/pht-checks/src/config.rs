@@ -45,6 +45,30 @@ pub struct CheckConfig {
     pub leakage: LeakageConfig,
     /// The magnitude-table and model rules (dominance, p-ratio, extremes, degrees of freedom).
     pub magnitude: MagnitudeConfig,
+    /// The differencing rule and how long the station keeps what it released.
+    pub differencing: DifferencingConfig,
+}
+
+/// Comparing each new count table with those released earlier over the same dataset version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DifferencingConfig {
+    /// Compare at all (default true).
+    pub enabled: bool,
+    /// Releases kept per dataset version; the oldest go first (default 10,000).
+    pub max_releases: usize,
+    /// Releases older than this many days are forgotten (default 365).
+    pub retention_days: u32,
+}
+
+impl Default for DifferencingConfig {
+    fn default() -> Self {
+        DifferencingConfig {
+            enabled: true,
+            max_releases: 10_000,
+            retention_days: 365,
+        }
+    }
 }
 
 /// When an output row singles people out by a combination of values it shares with a dataset.
@@ -97,6 +121,7 @@ impl Default for CheckConfig {
             max_reported_positions: 100,
             leakage: LeakageConfig::default(),
             magnitude: MagnitudeConfig::default(),
+            differencing: DifferencingConfig::default(),
         }
     }
 }

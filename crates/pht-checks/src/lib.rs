@@ -23,6 +23,8 @@
 //! - `png`: figure structure;
 //! - `count_columns`: which columns hold counts (declared, named, or inferred by name and shape);
 //! - `dataset_index` and `row_hash`: the leakage index and its row normalisation;
+//! - `differencing`: the ledger of released count tables and the comparison of a new one with
+//!   it;
 //! - `magnitude`: magnitude tables recomputed from the dataset (dominance, p-ratio, extremes)
 //!   and models' degrees of freedom;
 //! - `quasi_identifiers`: rows singling people out by a combination of values, whatever the
@@ -38,6 +40,7 @@ mod config;
 mod count_columns;
 mod dataset_index;
 mod delimited;
+mod differencing;
 mod identifiers;
 mod input;
 mod json_table;
@@ -51,10 +54,13 @@ mod tables;
 
 pub use bench::{generate_benchmark_csv, BENCHMARK_CSV_HEADER};
 pub use check::{check_outputs, check_outputs_with_data};
-pub use config::{CheckConfig, LeakageConfig};
+pub use config::{CheckConfig, DifferencingConfig, LeakageConfig};
 pub use count_columns::{CountColumn, CountColumnSource};
 pub use dataset_index::{DatasetIndex, DatasetIndexError, DATASET_INDEX_VERSION};
 pub use delimited::{preview_table, PreviewCell};
+pub use differencing::{
+    count_table, differencing_result, CountTable, DifferencingFinding, Ledger, Release,
+};
 pub use input::{DeclaredOutput, EntryContent, OutputEntry, OutputKind};
 pub use magnitude::{
     AggregateDeclaration, AggregateFunction, DatasetTable, MagnitudeConfig, ModelDeclaration,

@@ -121,6 +121,9 @@ pub enum Rule {
     /// A model with fewer residual degrees of freedom than the policy's minimum, or fitted on
     /// more observations than the dataset holds (fail).
     DegreesOfFreedom,
+    /// A count table whose margins differ from those of a table released earlier over the same
+    /// dataset version by a small nonzero group (fail).
+    Differencing,
 }
 
 impl Rule {
@@ -155,6 +158,7 @@ impl Rule {
             Rule::Aggregate => "aggregate",
             Rule::ExtremeValue => "extreme-value",
             Rule::DegreesOfFreedom => "degrees-of-freedom",
+            Rule::Differencing => "differencing",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod hub_link;
 pub mod keys;
+pub mod ledger;
 pub mod operators;
 pub mod params;
 pub mod pipeline;

@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         "docker-socket" => mode_docker_socket(&mut report),
         "copy-data" => mode_copy_data(&params, &mut report),
         "sum" => mode_sum(&params, &mut report),
+        "count" => mode_count(&params, &mut report),
         "smuggle" => mode_smuggle(&params, &mut report),
         "whoami" => mode_whoami(&mut report),
         "environ" => mode_environ(&mut report),
@@ -430,6 +431,43 @@ fn mode_copy_data(params: &BTreeMap<String, String>, report: &mut Report) -> u8 
     };
     let copied = fs::copy(format!("/data/{dataset}/{file}"), format!("/output/{file}"));
     report.record("copy_data", &describe(copied));
+    0
+}
+
+/// Counts the rows of `/data/<dataset>/<file>` per value of column `name` into
+/// `/output/counts.csv` (`<name>,n`), leaving out the first `offset` data rows: two such tables
+/// differ by exactly the rows left out (a differencing attack).
+fn mode_count(params: &BTreeMap<String, String>, report: &mut Report) -> u8 {
+    let wanted = ["dataset", "file", "name"].map(|key| required(params, key));
+    let [Ok(dataset), Ok(file), Ok(group)] = wanted else {
+        report.record("error", "count needs dataset, file and name");
+        return 2;
+    };
+    let text = match fs::read_to_string(format!("/data/{dataset}/{file}")) {
+        Ok(text) => text,
+        Err(error) => {
+            report.record("dataset_read", &format!("failed: {error}"));
+            return 1;
+        }
+    };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let Some(group_index) = header.iter().position(|name| name == &group) else {
+        report.record("error", "the dataset lacks the named column");
+        return 2;
+    };
+    let offset = number_or(params, "offset", 0) as usize;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for line in lines.skip(offset) {
+        if let Some(key) = line.split(',').nth(group_index) {
+            *counts.entry(key.to_string()).or_default() += 1;
+        }
+    }
+    let mut table = format!("{group},n\n");
+    for (key, count) in &counts {
+        table.push_str(&format!("{key},{count}\n"));
+    }
+    report.record("write_counts", &describe(fs::write("/output/counts.csv", table)));
     0
 }
 

@@ -12,8 +12,8 @@
 //! what happens to the outputs (`release.rs`).
 
 use pht_checks::{
-    AggregateDeclaration, AggregateFunction, CheckConfig, CheckReport, DatasetIndex, DatasetTable,
-    DeclaredOutput, ModelDeclaration, OutputEntry, OutputKind,
+    AggregateDeclaration, AggregateFunction, CheckConfig, CheckReport, CountTable, DatasetIndex,
+    DatasetTable, DeclaredOutput, ModelDeclaration, OutputEntry, OutputKind,
 };
 use pht_core::manifest::{
     AggregateFunction as ManifestFunction, OutputKind as ManifestKind, TrainManifest,
@@ -64,13 +64,14 @@ impl<E> Station<E> {
         record.state_paths = state.clone();
         let entries = check_entries(&outcome.outputs, &state);
         let tables = aggregated_datasets(&self.config, &manifest, &record);
-        let report = run_checks(
+        let mut report = run_checks(
             &entries,
             &declared_outputs(&manifest),
             &indexes,
             &tables,
             self.policy.outputs().checks(),
         );
+        self.check_differencing(&record, &entries, &mut report)?;
         let report_json = self.write_report(&record, "report.json", &report)?;
         let status = report.status();
         record.checks = Some(status.to_string());
@@ -154,6 +155,41 @@ impl<E> Station<E> {
         Ok(Some(verdict))
     }
 
+    /// Compares every count table of this run with those released earlier over the same
+    /// dataset versions (the differencing rule), adds the verdicts to the report, and keeps the
+    /// tables beside the run so that releasing them enters them in the ledger.
+    fn check_differencing(
+        &self,
+        record: &RunRecord,
+        entries: &[OutputEntry],
+        report: &mut CheckReport,
+    ) -> Result<(), StationError> {
+        let checks = self.policy.outputs().checks();
+        if !checks.differencing.enabled {
+            return Ok(());
+        }
+        let tables = count_tables(entries, report);
+        let dir = crate::ledger::ledger_dir(&self.config.state_dir);
+        let mut ledgers = Vec::new();
+        for version in &record.datasets {
+            ledgers.push(crate::ledger::load(&dir, &version.name, &version.sha256)?);
+        }
+        for (path, table) in &tables {
+            let findings: Vec<_> = ledgers
+                .iter()
+                .flat_map(|ledger| ledger.compare(table, checks.min_cell_count))
+                .collect();
+            report.add_rule_result(
+                path,
+                pht_checks::differencing_result(&findings, checks.min_cell_count),
+            );
+        }
+        let path = self.store.run_dir(&record.run_id).join(COUNT_TABLES_FILE);
+        let json = serde_json::to_vec(&tables).expect("count tables always serialise");
+        pht_fs::write_atomic(&path, &json).map_err(StateFileError::write(&path))?;
+        Ok(())
+    }
+
     fn write_report(
         &self,
         record: &RunRecord,
@@ -165,6 +201,30 @@ impl<E> Station<E> {
         pht_fs::write_atomic(&path, &json).map_err(StateFileError::write(&path))?;
         Ok(json)
     }
+}
+
+/// The count tables of a run (path → cells), kept in its directory until they are released.
+pub const COUNT_TABLES_FILE: &str = "count-tables.json";
+
+/// The count tables among the entries: CSV and TSV outputs in which the checks found count
+/// columns, read by their first count column (further count columns are not keys).
+fn count_tables(entries: &[OutputEntry], report: &CheckReport) -> Vec<(String, CountTable)> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let pht_checks::EntryContent::Regular(bytes) = &entry.content else {
+                return None;
+            };
+            let output = report.output(&entry.path)?;
+            if !matches!(output.properties.format.as_str(), "csv" | "tsv") {
+                return None;
+            }
+            let (first, others) = output.properties.count_columns.split_first()?;
+            let others: Vec<u64> = others.iter().map(|column| column.field).collect();
+            let table = pht_checks::count_table(bytes, first.field, &others)?;
+            Some((entry.path.clone(), table))
+        })
+        .collect()
 }
 
 /// The checks for state: the policy's, without the small-cell rules (state goes to a station,

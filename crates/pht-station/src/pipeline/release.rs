@@ -21,7 +21,7 @@ use crate::audit::AuditEvent;
 use crate::error::StationError;
 use crate::station::Station;
 pub use crate::store::OutputDecision;
-use crate::store::{OutputDecisionRecord, OutputReview, RunRecord, RunStatus};
+use crate::store::{OutputDecisionRecord, OutputReview, RunRecord, RunStatus, StoreError};
 
 /// The decision the checks alone lead to, before any operator acts.
 pub fn automatic_decision(status: Status, release: Release) -> OutputDecision {
@@ -207,6 +207,43 @@ impl<E> Station<E> {
         )
     }
 
+    /// Enters the run's count tables (kept by the check stage) in the differencing ledger of
+    /// every dataset version it read, before its outputs are sealed: a table that leaves is one
+    /// later tables are compared with.
+    fn enter_in_ledger(&self, record: &RunRecord) -> Result<(), StationError> {
+        let path = self
+            .store
+            .run_dir(&record.run_id)
+            .join(super::check::COUNT_TABLES_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StoreError::Read { path, source }.into()),
+        };
+        let tables: Vec<(String, pht_checks::CountTable)> = serde_json::from_slice(&bytes)
+            .map_err(|error| StoreError::Damaged {
+                path: path.clone(),
+                detail: error.to_string(),
+            })?;
+        let now = Utc::now().timestamp();
+        let releases: Vec<pht_checks::Release> = tables
+            .into_iter()
+            .map(|(output, table)| pht_checks::Release {
+                run_id: record.run_id.clone(),
+                job_id: record.job.as_ref().map(|job| job.job_id.clone()),
+                output,
+                released_at: now,
+                table,
+            })
+            .collect();
+        let dir = crate::ledger::ledger_dir(&self.config.state_dir);
+        let config = &self.policy.outputs().checks().differencing;
+        for version in &record.datasets {
+            crate::ledger::append(&dir, &version.name, &version.sha256, &releases, config, now)?;
+        }
+        Ok(())
+    }
+
     /// Records and audits one operator's review of withheld outputs.
     fn add_review(
         &self,
@@ -332,10 +369,13 @@ impl<E> Station<E> {
             return Ok(record);
         }
         let unsealed = record.clone();
-        match self.seal(ReleasedRun {
-            record,
-            release: decided,
-        }) {
+        let sealed = self.enter_in_ledger(&record).and_then(|()| {
+            self.seal(ReleasedRun {
+                record,
+                release: decided,
+            })
+        });
+        match sealed {
             Ok(sealed) => Ok(sealed),
             // An operator's release that could not be sealed (a full disk, say) is undone, so
             // the operator can release again once the cause is mended; the station's own
