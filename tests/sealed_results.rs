@@ -57,6 +57,11 @@ impl World {
     }
 
     fn station(&self, release: &str) -> StationFixture {
+        self.station_with_outputs(&format!("outputs:\n  release: {release}\n"))
+    }
+
+    /// A station whose policy has `outputs` (YAML, with its `outputs:` line).
+    fn station_with_outputs(&self, outputs: &str) -> StationFixture {
         let signer = PolicySigner {
             name: "alice",
             public_key: &self.alice.public_key,
@@ -68,7 +73,7 @@ impl World {
             "station-a",
             self.registry.address(),
             &[signer],
-            &format!("outputs:\n  release: {release}\n"),
+            outputs,
         );
         station.station(&["keys", "init"]).success();
         station
@@ -464,6 +469,72 @@ fn train_copying_its_dataset_to_output_is_blocked() {
     );
 }
 
+/// The hostile program's `count` mode as a signed train: `counts.csv` (patients per value of a
+/// column, leaving out the first `offset` rows) and its `report.txt`.
+fn counts_train(world: &World, scratch: &std::path::Path) -> String {
+    let train_dir = hostile_train_dir(scratch);
+    std::fs::write(
+        train_dir.join("train.yaml"),
+        "name: counts\nversion: 0.1.0\ndescription: counts patients by region\nauthors: []\npurpose: aggregate statistics\ndatasets: [cohort]\n\
+parameters:\n  - {name: mode, type: string, required: true}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: name, type: string}\n  - {name: offset, type: integer}\n\
+outputs:\n  - {path: counts.csv, kind: table, count_columns: [n]}\n  - {path: report.txt, kind: text}\n\
+resources: {memory: 64MiB, wall_clock: 10s}\nentrypoint: [\"/hostile\"]\n",
+    )
+    .unwrap();
+    let train = publish_train(
+        &train_dir,
+        &format!("{}/trains/counts:1", world.registry.address()),
+        &["--no-compile"],
+    );
+    world.alice.sign(&train);
+    train
+}
+
+/// A cohort of `regions` (name, patients) in a new directory under `scratch`.
+fn write_cohort(scratch: &std::path::Path, regions: &[(&str, usize)]) -> std::path::PathBuf {
+    let data = scratch.join("cohort");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut csv = String::from("patient_id,region\n");
+    let mut patient = 0;
+    for (region, n) in regions {
+        for _ in 0..*n {
+            csv.push_str(&format!("P{patient:03},{region}\n"));
+            patient += 1;
+        }
+    }
+    std::fs::write(data.join("cohort.csv"), csv).unwrap();
+    data
+}
+
+/// `exec` of the counts train, counting by region and leaving out `offset` rows.
+fn exec_counts(
+    station: &StationFixture,
+    train: &str,
+    recipient: &str,
+    offset: &str,
+) -> serde_json::Value {
+    station
+        .station(&[
+            "--json",
+            "exec",
+            train,
+            "--recipient",
+            recipient,
+            "--param",
+            "mode=count",
+            "--param",
+            "dataset=cohort",
+            "--param",
+            "file=cohort.csv",
+            "--param",
+            "name=region",
+            "--param",
+            &format!("offset={offset}"),
+        ])
+        .success()
+        .json()
+}
+
 /// Points the station's `cohort` dataset at `data` (a directory this test wrote).
 fn use_dataset(station: &StationFixture, data: &std::path::Path) {
     let example = workspace_root().join("examples/data/station-a/cohort");
@@ -481,54 +552,12 @@ fn a_second_table_differing_from_a_released_one_by_three_patients_is_blocked_nam
 {
     let world = World::new("differencing");
     let scratch = tempfile::tempdir().unwrap();
-    let train_dir = hostile_train_dir(scratch.path());
-    std::fs::write(
-        train_dir.join("train.yaml"),
-        "name: counts\nversion: 0.1.0\ndescription: counts patients by region\nauthors: []\npurpose: aggregate statistics\ndatasets: [cohort]\n\
-parameters:\n  - {name: mode, type: string, required: true}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: name, type: string}\n  - {name: offset, type: integer}\n\
-outputs:\n  - {path: counts.csv, kind: table, count_columns: [n]}\n  - {path: report.txt, kind: text}\n\
-resources: {memory: 64MiB, wall_clock: 10s}\nentrypoint: [\"/hostile\"]\n",
-    )
-    .unwrap();
-    let train = publish_train(
-        &train_dir,
-        &format!("{}/trains/counts:1", world.registry.address()),
-        &["--no-compile"],
-    );
-    world.alice.sign(&train);
+    let train = counts_train(&world, scratch.path());
     let station = world.station("manual");
-    let data = scratch.path().join("cohort");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut csv = String::from("patient_id,region\n");
-    for patient in 0..40 {
-        let region = if patient < 20 { "north" } else { "south" };
-        csv.push_str(&format!("P{patient:03},{region}\n"));
-    }
-    std::fs::write(data.join("cohort.csv"), csv).unwrap();
+    let data = write_cohort(scratch.path(), &[("north", 20), ("south", 20)]);
     use_dataset(&station, &data);
     let recipient = world.alice.age_recipient.clone();
-    let exec = |offset: &str| {
-        station
-            .station(&[
-                "--json",
-                "exec",
-                &train,
-                "--recipient",
-                &recipient,
-                "--param",
-                "mode=count",
-                "--param",
-                "dataset=cohort",
-                "--param",
-                "file=cohort.csv",
-                "--param",
-                "name=region",
-                "--param",
-                &format!("offset={offset}"),
-            ])
-            .success()
-            .json()
-    };
+    let exec = |offset: &str| exec_counts(&station, &train, &recipient, offset);
 
     // The first job: north 20, south 20, released by an operator (its text output needs an eye).
     let first = exec("0");
@@ -574,4 +603,104 @@ resources: {memory: 64MiB, wall_clock: 10s}\nentrypoint: [\"/hostile\"]\n",
     // A blocked second table never enters the ledger: a third identical to the first passes.
     let third = exec("0");
     assert_eq!(third["checks"], "review", "{third:#}");
+}
+
+#[test]
+fn a_table_with_a_cell_of_four_is_released_suppressed_and_rounded_and_says_so() {
+    let world = World::new("remedy");
+    let scratch = tempfile::tempdir().unwrap();
+    let train = counts_train(&world, scratch.path());
+    let station =
+        world.station_with_outputs("outputs:\n  release: manual\n  remedy: suppress-and-round\n");
+    let data = write_cohort(scratch.path(), &[("north", 4), ("south", 23), ("west", 12)]);
+    use_dataset(&station, &data);
+    let recipient = world.alice.age_recipient.clone();
+
+    let record = exec_counts(&station, &train, &recipient, "0");
+    // The copy passes; the run waits only for its free text to be looked at.
+    assert_eq!(record["checks"], "review", "{record:#}");
+    let run_id = record["run_id"].as_str().unwrap().to_string();
+    let report = station
+        .station(&["--json", "outputs", "show", &run_id])
+        .success()
+        .json();
+    let checks = report["results"]["counts.csv"]["checks"]
+        .as_array()
+        .unwrap();
+    let rounding = checks
+        .iter()
+        .find(|check| check["rule"] == "rounding")
+        .unwrap_or_else(|| panic!("no rounding rule: {report:#}"));
+    assert_eq!(rounding["count"], 3, "three cells changed: {rounding:#}");
+    assert!(
+        !report.to_string().contains("north,4"),
+        "the report lists positions, never the original values"
+    );
+    let released = station
+        .station(&[
+            "--json",
+            "outputs",
+            "release",
+            &run_id,
+            "--reason",
+            "read the log",
+        ])
+        .success()
+        .json();
+    let bundle = bundle_path(&released);
+
+    let out = scratch.path().join("opened");
+    let identity = world.alice.age_identity.display().to_string();
+    let opened = pht(
+        scratch.path(),
+        &[
+            "--json",
+            "results",
+            "open",
+            &bundle,
+            "--identity",
+            &identity,
+            "--station-key",
+            &station_public_key(&station),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .success()
+    .json();
+    let counts = std::fs::read_to_string(out.join("outputs/counts.csv")).unwrap();
+    assert_eq!(counts, "region,n\nnorth,<=7\nsouth,25\nwest,10\n");
+    let transformed = opened["transformed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{opened:#}"));
+    assert_eq!(transformed.len(), 1, "{opened:#}");
+    assert_eq!(transformed[0]["path"], "counts.csv");
+    assert!(
+        transformed[0]["transformed"]
+            .as_str()
+            .unwrap()
+            .starts_with("suppress-and-round"),
+        "{opened:#}"
+    );
+    // And the human summary says which file the researcher got.
+    let human = pht(
+        scratch.path(),
+        &[
+            "results",
+            "open",
+            &bundle,
+            "--identity",
+            &identity,
+            "--station-key",
+            &station_public_key(&station),
+            "--out",
+            scratch.path().join("opened-again").to_str().unwrap(),
+        ],
+    )
+    .success();
+    assert!(
+        human.stdout.contains("transformed  counts.csv"),
+        "{}",
+        human.stdout
+    );
 }

@@ -50,6 +50,7 @@ fn record(run_id: &str, status: RunStatus) -> RunRecord {
         checks: Some("pass".into()),
         output_decision: None,
         reviews: Vec::new(),
+        remedied: Vec::new(),
         datasets: Vec::new(),
         recipient: None,
         sealed: None,

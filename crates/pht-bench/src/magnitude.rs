@@ -93,3 +93,59 @@ pub fn recomputation() {
         recompute / baseline
     );
 }
+
+/// A count table by sex and region with counts from `seed`.
+fn release_table(seed: u64) -> pht_checks::CountTable {
+    let mut csv = String::from("sex,region,n\n");
+    let mut state = seed | 1;
+    for sex in ["F", "M"] {
+        for region in ["north", "east", "south", "west", "centre"] {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            csv.push_str(&format!("{sex},{region},{}\n", 10 + state % 10_000));
+        }
+    }
+    pht_checks::count_table(csv.as_bytes(), 3, &[]).expect("a count table")
+}
+
+/// The differencing ledger: comparing a new 10-cell table (every margin: 4 column subsets)
+/// with 10,000 earlier releases, against comparing it with a ledger of one.
+pub fn ledger() {
+    let releases = (0..10_000u64).map(|index| pht_checks::Release {
+        run_id: format!("run-{index}"),
+        job_id: None,
+        output: "counts.csv".into(),
+        released_at: 0,
+        table: release_table(index + 1),
+    });
+    let started = Instant::now();
+    let ledger = pht_checks::Ledger::from_releases(releases);
+    let load = started.elapsed().as_secs_f64();
+    let small = pht_checks::Ledger::from_releases([pht_checks::Release {
+        run_id: "run-0".into(),
+        job_id: None,
+        output: "counts.csv".into(),
+        released_at: 0,
+        table: release_table(1),
+    }]);
+    let new_table = release_table(123_456_789);
+    let per_table = |ledger: &pht_checks::Ledger| {
+        let runs = 200;
+        let started = Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(ledger.compare(&new_table, 10));
+        }
+        started.elapsed().as_secs_f64() / runs as f64
+    };
+    let large = per_table(&ledger);
+    let baseline = per_table(&small);
+    println!(
+        "differencing ledger: a new table compared with {} earlier releases in {:.3} ms (goal < 50 ms); baseline against 1 release {:.3} ms; ratio {:.1}; indexing the 10,000 releases {:.0} ms (once per station process and dataset version)",
+        ledger.len(),
+        large * 1e3,
+        baseline * 1e3,
+        large / baseline,
+        load * 1e3
+    );
+}

@@ -304,6 +304,7 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("checks") || wanted("magnitude") {
         magnitude::recomputation();
+        magnitude::ledger();
     }
     if wanted("station") {
         station::overhead()?;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::magnitude::MagnitudeConfig;
+use crate::remedy::RoundingConfig;
 
 /// Every threshold of the output checks. A station policy embeds this under `outputs.checks`;
 /// each field has a default drawn from statistical disclosure control practice.
@@ -47,6 +48,8 @@ pub struct CheckConfig {
     pub magnitude: MagnitudeConfig,
     /// The differencing rule and how long the station keeps what it released.
     pub differencing: DifferencingConfig,
+    /// The parameters of the `suppress-and-round` remedy (policy `outputs.remedy`).
+    pub rounding: RoundingConfig,
 }
 
 /// Comparing each new count table with those released earlier over the same dataset version.
@@ -122,6 +125,7 @@ impl Default for CheckConfig {
             leakage: LeakageConfig::default(),
             magnitude: MagnitudeConfig::default(),
             differencing: DifferencingConfig::default(),
+            rounding: RoundingConfig::default(),
         }
     }
 }

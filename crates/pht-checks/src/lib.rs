@@ -29,6 +29,7 @@
 //!   and models' degrees of freedom;
 //! - `quasi_identifiers`: rows singling people out by a combination of values, whatever the
 //!   column order, names or subset;
+//! - `remedy`: suppress-and-round, the transformed copy of a table failing only on small cells;
 //! - `report`: the versioned JSON report (`pht.checks.v1`) and its text rendering, with
 //!   `columns` for the character columns of positions;
 //! - `bench`: the generated benchmark table.
@@ -48,6 +49,7 @@ mod magnitude;
 mod parquet_table;
 mod png;
 mod quasi_identifiers;
+mod remedy;
 mod report;
 mod row_hash;
 mod tables;
@@ -66,6 +68,7 @@ pub use magnitude::{
     AggregateDeclaration, AggregateFunction, DatasetTable, MagnitudeConfig, ModelDeclaration,
 };
 pub use parquet_table::{parquet_to_csv, ParquetColumn, ParquetTableError};
+pub use remedy::{suppress_and_round, Remedied, RoundingConfig};
 pub use report::{
     CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType, Position,
     ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,

@@ -107,7 +107,7 @@ pub enum Rule {
     DateOfBirth,
     /// A run of at least `max_digit_run` digits (review).
     DigitRun,
-    /// A magnitude cell whose `n` largest contributors make up more than `k` of its total
+    /// A magnitude cell whose `n` largest contributors make up `k` or more of its total
     /// (fail; n,k dominance, ACRO's `nk-rule`).
     Dominance,
     /// A magnitude cell whose other contributors than the two largest sum to less than `p` of
@@ -124,6 +124,9 @@ pub enum Rule {
     /// A count table whose margins differ from those of a table released earlier over the same
     /// dataset version by a small nonzero group (fail).
     Differencing,
+    /// The table leaves as a transformed copy (suppress-and-round); lists every changed cell
+    /// (pass).
+    Rounding,
 }
 
 impl Rule {
@@ -159,6 +162,7 @@ impl Rule {
             Rule::ExtremeValue => "extreme-value",
             Rule::DegreesOfFreedom => "degrees-of-freedom",
             Rule::Differencing => "differencing",
+            Rule::Rounding => "rounding",
         }
     }
 }

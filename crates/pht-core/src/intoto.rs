@@ -168,6 +168,10 @@ pub struct FileVerdict {
     /// itself was held back.
     pub path: String,
     pub verdict: CheckVerdict,
+    /// Set when the file left as a transformed copy of what the train wrote (for example
+    /// `suppress-and-round`): how it was transformed. The original never leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformed: Option<String>,
 }
 
 /// Who let the result leave the station, when and why.
@@ -269,6 +273,7 @@ impl ResultPredicateV1 {
                 .map(|(path, verdict)| FileVerdict {
                     path: path.to_string(),
                     verdict: *verdict,
+                    transformed: None,
                 })
                 .collect(),
             state_files: Vec::new(),

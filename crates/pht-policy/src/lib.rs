@@ -67,7 +67,7 @@ pub use policy::{
     TrustedBaseSigner, TrustedSigner, DEFAULT_MAX_PARAMETERS_BYTES, DEFAULT_MAX_STATE_BYTES,
 };
 pub use request::{BaseRequest, ResourceRequest, RunRequest};
-pub use values::{AllowList, Approval, Keep, Release, Role, Runtime};
+pub use values::{AllowList, Approval, Keep, Release, Remedy, Role, Runtime};
 
 /// Re-exported so callers can name the embedded output-check settings without a direct dependency.
 pub use pht_checks::CheckConfig;

@@ -19,7 +19,7 @@ use crate::raw::{
     DeclaredNames, RawAllowedBase, RawBaseImages, RawBaseSigner, RawPolicy, RawRegistry,
     RawResources, RawSigner,
 };
-use crate::values::{self, declared, AllowList, Approval, Keep, Release, Role, Runtime};
+use crate::values::{self, declared, AllowList, Approval, Keep, Release, Remedy, Role, Runtime};
 
 /// A station operator's policy: who is trusted to sign what, which registries trains may come
 /// from, the sandbox ceilings, and how outputs are released.
@@ -103,6 +103,7 @@ pub struct OutputPolicy {
     checks: CheckConfig,
     max_state_bytes: u64,
     reviewers_required: u32,
+    remedy: Remedy,
 }
 
 /// The most state a stop hands on unless the policy says otherwise: running counts and model
@@ -185,6 +186,7 @@ impl Policy {
                     .max_state_size
                     .map_or(DEFAULT_MAX_STATE_BYTES, |size| size.0),
                 reviewers_required: outputs.reviewers_required.map_or(1, |required| required.0),
+                remedy: outputs.remedy,
             },
             max_parameters_bytes: max_parameters_size
                 .map_or(DEFAULT_MAX_PARAMETERS_BYTES, |size| size.0),
@@ -518,6 +520,11 @@ impl OutputPolicy {
     /// (`outputs.reviewers_required`, default 1). A block by any one of them stops it.
     pub fn reviewers_required(&self) -> u32 {
         self.reviewers_required
+    }
+
+    /// What happens to a count table failing only on small cells (`outputs.remedy`).
+    pub fn remedy(&self) -> Remedy {
+        self.remedy
     }
 }
 

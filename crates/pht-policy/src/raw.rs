@@ -14,7 +14,7 @@ use pht_checks::CheckConfig;
 
 use crate::values::{
     self, AllowList, Approval, BaseDigest, BaseSignerName, BaseSignerRef, ByteSize, Cpus, Keep,
-    KeyPath, Pids, PolicyVersion, RegistryHost, Release, RepositoryPattern, Role, Runtime,
+    KeyPath, Pids, PolicyVersion, RegistryHost, Release, Remedy, RepositoryPattern, Role, Runtime,
     SignerName, WallClock,
 };
 
@@ -254,6 +254,9 @@ pub(crate) struct RawOutputs {
     /// Distinct operators who must each release a withheld result (default 1).
     #[serde(default)]
     pub reviewers_required: Option<ReviewersRequired>,
+    /// What to do with a count table that fails only on small cells.
+    #[serde(default)]
+    pub remedy: Remedy,
     #[serde(default)]
     pub checks: CheckConfig,
 }

@@ -760,6 +760,17 @@ pub(crate) fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// `outputs.remedy`: `none` (default) or `suppress-and-round` — a count table failing only on
+/// small cells leaves as a copy with those suppressed and every other count rounded
+/// (`outputs.checks.rounding`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Remedy {
+    #[default]
+    None,
+    SuppressAndRound,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

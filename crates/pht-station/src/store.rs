@@ -174,6 +174,9 @@ pub struct RunRecord {
     /// operator toward `outputs.reviewers_required`; a block ends it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reviews: Vec<OutputReview>,
+    /// Tables that leave as transformed copies (`outputs.remedy`), the originals staying here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remedied: Vec<RemediedOutput>,
     /// The mounted datasets and the SHA-256 of their contents when the run started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datasets: Vec<DatasetVersion>,
@@ -249,6 +252,18 @@ pub struct ReceivedStateRef {
     pub from_station: String,
     /// SHA-256 (hex) of the sealed state bundle as it arrived.
     pub sha256: String,
+}
+
+/// A table that leaves as a transformed copy of what the train wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemediedOutput {
+    /// The output's path.
+    pub path: String,
+    /// How it was transformed, as the provenance says it.
+    pub description: String,
+    /// SHA-256 and size of the transformed copy (under the run's `remedied/`).
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// A dataset as it was when a run read it.

@@ -119,7 +119,7 @@ pub struct ModelDeclaration {
 pub struct MagnitudeConfig {
     /// n of the n,k dominance rule: how many of the largest contributors are summed.
     pub nk_n: usize,
-    /// k of the n,k dominance rule: the fraction of a cell's total they may not exceed.
+    /// k of the n,k dominance rule: the fraction of a cell's total they must stay below.
     pub nk_k: f64,
     /// p of the p-ratio: the other contributors must sum to at least this fraction of the
     /// largest.
@@ -436,7 +436,7 @@ pub(crate) fn check_magnitude_table(
     results.push(dominance.finish(
         Status::Fail,
         format!(
-            "{} where the {} largest contributors make up more than {} of the total (n,k dominance)",
+            "{} where the {} largest contributors make up {} or more of the total (n,k dominance)",
             cells_word(count),
             magnitude.nk_n,
             magnitude.nk_k

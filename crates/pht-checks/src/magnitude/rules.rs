@@ -5,8 +5,9 @@
 //! and what the report says belong to the caller (`magnitude`).
 //!
 //! The boundaries follow ACRO (SACRO's checker) exactly, so that the two agree on the same data:
-//! - n,k dominance fails when the `n` largest contributions make up **more than** `k` of a
-//!   positive total; a total of zero or less does not fail it;
+//! - n,k dominance fails when the `n` largest contributions make up **`k` or more** of a
+//!   positive total (ACRO 1.0's `NKCheck`; ACRO 0.4 failed only above `k`); a total of zero or
+//!   less does not fail it;
 //! - the p-ratio fails when the total less the two largest contributions is **less than** `p`
 //!   times the largest, and always when the total is zero or less or there is at most one
 //!   contributor (zeros are disclosive);
@@ -30,7 +31,7 @@ fn two_largest_and_total(values: &[f64]) -> (f64, f64, f64) {
     (largest, second, total)
 }
 
-/// Whether the `n` largest of `values` make up more than `k` (a fraction) of their positive total.
+/// Whether the `n` largest of `values` make up `k` (a fraction) or more of their positive total.
 pub(crate) fn nk_dominated(values: &[f64], n: usize, k: f64) -> bool {
     let total: f64 = values.iter().sum();
     if total <= 0.0 || n == 0 {
@@ -48,7 +49,7 @@ pub(crate) fn nk_dominated(values: &[f64], n: usize, k: f64) -> bool {
         sorted.sort_unstable_by(|a, b| b.total_cmp(a));
         sorted.iter().take(n).sum()
     };
-    top / total > k
+    top / total >= k
 }
 
 /// Whether the p-ratio (the total less the two largest, as a fraction of the largest) is below
@@ -72,12 +73,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nk_fails_above_k_and_passes_exactly_at_k() {
-        // Two largest 9 of 10: exactly k = 0.9 passes (ACRO: `> k`).
+    fn nk_fails_at_k_and_passes_just_below() {
+        // Two largest 9 of 10: exactly k = 0.9 fails (ACRO 1.0: `>= k`); 8.9 of 10 passes.
         let at_k = [5.0, 4.0, 0.5, 0.5];
-        assert!(!nk_dominated(&at_k, 2, 0.9));
-        let above_k = [5.0, 4.1, 0.5, 0.4];
-        assert!(nk_dominated(&above_k, 2, 0.9));
+        assert!(nk_dominated(&at_k, 2, 0.9));
+        let below_k = [5.0, 3.9, 0.6, 0.5];
+        assert!(!nk_dominated(&below_k, 2, 0.9));
         let spread = [1.0; 10];
         assert!(!nk_dominated(&spread, 2, 0.9));
     }
@@ -92,10 +93,10 @@ mod tests {
     #[test]
     fn nk_takes_any_n() {
         let values = [3.0, 3.0, 3.0, 1.0];
-        assert!(!nk_dominated(&values, 3, 0.9)); // 9 of 10
-        assert!(nk_dominated(&values, 3, 0.89));
-        assert!(!nk_dominated(&values, 1, 0.3)); // 3 of 10
-        assert!(nk_dominated(&values, 1, 0.29));
+        assert!(nk_dominated(&values, 3, 0.9)); // 9 of 10
+        assert!(!nk_dominated(&values, 3, 0.91));
+        assert!(nk_dominated(&values, 1, 0.3)); // 3 of 10
+        assert!(!nk_dominated(&values, 1, 0.31));
     }
 
     #[test]

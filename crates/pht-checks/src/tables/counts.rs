@@ -21,6 +21,16 @@ pub(crate) enum CountCell {
     NonInteger,
 }
 
+/// `<N` or `<=N`: a cell suppressed as below a limit (how `suppress-and-round` and many
+/// researchers mark it); it holds no count.
+pub(crate) fn is_below_marker(text: &[u8]) -> bool {
+    let Some(rest) = text.strip_prefix(b"<") else {
+        return false;
+    };
+    let digits = rest.strip_prefix(b"=").unwrap_or(rest);
+    !digits.is_empty() && digits.len() <= 6 && digits.iter().all(u8::is_ascii_digit)
+}
+
 /// Reads a count cell: digits, optionally signed, optionally with an all-zero fraction.
 pub(crate) fn classify_count_cell(text: &[u8], comma_is_decimal: bool) -> CountCell {
     let text = text.trim_ascii();
@@ -31,6 +41,9 @@ pub(crate) fn classify_count_cell(text: &[u8], comma_is_decimal: bool) -> CountC
         return CountCell::Value(parse_saturating(text));
     }
     if text.len() <= 4 && is_missing_marker(&text.to_ascii_lowercase()) {
+        return CountCell::Missing;
+    }
+    if is_below_marker(text) {
         return CountCell::Missing;
     }
     let (is_negative, unsigned) = match text[0] {

@@ -65,6 +65,14 @@ pub(crate) struct OutputContext<'c> {
 
 const UTF8_BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
+/// Whether a count cell holds no count: empty, a missing marker, or `<N` / `<=N`.
+pub(crate) fn is_suppressed_count(text: &[u8]) -> bool {
+    matches!(
+        counts::classify_count_cell(text, false),
+        counts::CountCell::Missing
+    )
+}
+
 /// Where the text starts after an optional UTF-8 byte-order mark (Excel writes one).
 pub(crate) fn text_start(bytes: &[u8]) -> usize {
     if bytes.starts_with(UTF8_BYTE_ORDER_MARK) {

@@ -51,6 +51,10 @@ pub(crate) struct OpenedResult {
     files: Vec<WrittenFile>,
     /// Files the checks judged that are not in the bundle.
     withheld: Vec<FileVerdict>,
+    /// Files in the bundle that are transformed copies of what the train wrote (the station's
+    /// remedy, e.g. suppress-and-round), with how they were transformed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    transformed: Vec<FileVerdict>,
 }
 
 /// `pht results open BUNDLE --identity KEY --station-key PUB… --out DIR`.
@@ -113,6 +117,14 @@ pub(crate) fn write_opened_bundle(
             .filter(|file| !released_paths.contains(file.path.as_str()))
             .cloned()
             .collect(),
+        transformed: predicate
+            .files
+            .iter()
+            .filter(|file| {
+                file.transformed.is_some() && released_paths.contains(file.path.as_str())
+            })
+            .cloned()
+            .collect(),
     })
 }
 
@@ -155,6 +167,13 @@ pub(crate) fn render_human(result: &OpenedResult) -> String {
     }
     for file in &result.withheld {
         text += &format!("  withheld  {} ({})\n", file.path, file.verdict);
+    }
+    for file in &result.transformed {
+        text += &format!(
+            "  transformed  {}: not what the train wrote but a copy the station made — {}\n",
+            file.path,
+            file.transformed.as_deref().unwrap_or_default()
+        );
     }
     text
 }
@@ -501,6 +520,7 @@ mod tests {
             report: written.report,
             files: written.files,
             withheld: vec![predicate.files[2].clone()],
+            transformed: Vec::new(),
         };
         let expected = concat!(
             "verified: signed by station key `umc` (key id 0123456789abcdef)\n",

@@ -233,6 +233,7 @@ fn long_nested_paths_survive_the_archive() {
     predicate.files.push(FileVerdict {
         path: long_path.clone(),
         verdict: CheckVerdict::Pass,
+        transformed: None,
     });
     let sealed = seal_bundle(
         &files,
@@ -473,6 +474,7 @@ fn unsafe_or_unreleasable_files_are_not_sealed() {
             predicate.files.push(FileVerdict {
                 path: path.to_string(),
                 verdict,
+                transformed: None,
             });
         }
         let files = vec![(path.to_string(), b"x".to_vec())];

@@ -157,6 +157,7 @@ fn record(run_id: &str, status: RunStatus) -> RunRecord {
         checks: None,
         output_decision: None,
         reviews: Vec::new(),
+        remedied: Vec::new(),
         datasets: Vec::new(),
         recipient: None,
         sealed: None,

@@ -20,6 +20,7 @@ use pht_core::manifest::{
 };
 use pht_docker::collect::CollectedKind;
 use pht_docker::CollectedOutputs;
+use pht_policy::Remedy;
 use sha2::Digest as _;
 
 use super::collect::CollectedRun;
@@ -62,15 +63,20 @@ impl<E> Station<E> {
         let mut record = approved.into_record();
         let state = state_paths(&manifest);
         record.state_paths = state.clone();
-        let entries = check_entries(&outcome.outputs, &state);
+        let mut entries = check_entries(&outcome.outputs, &state);
         let tables = aggregated_datasets(&self.config, &manifest, &record);
-        let mut report = run_checks(
-            &entries,
-            &declared_outputs(&manifest),
-            &indexes,
-            &tables,
-            self.policy.outputs().checks(),
-        );
+        let declared = declared_outputs(&manifest);
+        let checks = self.policy.outputs().checks();
+        let mut report = run_checks(&entries, &declared, &indexes, &tables, checks);
+        if self.policy.outputs().remedy() == Remedy::SuppressAndRound {
+            let remedied = self.remedy(&mut record, &mut entries, &report)?;
+            if !remedied.is_empty() {
+                report = run_checks(&entries, &declared, &indexes, &tables, checks);
+                for (path, result) in remedied {
+                    report.add_rule_result(&path, result);
+                }
+            }
+        }
         self.check_differencing(&record, &entries, &mut report)?;
         let report_json = self.write_report(&record, "report.json", &report)?;
         let status = report.status();
@@ -155,6 +161,84 @@ impl<E> Station<E> {
         Ok(Some(verdict))
     }
 
+    /// `outputs.remedy: suppress-and-round`: every count table that failed only on small
+    /// cells is replaced, in `entries`, by its transformed copy, kept under the run's
+    /// `remedied/` (the original stays under `outputs/` and never leaves) and named in the
+    /// record. Returns each remedied path with the rule result listing its changes.
+    fn remedy(
+        &self,
+        record: &mut RunRecord,
+        entries: &mut [OutputEntry],
+        report: &CheckReport,
+    ) -> Result<Vec<(String, pht_checks::RuleResult)>, StationError> {
+        let checks = self.policy.outputs().checks();
+        let mut remedied = Vec::new();
+        for entry in entries.iter_mut() {
+            let pht_checks::EntryContent::Regular(bytes) = &entry.content else {
+                continue;
+            };
+            let Some(output) = report.output(&entry.path) else {
+                continue;
+            };
+            let fails_only_on_small_cells = output.status == pht_checks::Status::Fail
+                && output
+                    .checks
+                    .iter()
+                    .filter(|check| check.status == pht_checks::Status::Fail)
+                    .all(|check| check.rule == pht_checks::Rule::Threshold);
+            if !fails_only_on_small_cells
+                || !matches!(output.properties.format.as_str(), "csv" | "tsv")
+            {
+                continue;
+            }
+            let fields: Vec<u64> = output
+                .properties
+                .count_columns
+                .iter()
+                .map(|column| column.field)
+                .collect();
+            let Some(transformed) = pht_checks::suppress_and_round(
+                &entry.path,
+                bytes,
+                &fields,
+                &checks.rounding,
+                checks.max_reported_positions,
+            ) else {
+                continue;
+            };
+            let path = self
+                .store
+                .run_dir(&record.run_id)
+                .join(REMEDIED_DIR)
+                .join(&entry.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(StateFileError::write(parent))?;
+            }
+            pht_fs::write_atomic(&path, &transformed.bytes)
+                .map_err(StateFileError::write(&path))?;
+            record.remedied.retain(|earlier| earlier.path != entry.path);
+            record.remedied.push(crate::store::RemediedOutput {
+                path: entry.path.clone(),
+                description: format!(
+                    "suppress-and-round: counts at or below {} suppressed as `<={}`, other counts \
+                     rounded to the nearest multiple of {}, totals recomputed from the rounded \
+                     cells ({} suppressed, {} rounded, {} totals)",
+                    checks.rounding.suppress_at_or_below,
+                    checks.rounding.suppress_at_or_below,
+                    checks.rounding.base,
+                    transformed.suppressed,
+                    transformed.rounded,
+                    transformed.totals
+                ),
+                sha256: hex::encode(sha2::Sha256::digest(&transformed.bytes)),
+                size: transformed.bytes.len() as u64,
+            });
+            remedied.push((entry.path.clone(), transformed.result));
+            entry.content = pht_checks::EntryContent::Regular(transformed.bytes);
+        }
+        Ok(remedied)
+    }
+
     /// Compares every count table of this run with those released earlier over the same
     /// dataset versions (the differencing rule), adds the verdicts to the report, and keeps the
     /// tables beside the run so that releasing them enters them in the ledger.
@@ -202,6 +286,9 @@ impl<E> Station<E> {
         Ok(json)
     }
 }
+
+/// Where a run's remedied copies live, beside `outputs/`.
+pub const REMEDIED_DIR: &str = "remedied";
 
 /// The count tables of a run (path → cells), kept in its directory until they are released.
 pub const COUNT_TABLES_FILE: &str = "count-tables.json";

@@ -114,6 +114,7 @@ fn new_record(submission: &Submission) -> RunRecord {
         checks: None,
         output_decision: None,
         reviews: Vec::new(),
+        remedied: Vec::new(),
         datasets: Vec::new(),
         recipient: submission.recipient.clone(),
         sealed: None,

@@ -121,12 +121,23 @@ impl<E> Station<E> {
             let Some(result) = report.output(&output.path) else {
                 continue;
             };
-            let path = run_dir.join("outputs").join(&output.path);
+            // A remedied table leaves as its transformed copy; the original stays here.
+            let remedied = record
+                .remedied
+                .iter()
+                .find(|remedied| remedied.path == output.path);
+            let directory = if remedied.is_some() {
+                super::check::REMEDIED_DIR
+            } else {
+                "outputs"
+            };
+            let path = run_dir.join(directory).join(&output.path);
             let bytes = std::fs::read(&path).map_err(StateFileError::read(&path))?;
             files.push((output.path.clone(), bytes));
             verdicts.push(FileVerdict {
                 path: output.path.clone(),
                 verdict: verdict_of(result.status),
+                transformed: remedied.map(|remedied| remedied.description.clone()),
             });
         }
         let run_id = record.run_id.clone();
@@ -210,10 +221,23 @@ impl<E> Station<E> {
             .outputs
             .iter()
             .filter(|o| files.iter().any(|(path, _)| *path == o.path))
-            .map(|o| OutputHash {
-                path: o.path.clone(),
-                sha256: o.sha256.clone(),
-                size: o.size,
+            .map(|o| {
+                match record
+                    .remedied
+                    .iter()
+                    .find(|remedied| remedied.path == o.path)
+                {
+                    Some(remedied) => OutputHash {
+                        path: o.path.clone(),
+                        sha256: remedied.sha256.clone(),
+                        size: remedied.size,
+                    },
+                    None => OutputHash {
+                        path: o.path.clone(),
+                        sha256: o.sha256.clone(),
+                        size: o.size,
+                    },
+                }
             })
             .collect();
         sealed_event
@@ -242,6 +266,7 @@ impl<E> Station<E> {
             .map(|(uid, result)| FileVerdict {
                 path: uid.clone(),
                 verdict: verdict_of(result.status),
+                transformed: None,
             })
             .collect())
     }
