@@ -30,14 +30,23 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# Test peers from PyPI, in a virtual environment of their own: schemathesis fuzzes the hub's API
-# from its OpenAPI document (tests/hub_api_fuzz.rs).
+# Test peers from PyPI, each in a virtual environment of its own: schemathesis fuzzes the hub's
+# API from its OpenAPI document (tests/hub_api_fuzz.rs); acro judges the parity cases.
 tools="${PHT_TOOLS_DIR:-$HOME/.cache/pht-tools}"
 schemathesis_version=4.32.5
 if ! "$tools/schemathesis/bin/schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; then
   echo "installing schemathesis $schemathesis_version in $tools/schemathesis"
   python3 -m venv "$tools/schemathesis"
   "$tools/schemathesis/bin/pip" install --quiet "schemathesis==$schemathesis_version"
+fi
+# acro (SACRO's output checker) is the disclosure-control parity peer: scripts/acro_verdicts.py,
+# crates/pht-checks/tests/acro_parity.rs. Its own dependencies (pandas, statsmodels) are not
+# pinned by acro; the parity test prints the acro version it compared with.
+acro_version=1.0.2
+if ! "$tools/acro/bin/python" -c 'import importlib.metadata as m; print(m.version("acro"))' 2>/dev/null | grep -qx "$acro_version"; then
+  echo "installing acro $acro_version in $tools/acro"
+  python3 -m venv "$tools/acro"
+  "$tools/acro/bin/pip" install --quiet "acro==$acro_version"
 fi
 
 # cargo-fuzz for `make fuzz` (fuzz/).
