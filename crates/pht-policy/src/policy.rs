@@ -544,6 +544,26 @@ mod tests {
         assert_eq!(*policy.outputs().checks(), CheckConfig::default());
         assert_eq!(policy.max_parameters_bytes(), DEFAULT_MAX_PARAMETERS_BYTES);
         assert_eq!(policy.outputs().reviewers_required(), 1);
+        assert_eq!(policy.outputs().remedy(), Remedy::None);
+    }
+
+    #[test]
+    fn the_remedy_and_the_sdc_parameters_are_read_and_a_misspelling_is_named() {
+        let text = format!(
+            "{MINIMAL}outputs:\n  remedy: suppress-and-round\n  checks:\n    magnitude: {{nk_k: 0.8}}\n    rounding: {{base: 10}}\n"
+        );
+        let policy = Policy::from_yaml_str(&text, "sdc.yaml").unwrap();
+        assert_eq!(policy.outputs().remedy(), Remedy::SuppressAndRound);
+        assert_eq!(policy.outputs().checks().magnitude.nk_k, 0.8);
+        assert_eq!(policy.outputs().checks().magnitude.nk_n, 2);
+        assert_eq!(policy.outputs().checks().rounding.base, 10);
+        let misspelt = format!("{MINIMAL}outputs:\n  remedy: round\n");
+        let error = Policy::from_yaml_str(&misspelt, "misspelt.yaml").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("misspelt.yaml:") && message.contains("suppress-and-round"),
+            "{message}"
+        );
     }
 
     #[test]
