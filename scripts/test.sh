@@ -22,13 +22,13 @@ mkdir -p "$lanes"
 
 # "lane name directory executable", one line per test executable.
 $CARGO test --workspace --no-run --message-format=json-render-diagnostics --quiet >"$lanes/build.json"
-python3 - "$root" <"$lanes/build.json" >"$lanes/plan" <<'EOF'
+python3 - "$root" "$lanes/build.json" >"$lanes/plan" <<'EOF'
 import json, os, sys
 root = sys.argv[1]
 second = ["multi_host"]
 third = ["base_reproducible", "trains_py_r", "python_sandbox"]
 found = []
-for line in sys.stdin:
+for line in open(sys.argv[2]):
     message = json.loads(line)
     if message.get("reason") != "compiler-artifact" or not message.get("executable"):
         continue
@@ -48,6 +48,12 @@ for line in sys.stdin:
 for lane, _, name, directory, executable in sorted(found):
     print(lane, name, directory, executable)
 EOF
+
+if [ ! -s "$lanes/plan" ]; then
+  echo "no test executables found in cargo's build messages ($lanes/build.json)" >&2
+  exit 1
+fi
+touch "$lanes/summary"
 
 run_lane() { # lane
   local status=0 lane name directory executable started log code
