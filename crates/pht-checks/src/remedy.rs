@@ -111,7 +111,9 @@ pub fn suppress_and_round(
                 continue;
             };
             let text = cell.text.trim_ascii();
-            if text.is_empty() || crate::tables::is_suppressed_count(text) {
+            if text.is_empty()
+                || crate::tables::is_suppressed_count(text, config.suppress_at_or_below)
+            {
                 continue;
             }
             let value: u64 = std::str::from_utf8(text).ok()?.parse().ok()?;
@@ -218,6 +220,27 @@ mod tests {
             String::from_utf8(remedied.bytes).unwrap(),
             "\"region, part\",n,note\n\"north, a\",10,x\n"
         );
+    }
+
+    #[test]
+    fn only_the_policys_own_marker_reads_as_suppressed() {
+        use crate::tables::is_suppression_marker;
+        assert!(is_suppression_marker(b"<=7", 7));
+        assert!(is_suppression_marker(b" <=7 ", 7));
+        assert!(
+            !is_suppression_marker(b"<=2", 7),
+            "<=2 would tell a count of 0 to 2"
+        );
+        assert!(!is_suppression_marker(b"<7", 7));
+        assert!(!is_suppression_marker(b"<=07", 7));
+        // A train writing `<=1` gets a review, not a pass.
+        let entries = [crate::OutputEntry::regular(
+            "c.csv",
+            b"g,n\na,<=1\nb,20\n".to_vec(),
+        )];
+        let declared = [crate::DeclaredOutput::table("c.csv", ["n"])];
+        let report = crate::check_outputs(&entries, &declared, &[], &crate::CheckConfig::default());
+        assert_eq!(report.status(), Status::Review, "{}", report.render_text());
     }
 
     #[test]

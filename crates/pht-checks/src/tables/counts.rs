@@ -21,14 +21,19 @@ pub(crate) enum CountCell {
     NonInteger,
 }
 
-/// `<N` or `<=N`: a cell suppressed as below a limit (how `suppress-and-round` and many
-/// researchers mark it); it holds no count.
-pub(crate) fn is_below_marker(text: &[u8]) -> bool {
-    let Some(rest) = text.strip_prefix(b"<") else {
+/// Whether a count cell is the policy's own suppression marker, `<=LIMIT` as `suppress-and-round`
+/// writes it (`outputs.checks.rounding.suppress_at_or_below`): a suppressed cell, like an empty
+/// one. Any other `<N` a train writes stays a non-integer for review: `<2` would tell a count of
+/// one.
+pub(crate) fn is_suppression_marker(text: &[u8], suppress_at_or_below: u64) -> bool {
+    let Some(limit) = text.trim_ascii().strip_prefix(b"<=") else {
         return false;
     };
-    let digits = rest.strip_prefix(b"=").unwrap_or(rest);
-    !digits.is_empty() && digits.len() <= 6 && digits.iter().all(u8::is_ascii_digit)
+    std::str::from_utf8(limit)
+        .ok()
+        .and_then(|limit| limit.parse::<u64>().ok())
+        == Some(suppress_at_or_below)
+        && !limit.starts_with(b"0")
 }
 
 /// Reads a count cell: digits, optionally signed, optionally with an all-zero fraction.
@@ -41,9 +46,6 @@ pub(crate) fn classify_count_cell(text: &[u8], comma_is_decimal: bool) -> CountC
         return CountCell::Value(parse_saturating(text));
     }
     if text.len() <= 4 && is_missing_marker(&text.to_ascii_lowercase()) {
-        return CountCell::Missing;
-    }
-    if is_below_marker(text) {
         return CountCell::Missing;
     }
     let (is_negative, unsigned) = match text[0] {

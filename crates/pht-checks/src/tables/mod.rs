@@ -15,7 +15,7 @@
 mod counts;
 mod leakage;
 
-pub(crate) use counts::{classify_count_cell, CountCell};
+pub(crate) use counts::{classify_count_cell, is_suppression_marker, CountCell};
 
 use std::collections::BTreeSet;
 
@@ -65,12 +65,14 @@ pub(crate) struct OutputContext<'c> {
 
 const UTF8_BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
-/// Whether a count cell holds no count: empty, a missing marker, or `<N` / `<=N`.
-pub(crate) fn is_suppressed_count(text: &[u8]) -> bool {
-    matches!(
-        counts::classify_count_cell(text, false),
-        counts::CountCell::Missing
-    )
+/// Whether a count cell holds no count: empty, a missing marker, or the policy's suppression
+/// marker (`<=7` by default).
+pub(crate) fn is_suppressed_count(text: &[u8], suppress_at_or_below: u64) -> bool {
+    counts::is_suppression_marker(text, suppress_at_or_below)
+        || matches!(
+            counts::classify_count_cell(text, false),
+            counts::CountCell::Missing
+        )
 }
 
 /// Where the text starts after an optional UTF-8 byte-order mark (Excel writes one).
@@ -362,6 +364,11 @@ impl<'c> TableChecker<'c> {
         }
     }
 
+    /// The limit in the policy's own suppression marker (`<=7`).
+    fn suppression_limit(&self) -> u64 {
+        self.context.config.rounding.suppress_at_or_below
+    }
+
     fn n_columns(&self) -> usize {
         self.tallies.len()
     }
@@ -402,7 +409,12 @@ impl<'c> TableChecker<'c> {
             let column_index = self.active_columns[active_position];
             match cells.get(column_index) {
                 Some(cell) => {
-                    let count_cell = classify_count_cell(&cell.text, self.comma_is_decimal);
+                    let count_cell = if is_suppression_marker(&cell.text, self.suppression_limit())
+                    {
+                        CountCell::Missing
+                    } else {
+                        classify_count_cell(&cell.text, self.comma_is_decimal)
+                    };
                     self.judge_count_cell(count_cell, cell, column_index, row_index);
                 }
                 None => self.tallies[column_index].add_missing(),
@@ -456,6 +468,11 @@ impl<'c> TableChecker<'c> {
             let count_cell = match json_cell.value_type {
                 JsonValueType::Null => CountCell::Missing,
                 JsonValueType::Bool => CountCell::NonInteger,
+                JsonValueType::String
+                    if is_suppression_marker(&json_cell.cell.text, self.suppression_limit()) =>
+                {
+                    CountCell::Missing
+                }
                 JsonValueType::String | JsonValueType::Number => {
                     classify_count_cell(&json_cell.cell.text, false)
                 }
