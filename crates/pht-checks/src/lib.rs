@@ -70,6 +70,6 @@ pub use magnitude::{
 pub use parquet_table::{parquet_to_csv, ParquetColumn, ParquetTableError};
 pub use remedy::{suppress_and_round, Remedied, RoundingConfig};
 pub use report::{
-    CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult, OutputType, Position,
-    ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,
+    rule_result_for, CheckReport, CollectionResult, FileEntry, OutputProperties, OutputResult,
+    OutputType, Position, ReportVersion, Rule, RuleResult, Status, REPORT_VERSION,
 };

@@ -496,6 +496,13 @@ impl RuleAccumulator {
     }
 }
 
+/// A rule result without positions, for callers outside this crate (the station's own
+/// additions to a report, such as a table too large for the differencing ledger).
+pub fn rule_result_for(rule: Rule, status: Status, summary: String) -> RuleResult {
+    let count = u64::from(status != Status::Pass);
+    rule_result(rule, status, count, summary)
+}
+
 /// A rule result without positions.
 pub(crate) fn rule_result(rule: Rule, status: Status, count: u64, summary: String) -> RuleResult {
     RuleResult {

@@ -258,6 +258,25 @@ impl<E> Station<E> {
         for version in &record.datasets {
             ledgers.push(crate::ledger::load(&dir, &version.name, &version.sha256)?);
         }
+        let mut tables = tables;
+        tables.retain(|(path, table)| {
+            if table.cells.len() <= MAX_LEDGER_CELLS {
+                return true;
+            }
+            report.add_rule_result(
+                path,
+                pht_checks::rule_result_for(
+                    pht_checks::Rule::Differencing,
+                    pht_checks::Status::Review,
+                    format!(
+                        "{} cells, more than the {MAX_LEDGER_CELLS} compared with earlier releases; \
+                         a reviewer judges what it reveals beside them (it is not kept in the ledger)",
+                        table.cells.len()
+                    ),
+                ),
+            );
+            false
+        });
         for (path, table) in &tables {
             let findings: Vec<_> = ledgers
                 .iter()
@@ -286,6 +305,10 @@ impl<E> Station<E> {
         Ok(json)
     }
 }
+
+/// Count tables with more cells than this are not compared with the ledger (every subset of
+/// their keys would be indexed) but go to review.
+const MAX_LEDGER_CELLS: usize = 20_000;
 
 /// Where a run's remedied copies live, beside `outputs/`.
 pub const REMEDIED_DIR: &str = "remedied";
