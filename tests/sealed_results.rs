@@ -4,6 +4,7 @@
 //! verifies them, refusing a changed byte or another station's key; and a train that copies its
 //! dataset to /output is blocked.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use pht_e2e::{
@@ -471,7 +472,7 @@ fn train_copying_its_dataset_to_output_is_blocked() {
 
 /// The hostile program's `count` mode as a signed train: `counts.csv` (patients per value of a
 /// column, leaving out the first `offset` rows) and its `report.txt`.
-fn counts_train(world: &World, scratch: &std::path::Path) -> String {
+fn counts_train(registry: &str, alice: &Researcher, scratch: &std::path::Path) -> String {
     let train_dir = hostile_train_dir(scratch);
     std::fs::write(
         train_dir.join("train.yaml"),
@@ -483,10 +484,10 @@ resources: {memory: 64MiB, wall_clock: 10s}\nentrypoint: [\"/hostile\"]\n",
     .unwrap();
     let train = publish_train(
         &train_dir,
-        &format!("{}/trains/counts:1", world.registry.address()),
+        &format!("{registry}/trains/counts:1"),
         &["--no-compile"],
     );
-    world.alice.sign(&train);
+    alice.sign(&train);
     train
 }
 
@@ -552,7 +553,7 @@ fn a_second_table_differing_from_a_released_one_by_three_patients_is_blocked_nam
 {
     let world = World::new("differencing");
     let scratch = tempfile::tempdir().unwrap();
-    let train = counts_train(&world, scratch.path());
+    let train = counts_train(world.registry.address(), &world.alice, scratch.path());
     let station = world.station("manual");
     let data = write_cohort(scratch.path(), &[("north", 20), ("south", 20)]);
     use_dataset(&station, &data);
@@ -609,7 +610,7 @@ fn a_second_table_differing_from_a_released_one_by_three_patients_is_blocked_nam
 fn a_table_with_a_cell_of_four_is_released_suppressed_and_rounded_and_says_so() {
     let world = World::new("remedy");
     let scratch = tempfile::tempdir().unwrap();
-    let train = counts_train(&world, scratch.path());
+    let train = counts_train(world.registry.address(), &world.alice, scratch.path());
     let station =
         world.station_with_outputs("outputs:\n  release: manual\n  remedy: suppress-and-round\n");
     let data = write_cohort(scratch.path(), &[("north", 4), ("south", 23), ("west", 12)]);
@@ -703,4 +704,109 @@ fn a_table_with_a_cell_of_four_is_released_suppressed_and_rounded_and_says_so() 
         "{}",
         human.stdout
     );
+}
+
+/// The first run of `station` whose record names the hub job `job_id`, once it has one.
+fn run_of_job(
+    station: &StationFixture,
+    job_id: uuid::Uuid,
+    daemons: &[pht_e2e::Daemon],
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let runs = station.station(&["--json", "runs"]).success().json();
+        let found = runs.as_array().unwrap().iter().find(|run| {
+            run["job"]["job_id"] == job_id.to_string()
+                && run["output_decision"]["decision"].is_string()
+        });
+        if let Some(run) = found {
+            return run.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no decided run of job {job_id}: {runs:#}\n{}",
+            daemons
+                .iter()
+                .map(pht_e2e::Daemon::log)
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_second_hub_job_differing_by_three_patients_is_blocked_after_the_station_restarts() {
+    use pht_core::job::RouteMode;
+    let world = pht_e2e::routes::HubWorld::with(
+        "diff-job",
+        1,
+        "automatic",
+        "outputs:\n  release: manual\n",
+        false,
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let train = counts_train(world.registry.address(), &world.alice, scratch.path());
+    let station = &world.stations[0];
+    let data = write_cohort(scratch.path(), &[("north", 20), ("south", 20)]);
+    use_dataset(station, &data);
+    let parameters = |offset: u64| {
+        BTreeMap::from([
+            ("mode".to_string(), serde_json::json!("count")),
+            ("dataset".to_string(), serde_json::json!("cohort")),
+            ("file".to_string(), serde_json::json!("cohort.csv")),
+            ("name".to_string(), serde_json::json!("region")),
+            ("offset".to_string(), serde_json::json!(offset)),
+        ])
+    };
+
+    let daemons = world.daemons();
+    let first_job = world.submit(RouteMode::Parallel, &train, parameters(0));
+    let first = run_of_job(station, first_job, &daemons);
+    assert_eq!(first["checks"], "review", "{first:#}");
+    let first_id = first["run_id"].as_str().unwrap().to_string();
+    station
+        .station(&["outputs", "release", &first_id, "--reason", "looked at it"])
+        .success();
+    world.assert_completed(&world.wait_for_end_after_review(
+        first_job,
+        &daemons,
+        std::time::Duration::from_secs(120),
+    ));
+
+    // The station restarts between the jobs: the ledger comes back from its state directory.
+    drop(daemons);
+    let daemons = world.daemons();
+    let second_job = world.submit(RouteMode::Parallel, &train, parameters(3));
+    let second = run_of_job(station, second_job, &daemons);
+    assert_eq!(second["checks"], "fail", "{second:#}");
+    assert_eq!(
+        second["output_decision"]["decision"], "blocked",
+        "{second:#}"
+    );
+    let report = station
+        .station(&[
+            "--json",
+            "outputs",
+            "show",
+            second["run_id"].as_str().unwrap(),
+        ])
+        .success()
+        .json();
+    let differencing = report["results"]["counts.csv"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["rule"] == "differencing")
+        .cloned()
+        .unwrap_or_else(|| panic!("no differencing rule: {report:#}"));
+    assert_eq!(differencing["status"], "fail", "{differencing:#}");
+    assert!(
+        differencing["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&first_id),
+        "{differencing:#}"
+    );
+    drop(daemons);
 }
