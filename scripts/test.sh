@@ -4,12 +4,13 @@
 # Cargo runs test binaries one after another, while the end-to-end binaries (tests/, crate
 # pht-e2e) spend most of their time waiting on Docker, the registry and debootstrap. So one
 # `cargo test --workspace --no-run` builds every test binary once, and those very executables
-# then run in three lanes at once, each binary from its package's directory as cargo would:
+# then run in four lanes at once, each binary from its package's directory as cargo would
+# (scripts/test-plan.py assigns them):
 #   1. the crates' own tests, then the doctests, in the foreground;
 #   2. tests/multi_host.rs (hosts as containers), then the other end-to-end binaries;
-#   3. tests/base_reproducible.rs (each base debootstrapped twice), then the binaries that run
-#      trains on those bases, which reuse them.
-# Lanes 2 and 3 write logs under target/test-lanes/, printed when a binary fails. Nothing is
+#   3. tests/base_reproducible.rs (each base debootstrapped twice), then tests/python_sandbox.rs;
+#   4. tests/trains_py_r.rs, which waits for lane 3's first build of each base and reuses it.
+# Lanes 2 to 4 write logs under target/test-lanes/, printed when a binary fails. Nothing is
 # skipped: every test executable the build produced is run in exactly one lane.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,42 +21,21 @@ lanes=target/test-lanes
 rm -rf "$lanes"
 mkdir -p "$lanes"
 
-# "lane name directory executable", one line per test executable.
-$CARGO test --workspace --no-run --message-format=json-render-diagnostics --quiet >"$lanes/build.json"
-python3 - "$root" "$lanes/build.json" >"$lanes/plan" <<'EOF'
-import json, os, sys
-root = sys.argv[1]
-second = ["multi_host"]
-third = ["base_reproducible", "trains_py_r", "python_sandbox"]
-found = []
-for line in open(sys.argv[2]):
-    message = json.loads(line)
-    if message.get("reason") != "compiler-artifact" or not message.get("executable"):
-        continue
-    if not message.get("profile", {}).get("test"):
-        continue
-    directory = os.path.dirname(message["manifest_path"])
-    name = message["target"]["name"]
-    end_to_end = directory == os.path.join(root, "tests")
-    if not end_to_end:
-        lane = 1
-    elif name in third:
-        lane = 3
-    else:
-        lane = 2
-    order = (second + third).index(name) if name in second + third else 99
-    found.append((lane, order, name, directory, message["executable"]))
-for lane, _, name, directory, executable in sorted(found):
-    print(lane, name, directory, executable)
-EOF
-
-if [ ! -s "$lanes/plan" ]; then
-  echo "no test executables found in cargo's build messages ($lanes/build.json)" >&2
+# The binaries of lanes 3 and 4 are built first and start at once: their bases' debootstraps
+# wait on a Debian mirror and Docker while the rest of the test binaries compile. (--workspace,
+# not -p pht-e2e: the dependencies' features are then those of the full build, so nothing
+# compiles twice and the executables are the very ones the full build lists.)
+early=(--test base_reproducible --test trains_py_r --test python_sandbox)
+$CARGO test --workspace "${early[@]}" --no-run --message-format=json-render-diagnostics --quiet \
+  >"$lanes/build-early.json"
+python3 scripts/test-plan.py "$root" "$lanes/build-early.json" 3 4 >"$lanes/plan-early"
+if [ "$(wc -l <"$lanes/plan-early")" -ne 3 ]; then
+  echo "expected the three base binaries in cargo's build messages ($lanes/build-early.json)" >&2
   exit 1
 fi
 touch "$lanes/summary"
 
-run_lane() { # lane
+run_lane() { # lane plan
   local status=0 lane name directory executable started log code
   while read -r lane name directory executable; do
     [ "$lane" = "$1" ] || continue
@@ -75,20 +55,39 @@ run_lane() { # lane
         cat "$log" >&2
       fi
     fi
-  done <"$lanes/plan"
+  done <"$2"
   return $status
 }
 
-run_lane 2 &
-second=$!
-run_lane 3 &
+run_lane 3 "$lanes/plan-early" &
 third=$!
+run_lane 4 "$lanes/plan-early" &
+fourth=$!
+
+# Every test executable, each in exactly one lane; lanes 3 and 4 already run theirs.
+# A failure here still waits for lanes 3 and 4, so that no test is left running Docker.
+abandon() { # message
+  echo "$1" >&2
+  wait "$third" "$fourth" || true
+  exit 1
+}
+$CARGO test --workspace --no-run --message-format=json-render-diagnostics --quiet \
+  >"$lanes/build.json" || abandon "the test binaries did not build"
+python3 scripts/test-plan.py "$root" "$lanes/build.json" >"$lanes/plan" ||
+  abandon "cannot read cargo's build messages ($lanes/build.json)"
+[ -s "$lanes/plan" ] || abandon "no test executables found in cargo's build messages ($lanes/build.json)"
+diff <(grep -E '^[34] ' "$lanes/plan") "$lanes/plan-early" >&2 ||
+  abandon "lanes 3 and 4 started other executables than the full build made (above)"
+
+run_lane 2 "$lanes/plan" &
+second=$!
 
 status=0
-run_lane 1 || status=1
+run_lane 1 "$lanes/plan" || status=1
 $CARGO test --workspace --doc || status=1
 wait "$second" || status=1
 wait "$third" || status=1
+wait "$fourth" || status=1
 
 echo "test binaries, by lane:"
 cat "$lanes/summary"
