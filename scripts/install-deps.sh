@@ -18,6 +18,10 @@ python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 # The operator console's browser test drives a real Chromium through WebDriver (tests/console_browser.rs).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# The hub's PostgreSQL store is tested against a real server (tests/harness/postgres.rs) and
+# its replicas behind a real nginx; the tests start both themselves, on loopback.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "missing: ${need[*]} — install them with your package manager (Debian: apt-get install ${need[*]})" >&2
@@ -27,7 +31,20 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing ${need[*]} with apt-get"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  # Install without starting anything: no PostgreSQL cluster of the package's own, and no
+  # service started by a package (nginx would take port 80). Tests start their own servers.
+  $sudo mkdir -p /etc/postgresql-common
+  [ -e /etc/postgresql-common/createcluster.conf ] ||
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    -o Dpkg::Options::=--force-confold "${need[@]}" >/dev/null
+  [ -z "$policy_added" ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
 # Test peers from PyPI, each in a virtual environment of its own: schemathesis fuzzes the hub's

@@ -16,7 +16,9 @@ use serde::Deserialize;
 struct RawHubConfig {
     listen: String,
     state_dir: PathBuf,
-    database_url: Option<String>,
+    /// `sqlite://…` or `postgres://…`; `database_url` is the older name.
+    #[serde(alias = "database_url")]
+    store: Option<String>,
     blob_dir: Option<PathBuf>,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
@@ -64,7 +66,9 @@ pub const MIN_ADMIN_TOKEN_LENGTH: usize = 16;
 pub struct HubConfig {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
-    /// `sqlite://<state_dir>/hub.db` unless the file says otherwise.
+    /// The `store`: `sqlite://<state_dir>/hub.db` unless the file says otherwise, or a
+    /// `postgres://` URL shared by several replicas. May hold a password: show it only through
+    /// [`crate::store::redact_url`].
     pub database_url: String,
     /// `<state_dir>/blobs` unless the file says otherwise.
     pub blob_dir: PathBuf,
@@ -162,12 +166,17 @@ impl HubConfig {
         })?;
         let state_dir = base_dir.join(&raw.state_dir);
         let database_url = raw
-            .database_url
+            .store
             .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("hub.db").display()));
-        if !database_url.starts_with("sqlite:") {
+        if crate::store::Backend::of_url(&database_url).is_none() {
             return Err(invalid(
-                "database_url",
-                format!("`{database_url}`: only sqlite:// URLs are supported by this build"),
+                "store",
+                format!(
+                    "`{}` is neither a sqlite:// nor a postgres:// URL (for example \
+                     sqlite:///var/lib/pht-hub/hub.db, or postgres://pht@db.example.org/pht_hub \
+                     for replicas sharing one database)",
+                    crate::store::redact_url(&database_url)
+                ),
             ));
         }
         let blob_dir = raw
@@ -294,6 +303,33 @@ mod tests {
             message.contains("unknown field `long_pol_max_wait_secs`"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn store_chooses_the_backend_and_an_unknown_scheme_is_refused_without_its_password() {
+        let config = parse(
+            "listen: 127.0.0.1:8080\nstate_dir: /s\nadmin_token_file: token\n\
+             store: postgres://hub:secret@db.internal:5432/pht\n",
+        )
+        .unwrap();
+        assert_eq!(
+            crate::store::Backend::of_url(&config.database_url),
+            Some(crate::store::Backend::Postgres)
+        );
+        let old_name = parse(
+            "listen: 127.0.0.1:8080\nstate_dir: /s\nadmin_token_file: token\n\
+             database_url: sqlite:///s/hub.db\n",
+        )
+        .unwrap();
+        assert_eq!(old_name.database_url, "sqlite:///s/hub.db");
+        let error = parse(
+            "listen: 127.0.0.1:8080\nstate_dir: /s\nadmin_token_file: token\n\
+             store: mysql://hub:secret@db.internal/pht\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`store`"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
     }
 
     #[test]

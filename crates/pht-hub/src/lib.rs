@@ -1,5 +1,11 @@
 //! The hub: an axum service that routes signed jobs to stations and carries sealed results
-//! back, with its state in SQLite (portable SQL) and blobs on disk, content-addressed.
+//! back, with its state in SQLite or PostgreSQL (portable SQL) and blobs content-addressed in a
+//! directory every replica shares.
+//!
+//! On PostgreSQL any number of replicas serve the same hub: they hold no state of their own
+//! beyond the long-polls waiting on them, which they wake when any replica announces work
+//! (`LISTEN`/`NOTIFY` on [`store::WORK_CHANNEL`]), with the sweep's periodic re-check behind
+//! the announcements.
 //!
 //! The hub is never trusted for integrity: it stores the researcher's envelope unchanged and
 //! stations verify it again. It runs no containers and reads no results (they are encrypted to
@@ -73,6 +79,26 @@ pub struct HubState {
     pub notifier: WorkNotifier,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// `true` once the hub is shutting down: long-polls return at once, `/readyz` says 503.
+    pub draining: tokio::sync::watch::Sender<bool>,
+    /// On PostgreSQL: the task that wakes this replica's long-polls on other replicas' work.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl HubState {
+    /// Wakes the long-polls of `station` on this replica and announces the work to the others.
+    /// A failed announcement is logged, not returned: the work is stored, and the sweep's
+    /// re-check wakes the station's polls within a sweep interval.
+    pub async fn offer_work(&self, station: &str) {
+        self.notifier.wake(station);
+        if let Err(error) = self.store.announce_work(station).await {
+            tracing::warn!(%error, station, "cannot announce work to the other replicas; the next sweep will");
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
 }
 
 /// Why the hub could not start.
@@ -139,15 +165,38 @@ impl Hub {
         }
         let store = Store::open(&options.database_url).await?;
         let blobs = BlobStore::open(&options.blob_dir)?;
-        Ok(Hub {
+        let backend = store.backend();
+        let hub = Hub {
             state: Arc::new(HubState {
                 store,
                 blobs,
                 notifier: WorkNotifier::default(),
                 clock,
                 settings: options.settings,
+                draining: tokio::sync::watch::Sender::new(false),
+                listener: std::sync::Mutex::new(None),
             }),
-        })
+        };
+        if backend == store::Backend::Postgres {
+            let listener = notify::listen_for_work(&options.database_url, hub.state.clone())
+                .await
+                .map_err(|source| StoreError::Open {
+                    url: store::redact_url(&options.database_url),
+                    source,
+                })?;
+            *hub.state
+                .listener
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(listener);
+        }
+        Ok(hub)
+    }
+
+    /// Starts a graceful shutdown: `/readyz` answers 503 (a load balancer stops sending new
+    /// requests) and every waiting long-poll returns 204 now, so its station polls again, on
+    /// another replica. Requests in progress finish.
+    pub fn begin_shutdown(&self) {
+        self.state.draining.send_replace(true);
     }
 
     pub fn state(&self) -> &Arc<HubState> {
@@ -158,6 +207,8 @@ impl Hub {
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         let public = Router::new()
+            .route("/healthz", get(routes::healthz))
+            .route("/readyz", get(routes::readyz))
             .route("/v1/health", get(routes::health))
             .route("/v1/openapi.json", get(routes::openapi_document));
         let admin = Router::new()
@@ -221,6 +272,11 @@ impl Hub {
         let now = self.state.clock.now();
         let released = self.state.store.release_and_expire(now, None).await?;
         for station in released {
+            self.state.offer_work(&station).await;
+        }
+        // The re-check behind the announcements: whatever is offered now wakes its station's
+        // polls on this replica, so a lost announcement delays work by one sweep at most.
+        for station in self.state.store.stations_with_work(now).await? {
             self.state.notifier.wake(&station);
         }
         self.state.store.forget_nonces_before(now).await?;
@@ -242,8 +298,17 @@ impl Hub {
         })
     }
 
-    /// Closes the database.
+    /// Stops listening for other replicas' work and closes the database.
     pub async fn close(&self) {
+        let listener = self
+            .state
+            .listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         self.state.store.close().await;
     }
 }

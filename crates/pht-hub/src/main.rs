@@ -356,8 +356,17 @@ async fn run(arguments: Arguments) -> anyhow::Result<std::process::ExitCode> {
                 // A long-poll ends by itself within its maximum wait.
                 shutdown_grace: config.long_poll_max_wait + Duration::from_secs(5),
             };
-            tracing::info!(listen = %config.listen, database = %config.database_url, max_connections = limits.max_connections, "pht-hub serving");
-            pht_hub::server::serve(listener, hub.router(), limits, shutdown_signal()).await;
+            tracing::info!(listen = %config.listen, store = %pht_hub::store::redact_url(&config.database_url), max_connections = limits.max_connections, "pht-hub serving");
+            // On SIGTERM: /readyz turns 503 and waiting long-polls return at once, so their
+            // stations poll again (through a load balancer, on another replica); requests in
+            // progress finish.
+            let draining = hub.clone();
+            let shutdown = async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down: ending long-polls, finishing requests in progress");
+                draining.begin_shutdown();
+            };
+            pht_hub::server::serve(listener, hub.router(), limits, shutdown).await;
             sweeper.abort();
             hub.close().await;
             Ok(std::process::ExitCode::SUCCESS)

@@ -1,11 +1,15 @@
-//! The hub's database: stations, researchers, jobs, stops and seen nonces, over sqlx.
+//! The hub's database: stations, researchers, jobs, stops and seen nonces, over sqlx, on SQLite
+//! (one machine) or PostgreSQL (several hub replicas), chosen by the URL's scheme.
 //!
 //! Owns every SQL statement, written in portable SQL (`$n` binds, `ON CONFLICT … DO NOTHING`,
-//! TEXT/BIGINT columns, times as Unix milliseconds) so that a PostgreSQL pool can run the same
-//! statements. Concurrency is optimistic: every state change is an `UPDATE … WHERE status = <the
-//! state read>` whose row count says whether it won, so two hub replicas can never hand one stop
-//! to two leases. Every transaction starts with a write, which SQLite needs to avoid upgrade
-//! deadlocks. Decides nothing about what is allowed: that is [`crate::rules`].
+//! TEXT/BIGINT columns, times as Unix milliseconds) so that both backends run the same statements
+//! and the same migrations, through sqlx's `Any` driver. One statement differs: on PostgreSQL a
+//! lease is taken in one `UPDATE` whose candidate row is locked `FOR UPDATE SKIP LOCKED`, so
+//! replicas polling for one station never queue on the same row. Every other state change is an
+//! `UPDATE … WHERE status = <the state read>` whose row count says whether it won, so one stop can
+//! never be held by two leases on either backend. Every transaction starts with a write, which
+//! SQLite needs to avoid upgrade deadlocks. Decides nothing about what is allowed: that is
+//! [`crate::rules`].
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,8 +18,8 @@ use chrono::{DateTime, Utc};
 use pht_api::v1::StopState;
 use pht_core::job::RouteMode;
 use pht_core::Digest;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor as _, Row};
 use uuid::Uuid;
 
 use crate::rules::{state_from_name, state_name};
@@ -23,12 +27,15 @@ use crate::rules::{state_from_name, state_name};
 /// Why the database could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// `url` is shown without its password ([`redact_url`]).
     #[error("cannot open the database `{url}`: {source}")]
     Open {
         url: String,
         #[source]
         source: sqlx::Error,
     },
+    #[error("`{url}`: the store must be a sqlite:// or postgres:// URL")]
+    Scheme { url: String },
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error while trying to {operation}: {source}")]
@@ -144,7 +151,7 @@ const STOP_COLUMNS: &str = "job_id, stop_index, station_id, status, reason, upda
 const JOB_COLUMNS: &str = "job_id, researcher_id, envelope, mode, train_repository, \
      train_digest, issued_at, expires_at, submitted_at, cancelled_at";
 
-fn stop_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StopRow, StoreError> {
+fn stop_from_row(row: &AnyRow) -> Result<StopRow, StoreError> {
     let read = |error: sqlx::Error| StoreError::Corrupt {
         what: format!("stop row: {error}"),
     };
@@ -191,7 +198,7 @@ fn stop_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StopRow, StoreError> {
     })
 }
 
-fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRow, StoreError> {
+fn job_from_row(row: &AnyRow) -> Result<JobRow, StoreError> {
     let read = |error: sqlx::Error| StoreError::Corrupt {
         what: format!("job row: {error}"),
     };
@@ -217,10 +224,54 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRow, StoreError> {
     })
 }
 
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a store URL names, if any.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL the store could open either; show its scheme only, in case it holds a secret.
+        Err(_) => format!("{}:…", url.split(':').next().unwrap_or_default()),
+    }
+}
+
+/// The channel on which PostgreSQL replicas announce new work: the payload is a station id.
+pub const WORK_CHANNEL: &str = "pht_work";
+
 /// The hub's database handle.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 /// A state change of one stop that another request may have raced.
@@ -244,32 +295,109 @@ pub struct Completion<'a> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `database_url` and migrates it.
-    pub async fn open(database_url: &str) -> Result<Store, StoreError> {
+    /// Opens the database at `url` (a SQLite file is created if needed) and migrates it. On
+    /// PostgreSQL, replicas starting at once migrate one after another (sqlx holds an advisory
+    /// lock while migrating).
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).ok_or_else(|| StoreError::Scheme {
+            url: redact_url(url),
+        })?;
         let open_error = |source| StoreError::Open {
-            url: database_url.to_string(),
+            url: redact_url(url),
             source,
         };
-        // FULL synchronous mode: a result is acknowledged only once its row is on disk.
-        let options = SqliteConnectOptions::from_str(database_url)
-            .map_err(open_error)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains("mode=") {
+                    url.to_string()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                // WAL with FULL synchronous: a commit is acknowledged only once it is on disk
+                // (NORMAL would let the last commits vanish on power loss). Foreign keys on, and
+                // writers wait for each other rather than fail.
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                )
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .connect(&url)
+                    .await
+                    .map_err(open_error)?
+            }
+            // PostgreSQL's own defaults are durable (fsync on, synchronous_commit on).
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(open_error)?,
+        };
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, backend })
     }
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers: for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("answer a readiness check"))?;
+        Ok(())
+    }
+
+    /// Tells every replica listening on PostgreSQL that `station` has work offered. A no-op on
+    /// SQLite (one hub). A lost announcement only delays the work until the next sweep.
+    pub async fn announce_work(&self, station: &str) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        // Counted, not selected: the Any driver reads every result column, and pg_notify's
+        // is `void`, a type it has no value for.
+        sqlx::query("SELECT count(*) AS sent FROM (SELECT pg_notify($1, $2)) AS notified")
+            .bind(WORK_CHANNEL)
+            .bind(station)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("announce work to the other replicas"))?;
+        Ok(())
+    }
+
+    /// The stations that have a stop offered now (ready, or leased with a lapsed lease): the
+    /// sweep's re-check, which wakes their long-polls in case an announcement was lost.
+    pub async fn stations_with_work(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            "SELECT DISTINCT station_id FROM stops WHERE expires_at > $1 \
+             AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $1))",
+        )
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("find stations with work"))?
+        .iter()
+        .map(|row| row.try_get::<String, _>("station_id"))
+        .collect::<Result<_, _>>()
+        .map_err(query_error("read stations with work"))
     }
 
     pub async fn register_station(
@@ -301,7 +429,7 @@ impl Store {
         })
     }
 
-    fn station_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StationRow, StoreError> {
+    fn station_from_row(row: &AnyRow) -> Result<StationRow, StoreError> {
         let read = |error: sqlx::Error| StoreError::Corrupt {
             what: format!("station row: {error}"),
         };
@@ -316,7 +444,7 @@ impl Store {
         })
     }
 
-    fn researcher_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ResearcherRow, StoreError> {
+    fn researcher_from_row(row: &AnyRow) -> Result<ResearcherRow, StoreError> {
         let read = |error: sqlx::Error| StoreError::Corrupt {
             what: format!("researcher row: {error}"),
         };
@@ -556,6 +684,11 @@ impl Store {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<StopRow>, StoreError> {
+        if self.backend == Backend::Postgres {
+            return self
+                .lease_next_stop_locked(station_id, now, lease_until)
+                .await;
+        }
         // A handful of tries: each lost race means another poll of the same station won a stop.
         for _ in 0..8 {
             let candidate = sqlx::query(
@@ -605,6 +738,38 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// [`Store::lease_next_stop`] on PostgreSQL: one statement, whose candidate row is locked
+    /// and skipped by every concurrent poll, so each poll takes a different stop or none.
+    async fn lease_next_stop_locked(
+        &self,
+        station_id: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<StopRow>, StoreError> {
+        sqlx::query(&format!(
+            "UPDATE stops SET status = 'leased', lease_expires_at = $1, updated_at = $2, \
+             reason = NULL \
+             WHERE (job_id, stop_index) = (\
+                 SELECT job_id, stop_index FROM stops \
+                 WHERE station_id = $3 AND expires_at > $2 \
+                 AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2)) \
+                 ORDER BY ready_at, job_id, stop_index LIMIT 1 \
+                 FOR UPDATE SKIP LOCKED) \
+             AND expires_at > $2 \
+             AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2)) \
+             RETURNING {STOP_COLUMNS}"
+        ))
+        .bind(millis(lease_until))
+        .bind(millis(now))
+        .bind(station_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("lease a stop"))?
+        .as_ref()
+        .map(stop_from_row)
+        .transpose()
     }
 
     /// Applies a status report; `false` when the stop was no longer in `from` (a race).

@@ -1,4 +1,5 @@
-//! The hub's API called in-process (the router, no socket) on SQLite in a temporary directory:
+//! The hub's API called in-process (the router, no socket), each test on SQLite in a temporary
+//! directory and again on a PostgreSQL server of its own:
 //! job flows, authentication and tenancy, leases, expiry, idempotent uploads and restarts.
 //!
 //! One file over the project's ~800-line rule on purpose: every file in `tests/` is its own
@@ -18,9 +19,7 @@ use uuid::Uuid;
 
 const NO_WAIT: Duration = Duration::ZERO;
 
-#[tokio::test]
-async fn parallel_job_runs_at_three_stations_and_results_come_back() {
-    let hub = TestHub::start().await;
+async fn parallel_job_runs_at_three_stations_and_results_come_back(hub: TestHub) {
     let stations = [
         hub.add_station("umc-a", KeyAlgorithm::Ed25519).await,
         hub.add_station("umc-b", KeyAlgorithm::P256).await,
@@ -104,9 +103,9 @@ async fn parallel_job_runs_at_three_stations_and_results_come_back() {
     );
 }
 
-#[tokio::test]
-async fn sequential_job_hands_state_on_and_readies_each_stop_only_after_the_previous_upload() {
-    let hub = TestHub::start().await;
+async fn sequential_job_hands_state_on_and_readies_each_stop_only_after_the_previous_upload(
+    hub: TestHub,
+) {
     let first = hub.add_station("first", KeyAlgorithm::Ed25519).await;
     let second = hub.add_station("second", KeyAlgorithm::Ed25519).await;
     let third = hub.add_station("third", KeyAlgorithm::Ed25519).await;
@@ -176,9 +175,7 @@ async fn sequential_job_hands_state_on_and_readies_each_stop_only_after_the_prev
     );
 }
 
-#[tokio::test]
-async fn denied_stop_ends_a_sequential_route_and_skips_the_rest() {
-    let hub = TestHub::start().await;
+async fn denied_stop_ends_a_sequential_route_and_skips_the_rest(hub: TestHub) {
     let first = hub.add_station("first", KeyAlgorithm::Ed25519).await;
     hub.add_station("second", KeyAlgorithm::Ed25519).await;
     let (researcher, researcher_key) = hub.add_researcher("alice").await;
@@ -239,9 +236,7 @@ async fn denied_stop_ends_a_sequential_route_and_skips_the_rest() {
     );
 }
 
-#[tokio::test]
-async fn unsigned_request_is_refused() {
-    let hub = TestHub::start().await;
+async fn unsigned_request_is_refused(hub: TestHub) {
     hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let answer = hub
         .call(
@@ -263,9 +258,7 @@ async fn unsigned_request_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn request_signed_with_the_wrong_key_is_refused() {
-    let hub = TestHub::start().await;
+async fn request_signed_with_the_wrong_key_is_refused(hub: TestHub) {
     hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let impostor = pht_api::Credentials::Station {
         station_id: "a".into(),
@@ -278,9 +271,7 @@ async fn request_signed_with_the_wrong_key_is_refused() {
     assert!(answer.error().message.contains("does not verify"));
 }
 
-#[tokio::test]
-async fn request_with_a_tampered_body_is_refused() {
-    let hub = TestHub::start().await;
+async fn request_with_a_tampered_body_is_refused(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let report = v1::StopStatusReport {
         status: v1::ReportedStopState::Running,
@@ -301,9 +292,7 @@ async fn request_with_a_tampered_body_is_refused() {
     assert!(answer.error().message.contains("content-digest"));
 }
 
-#[tokio::test]
-async fn replayed_nonce_is_refused() {
-    let hub = TestHub::start().await;
+async fn replayed_nonce_is_refused(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let request = requests::poll_work("a", NO_WAIT);
     let now = hub.clock.now();
@@ -317,9 +306,7 @@ async fn replayed_nonce_is_refused() {
     assert!(replay.error().message.contains("replayed"));
 }
 
-#[tokio::test]
-async fn signature_created_outside_the_clock_skew_is_refused() {
-    let hub = TestHub::start().await;
+async fn signature_created_outside_the_clock_skew_is_refused(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let request = requests::poll_work("a", NO_WAIT);
     for offset in [chrono::Duration::minutes(-6), chrono::Duration::minutes(6)] {
@@ -336,9 +323,7 @@ async fn signature_created_outside_the_clock_skew_is_refused() {
     }
 }
 
-#[tokio::test]
-async fn nobody_sees_another_tenants_work_or_jobs() {
-    let hub = TestHub::start().await;
+async fn nobody_sees_another_tenants_work_or_jobs(hub: TestHub) {
     let station_a = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     hub.add_station("b", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
@@ -386,9 +371,7 @@ async fn nobody_sees_another_tenants_work_or_jobs() {
     assert!(directory.age_recipient.starts_with("age1"));
 }
 
-#[tokio::test]
-async fn envelope_signed_by_an_unregistered_key_is_refused() {
-    let hub = TestHub::start().await;
+async fn envelope_signed_by_an_unregistered_key_is_refused(hub: TestHub) {
     hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, _) = hub.add_researcher("alice").await;
     let stranger = SigningKey::generate(KeyAlgorithm::Ed25519);
@@ -401,9 +384,7 @@ async fn envelope_signed_by_an_unregistered_key_is_refused() {
     assert!(answer.error().message.starts_with("`signatures`"));
 }
 
-#[tokio::test]
-async fn invalid_submissions_name_the_field() {
-    let hub = TestHub::start().await;
+async fn invalid_submissions_name_the_field(hub: TestHub) {
     hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
     let now = hub.clock.now();
@@ -449,9 +430,7 @@ async fn invalid_submissions_name_the_field() {
         .expect_status(StatusCode::CONFLICT);
 }
 
-#[tokio::test]
-async fn work_not_picked_up_before_the_job_expires_expires() {
-    let hub = TestHub::start().await;
+async fn work_not_picked_up_before_the_job_expires_expires(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     hub.add_station("b", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
@@ -471,9 +450,7 @@ async fn work_not_picked_up_before_the_job_expires_expires() {
         .all(|stop| stop.status == v1::StopState::Expired));
 }
 
-#[tokio::test]
-async fn a_leased_stop_is_offered_once_and_again_after_the_lease_lapses() {
-    let hub = TestHub::start().await;
+async fn a_leased_stop_is_offered_once_and_again_after_the_lease_lapses(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
     let job_id = Uuid::new_v4();
@@ -497,9 +474,7 @@ async fn a_leased_stop_is_offered_once_and_again_after_the_lease_lapses() {
     assert!(hub.poll(&station, NO_WAIT).await.is_none());
 }
 
-#[tokio::test]
-async fn concurrent_polls_never_share_a_stop() {
-    let hub = TestHub::start().await;
+async fn concurrent_polls_never_share_a_stop(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
     let n_jobs = 5;
@@ -522,9 +497,7 @@ async fn concurrent_polls_never_share_a_stop() {
     assert_eq!((items.len(), job_ids.len()), (n_jobs, n_jobs));
 }
 
-#[tokio::test]
-async fn long_poll_wakes_when_work_arrives() {
-    let hub = TestHub::start().await;
+async fn long_poll_wakes_when_work_arrives(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
     let job_id = Uuid::new_v4();
@@ -540,9 +513,7 @@ async fn long_poll_wakes_when_work_arrives() {
     assert_eq!(item.unwrap().job_id, job_id);
 }
 
-#[tokio::test]
-async fn repeated_result_upload_is_stored_once() {
-    let hub = TestHub::start().await;
+async fn repeated_result_upload_is_stored_once(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
     let job_id = Uuid::new_v4();
@@ -578,9 +549,7 @@ async fn repeated_result_upload_is_stored_once() {
     assert_eq!(n_blobs, 1);
 }
 
-#[tokio::test]
-async fn hub_restart_loses_no_job_or_result() {
-    let hub = TestHub::start().await;
+async fn hub_restart_loses_no_job_or_result(hub: TestHub) {
     let station_a = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let station_b = hub.add_station("b", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
@@ -612,9 +581,7 @@ async fn hub_restart_loses_no_job_or_result() {
     assert_eq!(state.body.as_ref(), b"state for b");
 }
 
-#[tokio::test]
-async fn cancelled_job_refuses_further_results() {
-    let hub = TestHub::start().await;
+async fn cancelled_job_refuses_further_results(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
     let job_id = Uuid::new_v4();
@@ -635,9 +602,7 @@ async fn cancelled_job_refuses_further_results() {
         .expect_status(StatusCode::CONFLICT);
 }
 
-#[tokio::test]
-async fn admin_endpoints_need_the_token_and_validate_registrations() {
-    let hub = TestHub::start().await;
+async fn admin_endpoints_need_the_token_and_validate_registrations(hub: TestHub) {
     let wrong = pht_api::Credentials::Admin {
         token: "not-the-admin-token".into(),
     };
@@ -701,9 +666,7 @@ async fn admin_endpoints_need_the_token_and_validate_registrations() {
     assert_eq!(stations.stations.len(), 1);
 }
 
-#[tokio::test]
-async fn job_status_response_snapshot() {
-    let hub = TestHub::start().await;
+async fn job_status_response_snapshot(hub: TestHub) {
     let station_a = hub.add_station("umc-a", KeyAlgorithm::Ed25519).await;
     let station_b = hub.add_station("umc-b", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
@@ -787,9 +750,7 @@ async fn job_status_response_snapshot() {
     .assert_eq(&pretty);
 }
 
-#[tokio::test]
-async fn internal_failure_answers_500_with_a_request_id_and_no_internals() {
-    let hub = TestHub::start().await;
+async fn internal_failure_answers_500_with_a_request_id_and_no_internals(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
     let job_id = Uuid::new_v4();
@@ -819,3 +780,28 @@ async fn internal_failure_answers_500_with_a_request_id_and_no_internals() {
     assert!(!error.message.contains("sha256"), "{}", error.message);
     assert!(!error.message.contains(hub.dir.path().to_str().unwrap()));
 }
+
+// Every test above, once on each store.
+crate::on_both_stores!(
+    parallel_job_runs_at_three_stations_and_results_come_back,
+    sequential_job_hands_state_on_and_readies_each_stop_only_after_the_previous_upload,
+    denied_stop_ends_a_sequential_route_and_skips_the_rest,
+    unsigned_request_is_refused,
+    request_signed_with_the_wrong_key_is_refused,
+    request_with_a_tampered_body_is_refused,
+    replayed_nonce_is_refused,
+    signature_created_outside_the_clock_skew_is_refused,
+    nobody_sees_another_tenants_work_or_jobs,
+    envelope_signed_by_an_unregistered_key_is_refused,
+    invalid_submissions_name_the_field,
+    work_not_picked_up_before_the_job_expires_expires,
+    a_leased_stop_is_offered_once_and_again_after_the_lease_lapses,
+    concurrent_polls_never_share_a_stop,
+    long_poll_wakes_when_work_arrives,
+    repeated_result_upload_is_stored_once,
+    hub_restart_loses_no_job_or_result,
+    cancelled_job_refuses_further_results,
+    admin_endpoints_need_the_token_and_validate_registrations,
+    job_status_response_snapshot,
+    internal_failure_answers_500_with_a_request_id_and_no_internals,
+);

@@ -49,7 +49,7 @@ async fn current_job_status(state: &HubState, job: &JobRow) -> HubResult<v1::Job
         .release_and_expire(state.clock.now(), Some(job.job_id))
         .await?;
     for station in released {
-        state.notifier.wake(&station);
+        state.offer_work(&station).await;
     }
     let stops = state.store.stops(job.job_id).await?;
     Ok(job_status(job, &stops))
@@ -163,7 +163,7 @@ pub async fn submit_job(
         .iter()
         .filter(|stop| stop.status == v1::StopState::Ready)
     {
-        state.notifier.wake(&stop.station_id);
+        state.offer_work(&stop.station_id).await;
     }
     tracing::info!(job_id = %job.job_id, researcher = %row.researcher_id, n_stops = stops.len(), "job submitted");
     Ok((StatusCode::CREATED, Json(job_status(&row, &stops))))

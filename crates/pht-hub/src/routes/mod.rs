@@ -84,6 +84,43 @@ fn validate_public_key(pem: &str) -> HubResult<()> {
 
 // Public.
 
+/// `GET /healthz`: the process serves requests. Says nothing of the database: a load balancer
+/// or orchestrator asks `/readyz` for that.
+pub async fn healthz() -> Json<v1::Health> {
+    Json(v1::Health {
+        status: "ok".into(),
+    })
+}
+
+/// `GET /readyz`: 200 when this replica can take work (its database answers and it is not
+/// shutting down), 503 otherwise, so that a load balancer sends requests elsewhere.
+pub async fn readyz(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<HubState>>,
+) -> Response {
+    let unavailable = |status: &str| {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(v1::Health {
+                status: status.into(),
+            }),
+        )
+            .into_response()
+    };
+    if state.is_draining() {
+        return unavailable("shutting down");
+    }
+    match state.store.ping().await {
+        Ok(()) => Json(v1::Health {
+            status: "ready".into(),
+        })
+        .into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            unavailable("the database does not answer")
+        }
+    }
+}
+
 pub async fn health() -> Json<v1::Health> {
     Json(v1::Health {
         status: "ok".into(),

@@ -189,7 +189,7 @@ pub async fn upload_result(
             tracing::info!(job_id = %job.job_id, station, stop_index = stop.stop_index, size_bytes = upload.result_bundle.len(), "result stored");
             let next_stop = match next_stop {
                 Some(next) => {
-                    state.notifier.wake(&next.station_id);
+                    state.offer_work(&next.station_id).await;
                     state
                         .store
                         .stop_of_station(job.job_id, &next.station_id)

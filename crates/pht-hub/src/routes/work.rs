@@ -108,6 +108,7 @@ pub async fn poll_work(
         .min(state.settings.long_poll_max_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let notify = state.notifier.for_station(&station);
+    let mut draining = state.draining.subscribe();
     loop {
         // Register for the wake-up before looking, so that work arriving between the look and
         // the wait is not missed.
@@ -117,8 +118,18 @@ pub async fn poll_work(
         if let Some(item) = try_lease(&state, &station).await? {
             return Ok(Json(item).into_response());
         }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+        if *draining.borrow_and_update() {
             return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        tokio::select! {
+            woken = tokio::time::timeout_at(deadline, notified) => {
+                if woken.is_err() {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+            }
+            // Shutting down: no work now; the station polls again (through a load balancer,
+            // another replica).
+            _ = draining.changed() => return Ok(StatusCode::NO_CONTENT.into_response()),
         }
     }
 }

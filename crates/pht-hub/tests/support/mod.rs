@@ -1,6 +1,7 @@
-//! In-process test harness: a hub on SQLite in a temporary directory with a manual clock,
-//! called through its router without a socket, with requests built by `pht-api` and signed as a
-//! real client signs them.
+//! In-process test harness: a hub on SQLite in a temporary directory, or on a real PostgreSQL
+//! server started for the test, with a manual clock, called through its router without a
+//! socket, with requests built by `pht-api` and signed as a real client signs them.
+//! [`on_both_stores!`] runs a test once on each store.
 
 #![allow(dead_code)]
 
@@ -17,6 +18,7 @@ use pht_api::{requests, v1, Credentials, HubRequest};
 use pht_core::dsse::Envelope;
 use pht_core::job::{JobV1, Route, RouteMode, TrainPin};
 use pht_core::{Digest, KeyAlgorithm, SigningKey};
+use pht_e2e::postgres::PostgresServer;
 use pht_hub::clock::ManualClock;
 use pht_hub::config::AdminToken;
 use pht_hub::{Hub, HubOptions, Settings};
@@ -30,12 +32,47 @@ pub fn start_time() -> DateTime<Utc> {
     "2026-11-23T12:00:00Z".parse().unwrap()
 }
 
+/// Which store a test hub runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// Defines, for each `async fn name(hub: TestHub)` named, a test `sqlite::name` on a hub over
+/// SQLite and a test `postgres::name` on a hub over its own PostgreSQL server.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::support::TestHub::start_on(super::support::Store::Sqlite).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::support::TestHub::start_on(super::support::Store::Postgres).await).await;
+                }
+            )*
+        }
+    };
+}
+
 /// A hub under test and the clock it reads.
 pub struct TestHub {
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
     pub hub: Hub,
     pub router: Router,
+    pub store: Store,
+    database_url: String,
+    /// The PostgreSQL server of a hub on PostgreSQL; stopped and removed with the hub.
+    pub postgres: Option<PostgresServer>,
 }
 
 /// A response, read whole.
@@ -73,9 +110,9 @@ impl Answer {
     }
 }
 
-fn options(dir: &std::path::Path) -> HubOptions {
+fn options(dir: &std::path::Path, database_url: &str) -> HubOptions {
     HubOptions {
-        database_url: format!("sqlite://{}", dir.join("hub.db").display()),
+        database_url: database_url.to_string(),
         blob_dir: dir.join("blobs"),
         settings: Settings {
             admin_token: AdminToken::new(ADMIN_TOKEN),
@@ -93,33 +130,67 @@ pub fn admin() -> Credentials {
 }
 
 impl TestHub {
+    /// A hub on SQLite.
     pub async fn start() -> TestHub {
+        TestHub::start_on(Store::Sqlite).await
+    }
+
+    pub async fn start_on(store: Store) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
+        let (postgres, database_url) = match store {
+            Store::Sqlite => (
+                None,
+                format!("sqlite://{}", dir.path().join("hub.db").display()),
+            ),
+            Store::Postgres => {
+                let server = tokio::task::spawn_blocking(PostgresServer::start)
+                    .await
+                    .unwrap();
+                let url = server.create_database("pht_hub");
+                (Some(server), url)
+            }
+        };
         let clock = Arc::new(ManualClock::new(start_time()));
-        let hub = Hub::open(options(dir.path()), clock.clone()).await.unwrap();
+        let hub = Hub::open(options(dir.path(), &database_url), clock.clone())
+            .await
+            .unwrap();
         let router = hub.router();
         TestHub {
             dir,
             clock,
             hub,
             router,
+            store,
+            database_url,
+            postgres,
         }
     }
 
     /// Drops the hub and opens a new one on the same database and blob directory.
     pub async fn restart(self) -> TestHub {
         let TestHub {
-            dir, clock, hub, ..
+            dir,
+            clock,
+            hub,
+            store,
+            database_url,
+            postgres,
+            ..
         } = self;
         hub.close().await;
         drop(hub);
-        let hub = Hub::open(options(dir.path()), clock.clone()).await.unwrap();
+        let hub = Hub::open(options(dir.path(), &database_url), clock.clone())
+            .await
+            .unwrap();
         let router = hub.router();
         TestHub {
             dir,
             clock,
             hub,
             router,
+            store,
+            database_url,
+            postgres,
         }
     }
 
