@@ -65,7 +65,8 @@ macro_rules! on_both_stores {
 
 /// A hub under test and the clock it reads.
 pub struct TestHub {
-    pub dir: tempfile::TempDir,
+    /// Shared by the replicas of one hub ([`TestHub::replica`]): the blob directory is in it.
+    pub dir: Arc<tempfile::TempDir>,
     pub clock: Arc<ManualClock>,
     pub hub: Hub,
     pub router: Router,
@@ -136,7 +137,7 @@ impl TestHub {
     }
 
     pub async fn start_on(store: Store) -> TestHub {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
         let (postgres, database_url) = match store {
             Store::Sqlite => (
                 None,
@@ -163,6 +164,27 @@ impl TestHub {
             store,
             database_url,
             postgres,
+        }
+    }
+
+    /// A second replica of this hub: another `Hub` (its own pool, long-polls and listener) on
+    /// the same database and blob directory, reading the same clock. Drop it before `self`.
+    pub async fn replica(&self) -> TestHub {
+        let hub = Hub::open(
+            options(self.dir.path(), &self.database_url),
+            self.clock.clone(),
+        )
+        .await
+        .unwrap();
+        let router = hub.router();
+        TestHub {
+            dir: self.dir.clone(),
+            clock: self.clock.clone(),
+            hub,
+            router,
+            store: self.store,
+            database_url: self.database_url.clone(),
+            postgres: None,
         }
     }
 
