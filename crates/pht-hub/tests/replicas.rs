@@ -24,7 +24,7 @@ const JOBS: usize = 500;
 /// two, so that both a submission and a delivered result (readying the next stop, perhaps on the
 /// other replica) wake polls.
 fn route(k: usize) -> (RouteMode, Vec<String>) {
-    if k % 5 == 0 {
+    if k.is_multiple_of(5) {
         let stations = [k % STATIONS, (k + 11) % STATIONS, (k + 23) % STATIONS];
         (
             RouteMode::Sequential,
@@ -86,7 +86,7 @@ async fn fifty_stations_on_two_replicas_get_every_work_item_of_500_jobs_exactly_
     let mut stations = Vec::new();
     for i in 0..STATIONS {
         let id = format!("station-{i:02}");
-        let algorithm = if i % 2 == 0 {
+        let algorithm = if i.is_multiple_of(2) {
             KeyAlgorithm::Ed25519
         } else {
             KeyAlgorithm::P256
@@ -150,7 +150,7 @@ async fn fifty_stations_on_two_replicas_get_every_work_item_of_500_jobs_exactly_
         .iter()
         .cloned()
         .enumerate()
-        .partition(|(k, _)| k % 2 == 0);
+        .partition(|(k, _)| k.is_multiple_of(2));
     let submitters = [
         submit(
             first.clone(),
@@ -203,7 +203,7 @@ async fn fifty_stations_on_two_replicas_get_every_work_item_of_500_jobs_exactly_
     // The hub's records, read through either replica: every job completed, every stop holds the
     // result its station delivered.
     for (k, (job_id, _, route)) in jobs.iter().enumerate() {
-        let replica = if k % 2 == 0 { &first } else { &second };
+        let replica = if k.is_multiple_of(2) { &first } else { &second };
         let status = replica.status(&alice, *job_id).await;
         assert_eq!(status.status, v1::JobState::Completed, "{status:#?}");
         for (index, stop) in status.stops.iter().enumerate() {
