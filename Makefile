@@ -10,7 +10,9 @@ build: deps
 	$(CARGO) build --workspace --bins
 
 ## Run every test: unit, in-process, and end to end against real Docker and a real registry.
-test: build
+## (scripts/test.sh builds the test binaries, and with them the pht, pht-hub and pht-station
+## executables the end-to-end tests run: one build, with the tests' dependency features.)
+test: deps
 	CARGO=$(CARGO) scripts/test.sh
 
 ## The main job: a local registry, a real train built, pushed, signed, verified and run.

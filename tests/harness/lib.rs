@@ -29,7 +29,8 @@ pub fn shared_dir() -> PathBuf {
     workspace_root().join("../shared")
 }
 
-/// A project binary built by `cargo build --bins` (which `make test` runs first).
+/// A project executable: `pht`, `pht-hub` or `pht-station`, which `cargo test --workspace` (and
+/// `make test`) builds beside the tests, as `cargo build --bins` does.
 pub fn binary(name: &str) -> PathBuf {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -37,7 +38,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = target_dir.join("debug").join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --bins` first (`make test` does)",
+        "{} is missing: run `cargo test --workspace --no-run` or `cargo build --bins` first (`make test` does)",
         path.display()
     );
     path
