@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod bases;
 pub mod containers;
+pub mod nginx;
 pub mod postgres;
 pub mod routes;
 pub mod signing_proxy;
@@ -528,6 +529,29 @@ impl Hub {
     /// Stops the hub process and starts it again on the same state.
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn();
+    }
+
+    /// Kills the hub at once (SIGKILL), as a lost machine would; [`Hub::start_again`] brings it
+    /// back on the same port and state.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Stops the hub as its service manager would (SIGTERM: long-polls end, requests in progress
+    /// finish) and waits for it to exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the hub again after [`Hub::kill`] or [`Hub::terminate`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the hub is running");
         self.spawn();
     }
 

@@ -27,7 +27,11 @@ pub struct HubWorld {
     pub keys: tempfile::TempDir,
     pub alice: Researcher,
     pub base_signer: Researcher,
+    /// The hub its operator administers (`pht-hub admin` reads this one's configuration).
     pub hub: Hub,
+    /// Where stations and the researcher reach the hub: `hub`'s own URL, or a load balancer
+    /// in front of several replicas.
+    pub hub_url: String,
     pub stations: Vec<StationFixture>,
     /// Station ids, `<tag>-station-a` …: tests running at once never share one.
     pub ids: Vec<String>,
@@ -70,12 +74,36 @@ impl HubWorld {
         only_signed_bases: bool,
     ) -> HubWorld {
         require_docker();
+        let hub = Hub::start();
+        let hub_url = hub.url.clone();
+        HubWorld::with_hub(
+            tag,
+            n_stations,
+            approval,
+            outputs,
+            only_signed_bases,
+            hub,
+            hub_url,
+        )
+    }
+
+    /// [`HubWorld::with`] on a hub started by the test, which stations and the researcher reach
+    /// at `hub_url` (a load balancer in front of replicas, say).
+    pub fn with_hub(
+        tag: &str,
+        n_stations: usize,
+        approval: &str,
+        outputs: &str,
+        only_signed_bases: bool,
+        hub: Hub,
+        hub_url: String,
+    ) -> HubWorld {
+        require_docker();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let registry = Registry::start();
         let keys = tempfile::tempdir().unwrap();
         let alice = Researcher::generate(keys.path(), "alice");
         let base_signer = Researcher::generate(keys.path(), "bases-test");
-        let hub = Hub::start();
         let signer = PolicySigner {
             name: "alice",
             public_key: &alice.public_key,
@@ -118,8 +146,7 @@ impl HubWorld {
         for (id, station) in ids.iter().zip(&stations) {
             let mut config = read(&station.config);
             config.push_str(&format!(
-                "hub:\n  url: {}\n  poll_wait: 2s\n  concurrency: 2\n{peers}",
-                hub.url
+                "hub:\n  url: {hub_url}\n  poll_wait: 2s\n  concurrency: 2\n{peers}"
             ));
             std::fs::write(&station.config, config).unwrap();
             let key_dir = station.dir.path().join("keys");
@@ -147,6 +174,7 @@ impl HubWorld {
             alice,
             base_signer,
             hub,
+            hub_url,
             stations,
             ids,
         }
@@ -163,7 +191,7 @@ impl HubWorld {
     fn researcher(&self) -> HubClient {
         let key = SigningKey::from_pkcs8_pem(&read(&self.alice.private_key), None).unwrap();
         HubClient::new(
-            &self.hub.url,
+            &self.hub_url,
             Credentials::Researcher {
                 researcher_id: "alice".into(),
                 key,
@@ -308,7 +336,7 @@ impl HubWorld {
             "--identity".into(),
             self.alice.age_identity.display().to_string(),
             "--hub".into(),
-            self.hub.url.clone(),
+            self.hub_url.clone(),
             "--researcher".into(),
             "alice".into(),
             "--key".into(),

@@ -19,7 +19,13 @@ fn help_names_every_command_and_exits_zero() {
     assert!(output.status.success(), "{output:?}");
     let help = String::from_utf8_lossy(&output.stdout);
     for command in [
-        "key", "train", "base", "submit", "status", "results", "sign-blob",
+        "key",
+        "train",
+        "base",
+        "submit",
+        "status",
+        "results",
+        "sign-blob",
     ] {
         assert!(
             help.lines()
