@@ -321,6 +321,23 @@ fn verify_and_repair(
     Ok((verification, log_len, repair))
 }
 
+/// `audit.lock` beside the log at `path`, held exclusively (released when dropped): every
+/// process that appends to or repairs the log holds it.
+fn open_lock(path: &Path) -> Result<File, AuditError> {
+    let write_error = |source| AuditError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .map_err(write_error)?;
+    lock_file.lock().map_err(write_error)?;
+    Ok(lock_file)
+}
+
 impl AuditLog {
     /// Opens (or creates) the log at `path`, verifying it first: a station never appends to a
     /// log that does not verify. An append a crash or a full disk interrupted is repaired, and
@@ -335,7 +352,15 @@ impl AuditLog {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let (verification, _, repair) = verify_and_repair(path, &head_path)?;
+        // Verified and repaired under the same lock appends hold: another process appending
+        // meanwhile must not see its half-written line cut off as torn, nor its head file moved
+        // back by a repair judged on an older read of the log.
+        let (verification, _, repair) = {
+            let lock_file = open_lock(path)?;
+            let judged = verify_and_repair(path, &head_path);
+            drop(lock_file);
+            judged?
+        };
         let log = AuditLog {
             path: path.to_path_buf(),
             head_path,
@@ -372,13 +397,7 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.path.with_extension("lock"))
-            .map_err(write_error)?;
-        lock_file.lock().map_err(write_error)?;
+        let lock_file = open_lock(&self.path)?;
         let log_len = tail.file.metadata().map_err(write_error)?.len();
         let head = read_head(&self.head_path);
         let mut repair = None;

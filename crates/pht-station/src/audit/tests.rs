@@ -128,6 +128,37 @@ fn two_writers_on_one_log_keep_one_chain() {
     assert_eq!((verification.entries, verification.problem), (7, None));
 }
 
+/// Processes opening the log while others append (operator commands beside the daemon): an
+/// open verifies and repairs under the appenders' lock, so it never cuts off a line being
+/// written as torn, nor moves the head file back to what it read before an append landed.
+#[test]
+fn logs_opened_while_others_append_keep_one_chain() {
+    let (_dir, path) = log_with_entries(1);
+    let threads: Vec<_> = (0..6)
+        .map(|writer| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for round in 0..40 {
+                    let log = AuditLog::open(&path).unwrap();
+                    log.append(
+                        AuditEvent::new("station", "test")
+                            .detail("writer", writer)
+                            .detail("round", round),
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let verification = AuditLog::verify_file(&path).unwrap();
+    assert_eq!(verification.problem, None);
+    assert_eq!(verification.interrupted_append, None);
+    assert_eq!(verification.entries, 1 + 6 * 40);
+}
+
 #[test]
 fn broken_log_is_not_appended_to() {
     let (_dir, path) = log_with_entries(2);
