@@ -5,9 +5,10 @@
 //! PostgreSQL refuses to run as root: when the tests run as root (as CI does), the cluster
 //! belongs to the `postgres` user that Debian's package creates and every PostgreSQL command
 //! runs through `runuser`. The server trusts local connections for the `pht` role and nothing
-//! leaves loopback. `fsync` is off: these servers are stopped cleanly or thrown away, never
-//! power-cut, and a test suite that fsyncs every commit of every test spends its time waiting
-//! on the disk.
+//! leaves loopback. For tests `fsync` is off: these servers are stopped cleanly or thrown away,
+//! never power-cut, and a test suite that fsyncs every commit of every test spends its time
+//! waiting on the disk. Benchmarks start a durable one ([`PostgresServer::start_durable`]:
+//! PostgreSQL's defaults, fsync and synchronous commit on), to compare like with like.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +26,7 @@ pub struct PostgresServer {
     bin: PathBuf,
     port: u16,
     server: Option<Child>,
+    durable: bool,
 }
 
 /// The directory of Debian's PostgreSQL server binaries (`/usr/lib/postgresql/<major>/bin`),
@@ -77,8 +79,18 @@ fn postgres_user_ids() -> (u32, u32) {
 }
 
 impl PostgresServer {
-    /// A new cluster, started and accepting connections.
+    /// A new cluster for tests (fsync off), started and accepting connections.
     pub fn start() -> PostgresServer {
+        PostgresServer::start_with(false)
+    }
+
+    /// A new cluster with PostgreSQL's durable defaults (fsync, synchronous commit), for
+    /// benchmarks that compare it with SQLite in FULL synchronous mode.
+    pub fn start_durable() -> PostgresServer {
+        PostgresServer::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PostgresServer {
         let bin = server_binaries();
         let dir = tempfile::Builder::new()
             .prefix("pht-postgres-")
@@ -94,6 +106,7 @@ impl PostgresServer {
             bin,
             port: 0,
             server: None,
+            durable,
         };
         let data = server.data_dir();
         let mut initdb = server.command("initdb");
@@ -108,8 +121,10 @@ impl PostgresServer {
             "UTF8",
             "--locale",
             "C",
-            "--no-sync",
         ]);
+        if !durable {
+            initdb.arg("--no-sync");
+        }
         run_quietly(initdb, "initdb");
         server.start_again();
         server
@@ -155,12 +170,13 @@ impl PostgresServer {
                 .arg(self.dir.path())
                 .args([
                     "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=300",
-                    "-c",
-                    "shared_buffers=64MB",
+                    if self.durable {
+                        "fsync=on"
+                    } else {
+                        "fsync=off"
+                    },
                 ])
+                .args(["-c", "max_connections=300", "-c", "shared_buffers=128MB"])
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("clone the log handle"))
                 .stderr(log_file)

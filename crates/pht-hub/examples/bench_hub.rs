@@ -1,10 +1,14 @@
-//! Hub benchmark on loopback with a real listener: pickup latency (submit to a long-polling
-//! station receiving the work), dispatch throughput, and the hub process's resident memory with
-//! 1,000 stations long-polling at once.
+//! Hub benchmark on loopback with real listeners: pickup latency (submit to a long-polling
+//! station receiving the work), dispatch throughput, and resident memory with many stations
+//! long-polling at once, on SQLite and on PostgreSQL with one and with two replicas, side by
+//! side in one run.
 //!
-//! Run with `cargo run --release -p pht-hub --example bench_hub`. The hub runs in a child
-//! process (this binary re-executed with `serve-hub`) so that its memory is measured apart from
-//! the clients'. Every loop is bounded in count and time; the child is killed at the end.
+//! Run with `cargo run --release -p pht-hub --example bench_hub` (`make bench`). Each hub replica
+//! runs in a child process (this binary re-executed with `serve-hub`), so that its memory is
+//! measured apart from the clients'. PostgreSQL is a real server started for the run with its
+//! durable defaults (fsync and synchronous commit on), as SQLite runs in WAL mode with FULL
+//! synchronous: a job is acknowledged only once it is on disk, on both. Every loop is bounded in
+//! count and time; children and the server are stopped at the end.
 
 use std::io::BufRead as _;
 use std::sync::Arc;
@@ -21,16 +25,19 @@ use uuid::Uuid;
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 const N_LATENCY_SAMPLES: usize = 50;
-const N_DISPATCH_JOBS: usize = 500;
-const N_DISPATCH_STATIONS: usize = 10;
-const N_SUBMITTERS: usize = 8;
+const N_DISPATCH_JOBS: usize = 1000;
+const N_DISPATCH_STATIONS: usize = 20;
+const N_SUBMITTERS: usize = 16;
 const N_IDLE_STATIONS: usize = 1000;
+/// Stations long-polling at once over two PostgreSQL replicas, and pickups timed among them.
+const N_SCALE_STATIONS: usize = 10_000;
+const N_SCALE_SAMPLES: usize = 200;
 const LONG_POLL_WAIT: Duration = Duration::from_secs(30);
 
-async fn serve_hub(state_dir: &str) -> anyhow::Result<()> {
+async fn serve_hub(state_dir: &str, store: &str) -> anyhow::Result<()> {
     let state_dir = std::path::Path::new(state_dir);
     let options = HubOptions {
-        database_url: format!("sqlite://{}", state_dir.join("hub.db").display()),
+        database_url: store.to_string(),
         blob_dir: state_dir.join("blobs"),
         settings: Settings {
             admin_token: AdminToken::new(ADMIN_TOKEN),
@@ -43,8 +50,64 @@ async fn serve_hub(state_dir: &str) -> anyhow::Result<()> {
     let _sweeper = hub.spawn_sweeper(Duration::from_secs(1));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);
-    axum::serve(listener, hub.router()).await?;
+    // The hub's own accept loop, as `pht-hub serve` runs it.
+    let limits = pht_hub::server::ServeLimits {
+        header_read_timeout: Duration::from_secs(10),
+        max_connections: pht_hub::server::fit_connection_limit(2 * N_SCALE_STATIONS),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    pht_hub::server::serve(listener, hub.router(), limits, std::future::pending()).await;
     Ok(())
+}
+
+/// A hub replica in a child process; killed when dropped.
+struct Replica {
+    child: std::process::Child,
+    url: String,
+    _state: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(store: &str, blobs: &std::path::Path) -> anyhow::Result<Replica> {
+        let state = tempfile::tempdir()?;
+        // Replicas share the blob directory: a symlink in each state directory.
+        std::os::unix::fs::symlink(blobs, state.path().join("blobs"))?;
+        let store = if store.is_empty() {
+            format!("sqlite://{}", state.path().join("hub.db").display())
+        } else {
+            store.to_string()
+        };
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .arg("serve-hub")
+            .arg(state.path())
+            .arg(&store)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start a hub child process")?;
+        let stdout = child.stdout.take().context("no child stdout")?;
+        let mut first_line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut first_line)?;
+        let Some(address) = first_line.trim().strip_prefix("listening ") else {
+            child.kill().ok();
+            bail!("the hub child said `{first_line}`");
+        };
+        Ok(Replica {
+            url: format!("http://{address}"),
+            child,
+            _state: state,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
 }
 
 fn resident_kib(pid: u32) -> anyhow::Result<u64> {
@@ -108,81 +171,113 @@ fn signed_job(researcher_key: &SigningKey, station_id: &str) -> pht_core::dsse::
     .sign(researcher_key)
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    sorted[(sorted.len() * per_mille / 1000).min(sorted.len() - 1)]
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let arguments: Vec<String> = std::env::args().collect();
-    if arguments.get(1).map(String::as_str) == Some("serve-hub") {
-        return serve_hub(&arguments[2]).await;
-    }
-    let state_dir = tempfile::tempdir()?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .arg("serve-hub")
-        .arg(state_dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot start the hub child process")?;
-    let result = run_benchmarks(&mut child).await;
-    child.kill().ok();
-    child.wait().ok();
-    result
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
 
-async fn run_benchmarks(child: &mut std::process::Child) -> anyhow::Result<()> {
-    let stdout = child.stdout.take().context("no child stdout")?;
-    let mut first_line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut first_line)?;
-    let Some(address) = first_line.trim().strip_prefix("listening ") else {
-        bail!("the hub child said `{first_line}`");
-    };
-    let base_url = format!("http://{address}");
-    let hub_pid = child.id();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(2 * N_IDLE_STATIONS)
-        .build()?;
-    let admin = HubClient::with_http_client(
-        &base_url,
-        Credentials::Admin {
-            token: ADMIN_TOKEN.into(),
-        },
-        http.clone(),
-    )?;
-    let researcher_key = SigningKey::generate(KeyAlgorithm::Ed25519);
-    admin
-        .register_researcher(&v1::RegisterResearcherRequest {
-            id: "bench".into(),
-            public_key_pem: researcher_key.public_key().to_pem(),
+/// The clients of one configuration: an admin and the researcher, on each replica's URL.
+struct Clients {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    admins: Vec<HubClient>,
+    researchers: Vec<Arc<HubClient>>,
+    researcher_key: Arc<SigningKey>,
+}
+
+impl Clients {
+    async fn set_up(urls: &[&str], http: &reqwest::Client) -> anyhow::Result<Clients> {
+        let admins = urls
+            .iter()
+            .map(|url| {
+                HubClient::with_http_client(
+                    url,
+                    Credentials::Admin {
+                        token: ADMIN_TOKEN.into(),
+                    },
+                    http.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let researcher_key = SigningKey::generate(KeyAlgorithm::Ed25519);
+        admins[0]
+            .register_researcher(&v1::RegisterResearcherRequest {
+                id: "bench".into(),
+                public_key_pem: researcher_key.public_key().to_pem(),
+            })
+            .await?;
+        let mut researchers = Vec::new();
+        for url in urls {
+            researchers.push(Arc::new(HubClient::with_http_client(
+                url,
+                Credentials::Researcher {
+                    researcher_id: "bench".into(),
+                    key: SigningKey::from_pkcs8_pem(&researcher_key.to_pkcs8_pem(None)?, None)?,
+                },
+                http.clone(),
+            )?));
+        }
+        Ok(Clients {
+            http: http.clone(),
+            urls: urls.iter().map(|url| url.to_string()).collect(),
+            admins,
+            researchers,
+            researcher_key: Arc::new(researcher_key),
         })
-        .await?;
-    let researcher = Arc::new(HubClient::with_http_client(
-        &base_url,
-        Credentials::Researcher {
-            researcher_id: "bench".into(),
-            key: SigningKey::from_pkcs8_pem(&researcher_key.to_pkcs8_pem(None)?, None)?,
-        },
-        http.clone(),
-    )?);
-    let researcher_key = Arc::new(researcher_key);
+    }
 
-    // 1. Pickup latency: a station long-polls; a job for it is submitted; time to receipt.
-    let latency_key = register_station(&admin, "latency").await?;
-    let latency_station = Arc::new(station_client(&base_url, &http, "latency", latency_key)?);
+    /// Registers `n` stations `<prefix>-<i>`, 32 at a time, through the replicas in turn.
+    async fn register_stations(
+        &self,
+        prefix: &str,
+        n: usize,
+    ) -> anyhow::Result<Vec<(String, SigningKey)>> {
+        use futures_util::StreamExt as _;
+        let registered: Vec<anyhow::Result<(String, SigningKey)>> =
+            futures_util::stream::iter(0..n)
+                .map(|i| async move {
+                    let station_id = format!("{prefix}-{i}");
+                    let admin = &self.admins[i % self.admins.len()];
+                    let key = register_station(admin, &station_id).await?;
+                    Ok((station_id, key))
+                })
+                .buffered(32)
+                .collect()
+                .await;
+        registered.into_iter().collect()
+    }
+}
+
+/// Pickup latency on one replica: a station long-polls; a job for it is submitted; time to
+/// receipt.
+async fn pickup_latency(clients: &Clients) -> anyhow::Result<(Duration, Duration)> {
+    let (station_id, key) = clients
+        .register_stations("latency", 1)
+        .await?
+        .pop()
+        .context("one station")?;
+    let station = Arc::new(station_client(
+        &clients.urls[0],
+        &clients.http,
+        &station_id,
+        key,
+    )?);
     let mut latencies = Vec::with_capacity(N_LATENCY_SAMPLES);
     for _ in 0..N_LATENCY_SAMPLES {
-        let station = latency_station.clone();
+        let poller = station.clone();
+        let id = station_id.clone();
         let poll = tokio::spawn(async move {
-            let item = station.poll_work("latency", LONG_POLL_WAIT).await;
+            let item = poller.poll_work(&id, LONG_POLL_WAIT).await;
             (item, Instant::now())
         });
         // Let the poll reach the hub and park before the job arrives.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let submitted_at = Instant::now();
-        researcher
-            .submit_job(&signed_job(&researcher_key, "latency"))
+        clients.researchers[0]
+            .submit_job(&signed_job(&clients.researcher_key, &station_id))
             .await?;
         let (item, received_at) = poll.await?;
         if item?.is_none() {
@@ -190,32 +285,23 @@ async fn run_benchmarks(child: &mut std::process::Child) -> anyhow::Result<()> {
         }
         latencies.push(received_at - submitted_at);
     }
-    let p90 = {
-        let mut sorted = latencies.clone();
-        sorted.sort();
-        sorted[sorted.len() * 9 / 10]
-    };
-    println!(
-        "pickup latency (submit -> long-polling station has the work): median {:.2} ms, p90 {:.2} ms over {N_LATENCY_SAMPLES} jobs",
-        median(&mut latencies).as_secs_f64() * 1e3,
-        p90.as_secs_f64() * 1e3
-    );
+    latencies.sort();
+    Ok((percentile(&latencies, 500), percentile(&latencies, 900)))
+}
 
-    // 2. Dispatch throughput: submitters and long-polling stations at once.
-    let mut dispatch_stations = Vec::new();
-    for station_idx in 0..N_DISPATCH_STATIONS {
-        let station_id = format!("dispatch-{station_idx}");
-        let key = register_station(&admin, &station_id).await?;
-        dispatch_stations.push((
-            station_id.clone(),
-            station_client(&base_url, &http, &station_id, key)?,
-        ));
-    }
+/// Jobs submitted and handed out per second: submitters and long-polling stations at once,
+/// each on the replicas in turn.
+async fn dispatch(clients: &Clients, prefix: &str) -> anyhow::Result<f64> {
+    let mut pollers = Vec::new();
     let handed_out = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stations = clients
+        .register_stations(prefix, N_DISPATCH_STATIONS)
+        .await?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(120);
-    let mut pollers = Vec::new();
-    for (station_id, client) in dispatch_stations {
+    for (index, (station_id, key)) in stations.into_iter().enumerate() {
+        let url = &clients.urls[index % clients.urls.len()];
+        let client = station_client(url, &clients.http, &station_id, key)?;
         let handed_out = handed_out.clone();
         pollers.push(tokio::spawn(async move {
             let mut last_handout = None;
@@ -232,12 +318,13 @@ async fn run_benchmarks(child: &mut std::process::Child) -> anyhow::Result<()> {
     }
     let mut submitters = Vec::new();
     for submitter_idx in 0..N_SUBMITTERS {
-        let researcher = researcher.clone();
-        let researcher_key = researcher_key.clone();
+        let researcher = clients.researchers[submitter_idx % clients.researchers.len()].clone();
+        let researcher_key = clients.researcher_key.clone();
+        let prefix = prefix.to_string();
         submitters.push(tokio::spawn(async move {
             let mut job_idx = submitter_idx;
             while job_idx < N_DISPATCH_JOBS {
-                let station_id = format!("dispatch-{}", job_idx % N_DISPATCH_STATIONS);
+                let station_id = format!("{prefix}-{}", job_idx % N_DISPATCH_STATIONS);
                 researcher
                     .submit_job(&signed_job(&researcher_key, &station_id))
                     .await?;
@@ -249,53 +336,164 @@ async fn run_benchmarks(child: &mut std::process::Child) -> anyhow::Result<()> {
     for submitter in submitters {
         submitter.await??;
     }
-    let submit_elapsed = started.elapsed();
     let mut last_handout = started;
     for poller in pollers {
         if let Some(handout) = poller.await? {
             last_handout = last_handout.max(handout);
         }
     }
-    // Up to the last handout, not the pollers' trailing empty waits.
-    let dispatch_elapsed = last_handout - started;
     let n_handed_out = handed_out.load(std::sync::atomic::Ordering::SeqCst);
-    println!(
-        "dispatch throughput: {:.0} jobs/s submitted, {:.0} jobs/s submitted and handed out ({n_handed_out}/{N_DISPATCH_JOBS} jobs, {N_SUBMITTERS} submitters, {N_DISPATCH_STATIONS} long-polling stations, {:.2} s)",
-        N_DISPATCH_JOBS as f64 / submit_elapsed.as_secs_f64(),
-        n_handed_out as f64 / dispatch_elapsed.as_secs_f64(),
-        dispatch_elapsed.as_secs_f64()
-    );
-
-    // 3. Memory with 1,000 stations long-polling at once.
-    let mut idle_stations = Vec::with_capacity(N_IDLE_STATIONS);
-    for station_idx in 0..N_IDLE_STATIONS {
-        let station_id = format!("idle-{station_idx}");
-        let key = register_station(&admin, &station_id).await?;
-        idle_stations.push((
-            station_id.clone(),
-            station_client(&base_url, &http, &station_id, key)?,
-        ));
+    if n_handed_out < N_DISPATCH_JOBS {
+        bail!("only {n_handed_out} of {N_DISPATCH_JOBS} jobs were handed out within 2 minutes");
     }
+    // Up to the last handout, not the pollers' trailing empty waits.
+    Ok(N_DISPATCH_JOBS as f64 / (last_handout - started).as_secs_f64())
+}
+
+/// Resident memory of each replica with `n` stations long-polling at once (spread over the
+/// replicas), and pickup latency among them: a job for a waiting station, submitted through
+/// another replica than the one its poll waits on.
+async fn many_waiting(
+    clients: &Clients,
+    pids: &[u32],
+    prefix: &str,
+    n: usize,
+    n_samples: usize,
+) -> anyhow::Result<()> {
+    let stations = clients.register_stations(prefix, n).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let baseline_kib = resident_kib(hub_pid)?;
-    let mut idle_polls = Vec::with_capacity(N_IDLE_STATIONS);
-    for (station_id, client) in idle_stations {
-        idle_polls.push(tokio::spawn(async move {
-            client.poll_work(&station_id, LONG_POLL_WAIT).await
+    let before: Vec<u64> = pids
+        .iter()
+        .map(|pid| resident_kib(*pid))
+        .collect::<Result<_, _>>()?;
+    let (received_tx, mut received_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut polls = Vec::with_capacity(n);
+    for (index, (station_id, key)) in stations.into_iter().enumerate() {
+        let url = &clients.urls[index % clients.urls.len()];
+        let client = station_client(url, &clients.http, &station_id, key)?;
+        let received_tx = received_tx.clone();
+        polls.push(tokio::spawn(async move {
+            loop {
+                if let Ok(Some(_)) = client.poll_work(&station_id, LONG_POLL_WAIT).await {
+                    let _ = received_tx.send((index, Instant::now()));
+                }
+            }
         }));
     }
-    // Give every poll time to connect, authenticate and park; none has work, so all wait.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let n_still_waiting = idle_polls.iter().filter(|poll| !poll.is_finished()).count();
-    let polling_kib = resident_kib(hub_pid)?;
-    println!(
-        "hub resident memory: {:.1} MiB with {n_still_waiting} of {N_IDLE_STATIONS} stations long-polling at once ({:.1} MiB before they connected, {:.1} KiB per waiting poll)",
-        polling_kib as f64 / 1024.0,
-        baseline_kib as f64 / 1024.0,
-        (polling_kib.saturating_sub(baseline_kib)) as f64 / n_still_waiting.max(1) as f64
-    );
-    for poll in idle_polls {
+    // Every poll connects, authenticates and parks; none has work, so all wait.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let waiting: Vec<u64> = pids
+        .iter()
+        .map(|pid| resident_kib(*pid))
+        .collect::<Result<_, _>>()?;
+    let mut latencies = Vec::with_capacity(n_samples);
+    for sample in 0..n_samples {
+        // Sample stations spread over the replicas; submitted through the next replica.
+        let index = sample * (n / n_samples);
+        let through = &clients.researchers[(index + 1) % clients.researchers.len()];
+        let submitted_at = Instant::now();
+        through
+            .submit_job(&signed_job(
+                &clients.researcher_key,
+                &format!("{prefix}-{index}"),
+            ))
+            .await?;
+        loop {
+            let (received, at) = tokio::time::timeout(Duration::from_secs(10), received_rx.recv())
+                .await
+                .context("a waiting station did not get its work within 10 s")?
+                .context("the polls ended")?;
+            if received == index {
+                latencies.push(at - submitted_at);
+                break;
+            }
+        }
+        // Let the station's next poll park again before the next sample.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for poll in &polls {
         poll.abort();
     }
+    latencies.sort();
+    for (replica, (before, waiting)) in before.iter().zip(&waiting).enumerate() {
+        let n_here = n / pids.len();
+        println!(
+            "  replica {replica}: {:.1} MiB resident with {n_here} stations long-polling ({:.1} MiB before they connected, {:.1} KiB per waiting poll)",
+            *waiting as f64 / 1024.0,
+            *before as f64 / 1024.0,
+            waiting.saturating_sub(*before) as f64 / n_here.max(1) as f64
+        );
+    }
+    println!(
+        "  pickup latency among them (submitted through another replica than the poll waits on): median {:.2} ms, p99 {:.2} ms over {n_samples} jobs",
+        ms(percentile(&latencies, 500)),
+        ms(percentile(&latencies, 990))
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let arguments: Vec<String> = std::env::args().collect();
+    if arguments.get(1).map(String::as_str) == Some("serve-hub") {
+        return serve_hub(&arguments[2], &arguments[3]).await;
+    }
+    // Room for the clients' side of every waiting poll.
+    pht_hub::server::fit_connection_limit(2 * N_SCALE_STATIONS);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(2 * N_SCALE_STATIONS)
+        .build()?;
+    let blobs = tempfile::tempdir()?;
+
+    println!("hub on SQLite (WAL, synchronous FULL), one process:");
+    let sqlite = Replica::start("", blobs.path())?;
+    let clients = Clients::set_up(&[&sqlite.url], &http).await?;
+    let (median, p90) = pickup_latency(&clients).await?;
+    println!(
+        "  pickup latency (submit -> long-polling station has the work): median {:.2} ms, p90 {:.2} ms over {N_LATENCY_SAMPLES} jobs",
+        ms(median),
+        ms(p90)
+    );
+    let sqlite_rate = dispatch(&clients, "dispatch").await?;
+    println!(
+        "  dispatch throughput: {sqlite_rate:.0} jobs/s submitted and handed out ({N_DISPATCH_JOBS} jobs, {N_SUBMITTERS} submitters, {N_DISPATCH_STATIONS} long-polling stations)"
+    );
+    many_waiting(&clients, &[sqlite.pid()], "idle", N_IDLE_STATIONS, 20).await?;
+    drop(clients);
+    drop(sqlite);
+
+    let postgres =
+        tokio::task::spawn_blocking(pht_e2e::postgres::PostgresServer::start_durable).await?;
+    println!("hub on PostgreSQL (fsync and synchronous_commit on), one replica:");
+    let store = postgres.create_database("bench_one");
+    let one = Replica::start(&store, blobs.path())?;
+    let clients = Clients::set_up(&[&one.url], &http).await?;
+    let one_rate = dispatch(&clients, "dispatch").await?;
+    println!(
+        "  dispatch throughput: {one_rate:.0} jobs/s submitted and handed out ({:.2}x SQLite)",
+        one_rate / sqlite_rate
+    );
+    drop(clients);
+    drop(one);
+
+    println!("hub on PostgreSQL, two replicas (submitters and stations on both):");
+    let store = postgres.create_database("bench_two");
+    let first = Replica::start(&store, blobs.path())?;
+    let second = Replica::start(&store, blobs.path())?;
+    let clients = Clients::set_up(&[&first.url, &second.url], &http).await?;
+    let two_rate = dispatch(&clients, "dispatch").await?;
+    println!(
+        "  dispatch throughput: {two_rate:.0} jobs/s submitted and handed out ({:.2}x SQLite, {:.2}x one replica)",
+        two_rate / sqlite_rate,
+        two_rate / one_rate
+    );
+    many_waiting(
+        &clients,
+        &[first.pid(), second.pid()],
+        "waiting",
+        N_SCALE_STATIONS,
+        N_SCALE_SAMPLES,
+    )
+    .await?;
     Ok(())
 }

@@ -1,4 +1,8 @@
-//! Content-addressed blob storage on the filesystem: `<root>/sha256/<hex>`.
+//! Content-addressed blob storage: [`Blobs`], the small interface the hub needs (store bytes
+//! under their SHA-256, read them back checked), and [`BlobStore`], its implementation on a
+//! filesystem: `<root>/sha256/<hex>`, on a directory every replica mounts (NFS, CephFS, …).
+//! An object store (S3, Azure Blob, GCS) would be another implementation of [`Blobs`]: a blob's
+//! name is its digest, so a `put` is idempotent and needs no coordination between replicas.
 //!
 //! Owns durability of result bundles and state blobs: a blob is written to a temporary file,
 //! fsynced, renamed into place and its directory fsynced, so that once `put` returns the blob
@@ -22,6 +26,29 @@ pub enum BlobError {
     Damaged { digest: Digest, path: PathBuf },
     #[error("blob store task failed: {0}")]
     Task(String),
+}
+
+/// A future a [`Blobs`] implementation returns.
+pub type BlobFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BlobError>> + Send + 'a>>;
+
+/// Where the hub keeps result bundles and state blobs, named by their SHA-256.
+pub trait Blobs: std::fmt::Debug + Send + Sync {
+    /// Stores `bytes` durably (once `put` returns, a crash does not lose them) and returns their
+    /// digest; storing the same bytes again is a no-op.
+    fn put(&self, bytes: bytes::Bytes) -> BlobFuture<'_, Digest>;
+    /// The blob's bytes, checked against `digest`, or `None` if it is not stored.
+    fn get<'a>(&'a self, digest: &'a Digest) -> BlobFuture<'a, Option<bytes::Bytes>>;
+}
+
+impl Blobs for BlobStore {
+    fn put(&self, bytes: bytes::Bytes) -> BlobFuture<'_, Digest> {
+        Box::pin(BlobStore::put(self, bytes))
+    }
+
+    fn get<'a>(&'a self, digest: &'a Digest) -> BlobFuture<'a, Option<bytes::Bytes>> {
+        Box::pin(BlobStore::get(self, digest))
+    }
 }
 
 /// A directory of blobs named by their SHA-256.

@@ -33,7 +33,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::blobs::{BlobError, BlobStore};
+use crate::blobs::{BlobError, BlobStore, Blobs};
 use crate::clock::Clock;
 use crate::config::{AdminToken, HubConfig};
 use crate::notify::WorkNotifier;
@@ -75,7 +75,8 @@ impl From<&HubConfig> for HubOptions {
 #[derive(Debug)]
 pub struct HubState {
     pub store: Store,
-    pub blobs: BlobStore,
+    /// On a directory every replica shares, unless built with another [`Blobs`].
+    pub blobs: Arc<dyn Blobs>,
     pub notifier: WorkNotifier,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
@@ -164,7 +165,7 @@ impl Hub {
             }
         }
         let store = Store::open(&options.database_url).await?;
-        let blobs = BlobStore::open(&options.blob_dir)?;
+        let blobs: Arc<dyn Blobs> = Arc::new(BlobStore::open(&options.blob_dir)?);
         let backend = store.backend();
         let hub = Hub {
             state: Arc::new(HubState {
