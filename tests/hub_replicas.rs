@@ -80,18 +80,7 @@ fn three_replicas_behind_nginx_lose_no_work_when_one_is_killed_one_restarted_and
     let sequential = world.submit(RouteMode::Sequential, &train, parameters());
 
     // Mid-job: once the sequential route's first stop runs.
-    let researcher = pht_api::HubClient::new(
-        &nginx.url,
-        pht_api::Credentials::Researcher {
-            researcher_id: "alice".into(),
-            key: pht_core::SigningKey::from_pkcs8_pem(
-                &std::fs::read_to_string(&world.alice.private_key).unwrap(),
-                None,
-            )
-            .unwrap(),
-        },
-    )
-    .unwrap();
+    let researcher = world.researcher();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let status = world

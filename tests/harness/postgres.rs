@@ -264,64 +264,32 @@ impl PostgresServer {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "database names here are lowercase letters, digits and `_`: {name}"
         );
-        let created = self
-            .command("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                ROLE,
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run psql");
-        assert!(
-            created.status.success(),
-            "cannot create database {name}: {}",
-            String::from_utf8_lossy(&created.stderr)
-        );
+        self.psql("postgres", &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
         self.url(name)
     }
 
     /// Runs `sql` in database `name` and returns what `psql` printed (unaligned, tuples only).
     pub fn query(&self, name: &str, sql: &str) -> String {
+        self.psql(name, sql)
+            .unwrap_or_else(|error| panic!("query failed in {name}: {error}"))
+    }
+
+    /// `psql` as the test role on this server: what it printed, or its error output.
+    fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
         let output = self
             .command("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                ROLE,
-                "-d",
-                name,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-A",
-                "-t",
-                "-c",
-                sql,
-            ])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", ROLE])
+            .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-A", "-t"])
+            .args(["-c", sql])
             .stdin(Stdio::null())
             .output()
             .expect("run psql");
-        assert!(
-            output.status.success(),
-            "query failed in {name}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 }
 

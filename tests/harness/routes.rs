@@ -188,7 +188,8 @@ impl HubWorld {
             .collect()
     }
 
-    fn researcher(&self) -> HubClient {
+    /// Alice's client, reaching the hub at [`HubWorld::hub_url`].
+    pub fn researcher(&self) -> HubClient {
         let key = SigningKey::from_pkcs8_pem(&read(&self.alice.private_key), None).unwrap();
         HubClient::new(
             &self.hub_url,
