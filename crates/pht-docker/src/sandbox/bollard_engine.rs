@@ -21,8 +21,8 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -247,6 +247,28 @@ impl SandboxEngine for BollardEngine {
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
         })
+    }
+
+    fn oom_events(&self, name: &str) -> BoxStream<'static, Result<(), DockerError>> {
+        // `since` a little in the past: Docker replays what it buffered, so an event that
+        // happens before this subscription reaches the daemon is not missed.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|now| now.as_secs().saturating_sub(2))
+            .unwrap_or(0);
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("container".to_string(), vec![name.to_string()]),
+            ("event".to_string(), vec!["oom".to_string()]),
+        ]);
+        let options = EventsOptionsBuilder::new()
+            .since(&since.to_string())
+            .filters(&filters)
+            .build();
+        self.docker
+            .events(Some(options))
+            .map(|event| event.map(|_| ()))
+            .boxed()
     }
 
     fn download_archive(

@@ -88,6 +88,10 @@ pub(crate) trait SandboxEngine: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<ExitState, DockerError>> + Send;
+    /// One item per out-of-memory kill in the container, from shortly before this call on.
+    /// Docker records an OOM kill in the container's state only when the kernel's event reaches
+    /// it before the exit does; its `oom` event arrives either way.
+    fn oom_events(&self, name: &str) -> BoxStream<'static, Result<(), DockerError>>;
     /// A tar stream of `path` in the container.
     fn download_archive(
         &self,

@@ -49,6 +49,9 @@ pub(super) struct FakeEngine {
     pub(super) fail_call: Option<String>,
     /// The train never exits on its own; only a kill ends it.
     pub(super) train_hangs: bool,
+    /// The kernel kills the train for memory, and Docker's state misses it: only the `oom`
+    /// event tells.
+    pub(super) oom_event: bool,
     pub(super) killed: AtomicBool,
     pub(super) image_volume_paths: Vec<String>,
     pub(super) created_bodies: Mutex<Vec<ContainerCreateBody>>,
@@ -218,9 +221,17 @@ impl SandboxEngine for FakeEngine {
         self.record(format!("inspect_exit {name}"))?;
         let killed = self.killed.load(Ordering::SeqCst);
         Ok(ExitState {
-            exit_code: Some(if killed { 137 } else { 0 }),
+            exit_code: Some(if killed || self.oom_event { 137 } else { 0 }),
             oom_killed: false,
         })
+    }
+
+    fn oom_events(&self, name: &str) -> BoxStream<'static, Result<(), DockerError>> {
+        match self.record(format!("oom_events {name}")) {
+            Ok(()) if self.oom_event => futures_util::stream::iter(vec![Ok(())]).boxed(),
+            Ok(()) => futures_util::stream::pending().boxed(),
+            Err(error) => futures_util::stream::iter(vec![Err(error)]).boxed(),
+        }
     }
 
     fn download_archive(

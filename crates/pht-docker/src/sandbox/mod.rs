@@ -51,6 +51,7 @@ mod engine;
 mod error;
 mod holder_image;
 mod logs;
+mod oom_watch;
 mod output_slot;
 mod run;
 mod spares;

@@ -3,8 +3,9 @@
 //! Owns: [`run_in_sandbox`], which arms the cleanup guard, runs the steps and removes the run's
 //! resources whatever happened; the steps themselves ([`run_steps`]: prepare `/output`, create
 //! the train container, attach, start, wait with the wall-clock limit then kill, inspect the
-//! exit, collect); covering the volumes a train image declares with a capped tmpfs; and judging
-//! from what was collected whether `/output` was full.
+//! exit (asking for a late `oom` event when the exit was a SIGKILL not ours), collect); covering
+//! the volumes a train image declares with a capped tmpfs; and judging from what was collected
+//! whether `/output` was full.
 //!
 //! Does not know which kind of `/output` the run has ([`OutputSlot`] does), how logs are capped
 //! ([`super::logs`]), or how anything is removed ([`super::cleanup`]).
@@ -19,12 +20,15 @@ use super::cleanup::{remove_run_resources, CleanupOnDrop, RunResources};
 use super::engine::SandboxEngine;
 use super::error::{joined, RunStep, SandboxError};
 use super::logs::LogCapture;
+use super::oom_watch::{OomWatch, LATE_OOM_EVENT_GRACE};
 use super::output_slot::OutputSlot;
 use super::spares::WarmSlots;
 use super::RunOutcome;
 use crate::collect::{CollectLimits, CollectedKind, CollectedOutputs};
 use crate::spec::{self, RunLimits, RunSpec, OUTPUT_MOUNT_PATH, PARAMS_MOUNT_PATH, TMP_MOUNT_PATH};
 
+/// A process killed by SIGKILL (9) exits with 128 + 9.
+const SIGKILL_EXIT_CODE: i64 = 137;
 /// tmpfs allocates whole pages.
 const TMPFS_PAGE_BYTES: u64 = 4096;
 /// A `/output` this close to its cap counts as full: the last write that failed could not have
@@ -108,6 +112,7 @@ async fn run_steps<E: SandboxEngine>(
         .await
         .map_err(SandboxError::at_step(run_id, RunStep::AttachToTrain))?;
     let log_capture = LogCapture::start(log_stream, limits.log_bytes);
+    let mut oom_watch = OomWatch::start(engine.oom_events(train));
 
     engine
         .start_container(train)
@@ -138,6 +143,18 @@ async fn run_steps<E: SandboxEngine>(
         .inspect_exit(train)
         .await
         .map_err(SandboxError::at_step(run_id, RunStep::InspectTrain))?;
+    // SIGKILL that was not ours: Docker's state may have missed the kernel's OOM kill.
+    let oom_killed = exit_state.oom_killed
+        || (!timed_out
+            && exit_state.exit_code == Some(SIGKILL_EXIT_CODE)
+            && oom_watch.seen_within(LATE_OOM_EVENT_GRACE).await);
+    drop(oom_watch);
+    if oom_killed && !exit_state.oom_killed {
+        tracing::info!(
+            run_id,
+            "the container's state missed the kernel's OOM kill; Docker's oom event shows it"
+        );
+    }
     output_slot.ensure_held(engine, run_id).await?;
 
     let (logs, logs_truncated) = log_capture.finish().await;
@@ -150,7 +167,7 @@ async fn run_steps<E: SandboxEngine>(
 
     Ok(RunOutcome {
         exit_code: exit_state.exit_code,
-        oom_killed: exit_state.oom_killed,
+        oom_killed,
         timed_out,
         duration,
         logs,

@@ -102,6 +102,7 @@ async fn a_successful_run_goes_through_every_step_then_removes_everything() {
         start_container pht-run-r1-output
         create_container pht-run-r1
         attach_output pht-run-r1
+        oom_events pht-run-r1
         start_container pht-run-r1
         wait_container pht-run-r1
         inspect_exit pht-run-r1
@@ -129,7 +130,9 @@ async fn every_failing_step_still_removes_every_resource() {
     let steps: Vec<String> = successful_engine
         .calls()
         .into_iter()
-        .filter(|call| !call.starts_with("remove_"))
+        // Following the oom events is best effort: its failure is an outcome without the
+        // late event (tested below), not a failed run.
+        .filter(|call| !call.starts_with("remove_") && !call.starts_with("oom_events"))
         .collect();
     assert!(steps.len() >= 10, "{steps:?}");
     for failing_step in steps {
@@ -175,6 +178,31 @@ async fn a_failing_removal_after_a_successful_run_is_an_error_and_the_others_sti
     expect!["could not remove the sandbox of run r1 (container pht-run-r1: Docker responded with status code 500: injected failure); remove the leftovers with `docker rm -f` and `docker volume rm`, or call cleanup_stale"].assert_eq(&error.to_string());
     let calls = engine.calls();
     assert!(calls.ends_with(&REMOVALS.map(str::to_string)), "{calls:?}");
+}
+
+#[tokio::test]
+async fn an_oom_kill_that_docker_state_missed_is_found_by_its_event() {
+    let engine = FakeEngine {
+        oom_event: true,
+        ..Default::default()
+    };
+    let outcome = run_in_sandbox(&engine, &spec_with(limits()))
+        .await
+        .expect("an OOM kill is an outcome, not an error");
+    assert_eq!(outcome.exit_code, Some(137));
+    assert!(outcome.oom_killed, "{outcome:?}");
+    assert!(!outcome.timed_out);
+}
+
+#[tokio::test]
+async fn a_failing_oom_watch_leaves_the_run_to_what_docker_state_says() {
+    let engine = FakeEngine::failing_at("oom_events pht-run-r1");
+    let outcome = run_in_sandbox(&engine, &spec_with(limits()))
+        .await
+        .expect("the watch is best effort");
+    assert_eq!(outcome.exit_code, Some(0));
+    assert!(!outcome.oom_killed);
+    assert!(engine.calls().ends_with(&REMOVALS.map(str::to_string)));
 }
 
 #[tokio::test]
@@ -334,6 +362,7 @@ async fn with_host_outputs_a_run_mounts_binds_reads_and_releases_a_host_tmpfs() 
         mount_host_output /outputs/r1
         create_container pht-run-r1
         attach_output pht-run-r1
+        oom_events pht-run-r1
         start_container pht-run-r1
         wait_container pht-run-r1
         inspect_exit pht-run-r1
@@ -360,7 +389,11 @@ async fn with_host_outputs_every_failing_step_still_removes_the_train_and_the_mo
     let steps: Vec<String> = successful_engine
         .calls()
         .into_iter()
-        .filter(|call| !call.starts_with("remove_") && !call.starts_with("release_"))
+        .filter(|call| {
+            !call.starts_with("remove_")
+                && !call.starts_with("release_")
+                && !call.starts_with("oom_events")
+        })
         .collect();
     for failing_step in steps {
         let engine = FakeEngine {
@@ -442,6 +475,7 @@ async fn a_run_claims_a_ready_spare_by_renaming_it_and_asks_for_the_next() {
         rename_container pht-spare-ready pht-run-r1-output
         create_container pht-run-r1
         attach_output pht-run-r1
+        oom_events pht-run-r1
         start_container pht-run-r1
         wait_container pht-run-r1
         inspect_exit pht-run-r1
