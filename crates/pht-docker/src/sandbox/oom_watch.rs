@@ -30,17 +30,14 @@ impl OomWatch {
     pub(super) fn start(mut events: BoxStream<'static, Result<(), DockerError>>) -> Self {
         let (sender, seen) = watch::channel(false);
         let task = tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(()) => {
-                        let _ = sender.send(true);
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, "the container's oom events could not be followed");
-                        return;
-                    }
+            match events.next().await {
+                Some(Ok(())) => {
+                    let _ = sender.send(true);
                 }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "the container's oom events could not be followed");
+                }
+                None => {}
             }
         });
         OomWatch { seen, task }
