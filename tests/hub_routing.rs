@@ -12,9 +12,10 @@ use pht_api::v1::JobState;
 use pht_api::{Credentials, HubClient};
 use pht_core::job::{JobV1, Route, RouteMode, TrainPin};
 use pht_core::{PublicKey, SigningKey};
+use pht_e2e::lossy_proxy::{LoseFirstAnswer, LossyProxy};
 use pht_e2e::{
-    count_by, hostile_train_dir, publish_train, require_docker, workspace_root, Daemon, Hub,
-    PolicySigner, Registry, Researcher, StationFixture,
+    count_by, free_port, hostile_train_dir, pht, publish_train, require_docker, workspace_root,
+    Daemon, Hub, PolicySigner, Registry, Researcher, StationFixture,
 };
 
 /// The example datasets; each test names its stations `<tag>-station-a` … so that tests running
@@ -135,6 +136,19 @@ impl World {
     }
 
     /// A daemon for every station.
+    /// Gives every station `urls` as the hub's addresses instead of the hub's own.
+    fn point_stations_at(&self, urls: &[String]) {
+        let quoted: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
+        for station in &self.stations {
+            let config = read(&station.config).replace(
+                &format!("  url: {}\n", self.hub.url),
+                &format!("  urls: [{}]\n", quoted.join(", ")),
+            );
+            assert!(config.contains("  urls: ["), "{config}");
+            std::fs::write(&station.config, config).unwrap();
+        }
+    }
+
     fn daemons(&self) -> Vec<Daemon> {
         self.stations
             .iter()
@@ -434,6 +448,116 @@ fn sequential_job_passes_state_from_stop_to_stop() {
     assert_eq!(results["station-a"], expected_counts(&STATIONS[..1]));
     assert_eq!(results["station-b"], expected_counts(&STATIONS[..2]));
     assert_eq!(results["station-c"], expected_counts(&STATIONS));
+}
+
+/// Clients that know several addresses of a hub, one of them down, behind a proxy that loses
+/// the first answer of every submission, status report and upload after the hub did the work
+/// (a replica dying mid-answer): `pht submit` and the station daemons try the next address and
+/// send again, signed afresh (a reused nonce would be refused as a replay); the hub answers each
+/// repeat as the first time; the job completes once, with one verified result per station.
+#[test]
+fn lost_answers_and_a_dead_address_are_retried_signed_afresh_and_done_once() {
+    let world = World::new("failover");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let proxy = LossyProxy::start(
+        &world.hub.url,
+        vec![
+            LoseFirstAnswer {
+                method: "POST",
+                path_suffix: "/v1/jobs",
+            },
+            LoseFirstAnswer {
+                method: "POST",
+                path_suffix: "/status",
+            },
+            LoseFirstAnswer {
+                method: "PUT",
+                path_suffix: "/result",
+            },
+        ],
+    );
+    world.point_stations_at(&[dead.clone(), proxy.url.clone()]);
+    let daemons = world.daemons();
+
+    let addresses = format!("{dead},{}", proxy.url);
+    let key = world.alice.private_key.display().to_string();
+    let scratch = tempfile::tempdir().unwrap();
+    let route = world.ids.join(",");
+    let submitted = pht(
+        scratch.path(),
+        &[
+            "--json",
+            "submit",
+            &world.cohort_stats,
+            "--route",
+            &route,
+            "--param",
+            "group_by=sex",
+            "--param",
+            "delay_seconds=0",
+            "--recipient",
+            &world.alice.age_recipient,
+            "--hub",
+            &addresses,
+            "--researcher",
+            "alice",
+            "--key",
+            &key,
+        ],
+    )
+    .success();
+    let job_id: uuid::Uuid = submitted.json()["job_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let forwarded = proxy.forwarded();
+    assert_eq!(
+        forwarded.get("POST /v1/jobs"),
+        Some(&2),
+        "the submission whose answer was lost is sent once more, and accepted: {forwarded:?}"
+    );
+
+    let status = world.wait_for_end(job_id, &daemons);
+    assert_eq!(status.status, JobState::Completed, "{status:#?}");
+    let results = world.verified_results(job_id);
+    assert_eq!(results.len(), 3, "one result per station: {results:?}");
+    for station in STATIONS {
+        assert_eq!(results[station], expected_counts(&[station]), "{station}");
+    }
+    let lost = proxy.lost();
+    let forwarded = proxy.forwarded();
+    for id in &world.ids {
+        let upload = format!("PUT /v1/jobs/{job_id}/stops/{id}/result");
+        assert!(lost.contains(&upload), "{upload} lost no answer: {lost:?}");
+        assert!(
+            forwarded.get(&upload).copied().unwrap_or(0) >= 2,
+            "{upload} was not sent again: {forwarded:?}"
+        );
+    }
+
+    // The CLI's status, through the same addresses, agrees.
+    let job = job_id.to_string();
+    let shown = pht(
+        scratch.path(),
+        &[
+            "--json",
+            "status",
+            &job,
+            "--hub",
+            &addresses,
+            "--researcher",
+            "alice",
+            "--key",
+            &key,
+        ],
+    )
+    .success();
+    assert_eq!(shown.json()["status"], "completed", "{}", shown.stdout);
+    drop(daemons);
+    for station in &world.stations {
+        station.station(&["audit", "verify"]).success();
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod bases;
 pub mod containers;
+pub mod lossy_proxy;
 pub mod nginx;
 pub mod postgres;
 pub mod routes;

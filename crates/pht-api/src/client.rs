@@ -1,10 +1,15 @@
 //! `HubClient`: sends the requests of [`crate::requests`] over HTTP with reqwest, authenticated
 //! by [`crate::auth::Credentials`], and decodes the answers into [`crate::v1`] types.
 //!
-//! Owns transport and error mapping only: a non-2xx answer becomes
-//! [`HubClientError::Status`] with the hub's status, code, message and request id. It makes no
-//! decisions about jobs or stops; the station and the CLI do.
+//! Owns transport, failover and error mapping only: a non-2xx answer becomes
+//! [`HubClientError::Status`] with the hub's status, code, message and request id. A client may
+//! know several addresses of one hub (replicas, or load balancers): a request that could not
+//! reach one, or that a load balancer answered 502, 503 or 504, is sent again, signed afresh, to
+//! the next, and the address that last answered is tried first. Every request of the API is
+//! safe to repeat (the hub answers a repeated submission, report or upload as the first time).
+//! It makes no decisions about jobs or stops; the station and the CLI do.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,6 +59,18 @@ pub enum HubClientError {
     },
 }
 
+/// Whether a failed attempt says nothing about the request itself, so that another attempt,
+/// perhaps at another address, may succeed: the hub was not reached, the connection broke, or
+/// a load balancer found no replica to answer (502, 503, 504). A long-poll that ran out its time
+/// is not retried here: its caller polls again anyway.
+fn worth_another_attempt(error: &HubClientError) -> bool {
+    match error {
+        HubClientError::Transport { source, .. } => !source.is_timeout(),
+        HubClientError::Status { status, .. } => matches!(status, 502..=504),
+        _ => false,
+    }
+}
+
 impl HubClientError {
     /// The HTTP status the hub answered with, when it answered.
     pub fn status(&self) -> Option<u16> {
@@ -72,16 +89,25 @@ pub struct HubResponse {
     pub body: Bytes,
 }
 
+/// How many times one request is sent at most, over all of the hub's addresses.
+const MAX_ATTEMPTS: usize = 4;
+/// The pause before the second attempt; it doubles for each further one.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// A client of one hub, acting as one principal.
 #[derive(Debug)]
 pub struct HubClient {
     http: reqwest::Client,
-    base_url: String,
+    /// Every address of the hub, in the order given; never empty.
+    base_urls: Vec<String>,
+    /// The index in `base_urls` of the address that answered last.
+    preferred: AtomicUsize,
     credentials: Credentials,
 }
 
 impl HubClient {
-    /// A client for the hub at `base_url` (e.g. `https://hub.example.org`).
+    /// A client for the hub at `base_url` (e.g. `https://hub.example.org`), or at any of
+    /// several addresses separated by commas (`https://hub-a:8443,https://hub-b:8443`).
     pub fn new(base_url: &str, credentials: Credentials) -> Result<HubClient, HubClientError> {
         // A long-poll sends nothing while it waits, so without keepalive probes a connection
         // whose path went away (a cable pulled, a network detached) is only noticed when the
@@ -107,22 +133,36 @@ impl HubClient {
     }
 
     /// A client that shares `http` (its connection pool) with other clients, e.g. one per
-    /// principal in a process that acts for many.
+    /// principal in a process that acts for many. `base_url` may list several addresses
+    /// separated by commas, as for [`HubClient::new`].
     pub fn with_http_client(
         base_url: &str,
         credentials: Credentials,
         http: reqwest::Client,
     ) -> Result<HubClient, HubClientError> {
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(HubClientError::BaseUrl {
-                url: base_url.to_string(),
-            });
+        let mut base_urls = Vec::new();
+        for url in base_url.split(',').map(str::trim) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(HubClientError::BaseUrl {
+                    url: url.to_string(),
+                });
+            }
+            base_urls.push(url.trim_end_matches('/').to_string());
         }
         Ok(HubClient {
             http,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_urls,
+            preferred: AtomicUsize::new(0),
             credentials,
         })
+    }
+
+    /// The hub's addresses this client knows, the one it tries first first.
+    pub fn base_urls(&self) -> Vec<&str> {
+        let first = self.preferred.load(Ordering::Relaxed);
+        (0..self.base_urls.len())
+            .map(|offset| self.base_urls[(first + offset) % self.base_urls.len()].as_str())
+            .collect()
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -130,8 +170,48 @@ impl HubClient {
     }
 
     /// Sends `request`, signed now with a fresh nonce, and returns the answer if it is 2xx.
+    /// When the hub could not be reached, or a load balancer in front of it answered 502, 503
+    /// or 504, the request is signed again and sent to the next address (or, with one address,
+    /// to the same after a pause), up to four times in all; the last failure is returned.
     pub async fn send(&self, request: &HubRequest) -> Result<HubResponse, HubClientError> {
-        let url = format!("{}{}", self.base_url, request.path_and_query());
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut attempt = 0;
+        loop {
+            let index = (first + attempt) % self.base_urls.len();
+            let result = self.send_once(&self.base_urls[index], request).await;
+            attempt += 1;
+            match result {
+                Ok(response) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(error) if attempt < MAX_ATTEMPTS && worth_another_attempt(&error) => {
+                    tracing::debug!(%error, attempt, "trying the hub again");
+                    // A new address is tried at once; the same one again after a pause.
+                    if self.base_urls.len() == 1 || attempt % self.base_urls.len() == 0 {
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
+                }
+                Err(error) => {
+                    if error.status().is_some() {
+                        // The hub itself answered: this address works.
+                        self.preferred.store(index, Ordering::Relaxed);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`send`](Self::send) at one address.
+    async fn send_once(
+        &self,
+        base_url: &str,
+        request: &HubRequest,
+    ) -> Result<HubResponse, HubClientError> {
+        let url = format!("{}{}", base_url, request.path_and_query());
         let method = match request.method {
             HttpMethod::Get => reqwest::Method::GET,
             HttpMethod::Post => reqwest::Method::POST,

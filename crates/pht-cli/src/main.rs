@@ -133,8 +133,15 @@ impl RegistryArgs {
 /// Where the hub is and who you are there; every hub command takes these.
 #[derive(Debug, Args, Clone)]
 struct HubArgs {
-    /// The hub's base URL, e.g. http://127.0.0.1:8080.
-    #[arg(long = "hub", value_name = "URL", env = "PHT_HUB_URL", required = true)]
+    /// The hub's base URL, e.g. http://127.0.0.1:8080. Several addresses of one hub
+    /// (replicas, load balancers) go comma-separated: each request that finds one down, or
+    /// answered 502/503/504, is signed again and sent to the next.
+    #[arg(
+        long = "hub",
+        value_name = "URL[,URL…]",
+        env = "PHT_HUB_URL",
+        required = true
+    )]
     hub_url: Option<String>,
     /// Your researcher id, as the hub's operator registered it.
     #[arg(long, value_name = "ID", env = "PHT_RESEARCHER", required = true)]

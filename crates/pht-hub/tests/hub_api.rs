@@ -422,12 +422,36 @@ async fn invalid_submissions_name_the_field(hub: TestHub) {
     assert!(message.contains("missing field `payloadType`"), "{message}");
     let job_id = Uuid::new_v4();
     let envelope = job(job_id, RouteMode::Parallel, &["a"], now).sign(&alice_key);
-    hub.call(&requests::submit_job(&envelope), &alice)
+    let first: v1::JobStatus = hub
+        .call(&requests::submit_job(&envelope), &alice)
         .await
-        .expect_status(StatusCode::CREATED);
-    hub.call(&requests::submit_job(&envelope), &alice)
+        .expect_status(StatusCode::CREATED)
+        .json();
+    // The same envelope again is a client's retry: answered as before, no second job.
+    let retried: v1::JobStatus = hub
+        .call(&requests::submit_job(&envelope), &alice)
+        .await
+        .expect_status(StatusCode::OK)
+        .json();
+    assert_eq!(retried.job_id, first.job_id);
+    assert_eq!(retried.stops.len(), first.stops.len());
+    // The same id with another envelope is refused.
+    let other = job(
+        job_id,
+        RouteMode::Parallel,
+        &["a"],
+        now + chrono::Duration::seconds(1),
+    )
+    .sign(&alice_key);
+    let refused = hub
+        .call(&requests::submit_job(&other), &alice)
         .await
         .expect_status(StatusCode::CONFLICT);
+    assert!(
+        refused.error().message.contains("another envelope"),
+        "{}",
+        refused.error().message
+    );
 }
 
 async fn work_not_picked_up_before_the_job_expires_expires(hub: TestHub) {

@@ -107,7 +107,11 @@ struct RawRegistry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHub {
-    url: String,
+    #[serde(default)]
+    url: Option<String>,
+    /// Several addresses of one hub (replicas or load balancers), tried in turn.
+    #[serde(default)]
+    urls: Option<Vec<String>>,
     #[serde(default)]
     poll_wait: Option<String>,
     #[serde(default)]
@@ -187,9 +191,22 @@ pub struct Peer {
 /// How the daemon reaches the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubAccess {
-    pub url: String,
+    /// The hub's addresses, at least one; the client fails over from one to the next.
+    pub urls: Vec<String>,
     pub poll_wait: Duration,
     pub concurrency: usize,
+}
+
+impl HubAccess {
+    /// The addresses as the hub client takes them: separated by commas.
+    pub fn client_address(&self) -> String {
+        self.urls.join(",")
+    }
+
+    /// The addresses for people: separated by commas and spaces.
+    pub fn display_address(&self) -> String {
+        self.urls.join(", ")
+    }
 }
 
 /// Where the operator console listens (`console.listen`).
@@ -362,17 +379,41 @@ impl StationConfig {
                 if concurrency == 0 {
                     return Err(error("hub.concurrency: must be at least 1".into()));
                 }
-                match url::Url::parse(&hub.url) {
-                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-                    Ok(_) | Err(_) => {
-                        return Err(error(format!(
-                            "hub.url: `{}` is not an http:// or https:// URL of the hub",
-                            hub.url
-                        )))
+                let (field, urls) = match (hub.url, hub.urls) {
+                    (Some(url), None) => ("hub.url", vec![url]),
+                    (None, Some(urls)) if !urls.is_empty() => ("hub.urls", urls),
+                    (None, Some(_)) => {
+                        return Err(error(
+                            "hub.urls: give at least one address of the hub".into(),
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(error(
+                            "hub: give the hub's address as `url`, or several as `urls`".into(),
+                        ))
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(error("hub: give either `url` or `urls`, not both".into()))
+                    }
+                };
+                for url in &urls {
+                    match url::Url::parse(url) {
+                        Ok(parsed)
+                            if matches!(parsed.scheme(), "http" | "https")
+                                && parsed.has_host()
+                                && !url.contains(',') => {}
+                        Ok(_) | Err(_) => {
+                            return Err(error(format!(
+                                "{field}: `{url}` is not an http:// or https:// URL of the hub"
+                            )))
+                        }
                     }
                 }
                 Some(HubAccess {
-                    url: hub.url.trim_end_matches('/').to_string(),
+                    urls: urls
+                        .iter()
+                        .map(|url| url.trim_end_matches('/').to_string())
+                        .collect(),
                     poll_wait,
                     concurrency,
                 })
@@ -516,6 +557,36 @@ state_dir: state
         let error =
             StationConfig::from_yaml(&text, Path::new("/etc/pht/station.yaml")).unwrap_err();
         assert!(error.to_string().contains("hub.url"), "{error}");
+    }
+
+    #[test]
+    fn a_hub_may_have_several_addresses_each_checked() {
+        let text = format!(
+            "{GOOD}hub:\n  urls: [\"https://hub-a.example.org/\", \"https://hub-b.example.org:8443\"]\n"
+        );
+        let config = StationConfig::from_yaml(&text, Path::new("/etc/pht/station.yaml")).unwrap();
+        let hub = config.hub.unwrap();
+        assert_eq!(
+            hub.client_address(),
+            "https://hub-a.example.org,https://hub-b.example.org:8443"
+        );
+        for (hub, expected) in [
+            (
+                "  urls: [\"https://hub-a.example.org\", \"hub-b:8080\"]\n",
+                "hub.urls: `hub-b:8080` is not",
+            ),
+            ("  urls: []\n", "hub.urls: give at least one"),
+            (
+                "  url: https://a.example.org\n  urls: [\"https://b.example.org\"]\n",
+                "not both",
+            ),
+            ("  poll_wait: 30s\n", "hub: give the hub's address"),
+        ] {
+            let text = format!("{GOOD}hub:\n{hub}");
+            let error =
+                StationConfig::from_yaml(&text, Path::new("/etc/pht/station.yaml")).unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+        }
     }
 
     #[test]

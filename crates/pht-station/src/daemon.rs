@@ -245,6 +245,6 @@ fn hub_url_of<E: Engine>(station: &Station<E>) -> String {
         .config()
         .hub
         .as_ref()
-        .map(|h| h.url.clone())
+        .map(|h| h.display_address())
         .unwrap_or_default()
 }

@@ -787,11 +787,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 station_id: config.station_id.clone(),
                 key: hub_key,
             };
-            let hub =
-                pht_api::HubClient::new(&hub_access.url, credentials).map_err(|e| Failure {
+            let hub = pht_api::HubClient::new(&hub_access.client_address(), credentials).map_err(
+                |e| Failure {
                     code: 3,
                     message: e.to_string(),
-                })?;
+                },
+            )?;
             let station = open_station(config).await?;
             // One daemon per state directory, and per station id on this host.
             let _claim = station
@@ -813,7 +814,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             eprintln!(
                 "pht-station {}: polling {} (up to {} run(s) at once)",
                 station.config().station_id,
-                hub_access.url,
+                hub_access.display_address(),
                 hub_access.concurrency
             );
             let shutdown = async {

@@ -153,8 +153,19 @@ pub async fn submit_job(
         cancelled_at: None,
     };
     if !state.store.insert_job(&row, &job.route.stations).await? {
+        // The same envelope again from the same researcher is a retry (an answer lost between
+        // a load balancer and the client): answer it as the first time, without a new job.
+        let stored = state.store.job(job.job_id).await?;
+        if let Some(stored) = stored.filter(|stored| {
+            stored.researcher_id == row.researcher_id && stored.envelope == row.envelope
+        }) {
+            return Ok((
+                StatusCode::OK,
+                Json(current_job_status(&state, &stored).await?),
+            ));
+        }
         return Err(ApiError::conflict(format!(
-            "`job_id`: job `{}` was already submitted",
+            "`job_id`: job `{}` was already submitted with another envelope; give a new job a new id",
             job.job_id
         )));
     }

@@ -546,7 +546,11 @@ pub async fn overview<E: Engine + 'static>(
     let state_dir = &station.config().state_dir;
     let free = pht_fs::free_bytes(state_dir);
     let contact = station.hub_contact();
-    let hub_url = station.config().hub.as_ref().map(|hub| hub.url.clone());
+    let hub_url = station
+        .config()
+        .hub
+        .as_ref()
+        .map(|hub| hub.display_address());
     let audit_check = console
         .audit_check
         .lock()
