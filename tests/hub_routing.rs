@@ -483,6 +483,14 @@ fn lost_answers_and_a_dead_address_are_retried_signed_afresh_and_done_once() {
     let key = world.alice.private_key.display().to_string();
     let scratch = tempfile::tempdir().unwrap();
     let route = world.ids.join(",");
+    let login = [
+        "--hub",
+        addresses.as_str(),
+        "--researcher",
+        "alice",
+        "--key",
+        key.as_str(),
+    ];
     let submitted = pht(
         scratch.path(),
         &[
@@ -497,13 +505,11 @@ fn lost_answers_and_a_dead_address_are_retried_signed_afresh_and_done_once() {
             "delay_seconds=0",
             "--recipient",
             &world.alice.age_recipient,
-            "--hub",
-            &addresses,
-            "--researcher",
-            "alice",
-            "--key",
-            &key,
-        ],
+        ]
+        .iter()
+        .chain(&login)
+        .copied()
+        .collect::<Vec<_>>(),
     )
     .success();
     let job_id: uuid::Uuid = submitted.json()["job_id"]
@@ -540,17 +546,11 @@ fn lost_answers_and_a_dead_address_are_retried_signed_afresh_and_done_once() {
     let job = job_id.to_string();
     let shown = pht(
         scratch.path(),
-        &[
-            "--json",
-            "status",
-            &job,
-            "--hub",
-            &addresses,
-            "--researcher",
-            "alice",
-            "--key",
-            &key,
-        ],
+        &["--json", "status", job.as_str()]
+            .iter()
+            .chain(&login)
+            .copied()
+            .collect::<Vec<_>>(),
     )
     .success();
     assert_eq!(shown.json()["status"], "completed", "{}", shown.stdout);

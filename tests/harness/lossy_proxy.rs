@@ -17,6 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use crate::signing_proxy::read_answer;
+
 /// Which requests lose their first answer: `method` and a path that ends with `path_suffix`.
 #[derive(Debug, Clone)]
 pub struct LoseFirstAnswer {
@@ -128,14 +130,7 @@ async fn forward(
             return (StatusCode::BAD_GATEWAY, format!("hub unreachable: {error}")).into_response()
         }
     };
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response_headers = HeaderMap::new();
-    for (name, value) in answer.headers() {
-        if name != "transfer-encoding" && name != "connection" && name != "content-length" {
-            response_headers.insert(name.clone(), value.clone());
-        }
-    }
-    let body = answer.bytes().await.unwrap_or_default();
+    let (status, response_headers, body) = read_answer(answer).await;
     let loses = shared
         .rules
         .iter()

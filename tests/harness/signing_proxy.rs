@@ -144,13 +144,19 @@ async fn forward(
             return (StatusCode::BAD_GATEWAY, format!("hub unreachable: {error}")).into_response()
         }
     };
+    read_answer(answer).await.into_response()
+}
+
+/// A hub's answer as a proxy passes it back: its status, its headers but those of the
+/// connection, and its body.
+pub(crate) async fn read_answer(answer: reqwest::Response) -> (StatusCode, HeaderMap, Bytes) {
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response_headers = HeaderMap::new();
+    let mut headers = HeaderMap::new();
     for (name, value) in answer.headers() {
         if name != "transfer-encoding" && name != "connection" && name != "content-length" {
-            response_headers.insert(name.clone(), value.clone());
+            headers.insert(name.clone(), value.clone());
         }
     }
     let body = answer.bytes().await.unwrap_or_default();
-    (status, response_headers, body).into_response()
+    (status, headers, body)
 }
