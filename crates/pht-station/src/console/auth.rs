@@ -89,8 +89,11 @@ impl Sessions {
 
     /// Starts a session; returns its cookie token.
     pub fn start(&self, operator: &str, role: Role) -> String {
+        self.start_at(operator, role, Instant::now())
+    }
+
+    fn start_at(&self, operator: &str, role: Role, now: Instant) -> String {
         let token = random_token();
-        let now = Instant::now();
         let mut sessions = self.lock();
         sessions.retain(|_, session| !self.expired(session, now));
         sessions.insert(
@@ -115,7 +118,10 @@ impl Sessions {
 
     /// The operator of a live session, which counts as used now.
     pub fn get(&self, token: &str) -> Option<SignedIn> {
-        let now = Instant::now();
+        self.get_at(token, Instant::now())
+    }
+
+    fn get_at(&self, token: &str, now: Instant) -> Option<SignedIn> {
         let mut sessions = self.lock();
         let key = key_of(token);
         let session = sessions.get_mut(&key)?;
@@ -253,14 +259,22 @@ mod tests {
 
     #[test]
     fn a_session_ends_when_idle_and_on_sign_out() {
-        let sessions = Sessions::new(Duration::from_millis(50));
-        let token = sessions.start("alice", Role::Reviewer);
-        let signed_in = sessions.get(&token).unwrap();
+        // The clock is given, not read, so a slow machine cannot make this test fail.
+        let idle = Duration::from_secs(60);
+        let sessions = Sessions::new(idle);
+        let signed_in_at = Instant::now();
+        let token = sessions.start_at("alice", Role::Reviewer, signed_in_at);
+        let seen_at = signed_in_at + idle / 2;
+        let signed_in = sessions.get_at(&token, seen_at).unwrap();
         assert_eq!(signed_in.operator, "alice");
         assert_ne!(signed_in.csrf, token);
-        assert_eq!(sessions.get("not-a-token"), None);
-        std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(sessions.get(&token), None, "idle too long");
+        assert_eq!(sessions.get_at("not-a-token", seen_at), None);
+        // Being seen keeps it alive past the first idle period ...
+        let later = seen_at + idle - Duration::from_secs(1);
+        assert!(sessions.get_at(&token, later).is_some(), "used, so alive");
+        // ... and a whole idle period without use ends it.
+        let too_late = later + idle + Duration::from_secs(1);
+        assert_eq!(sessions.get_at(&token, too_late), None, "idle too long");
         let token = Sessions::new(Duration::from_secs(60)).start("bob", Role::Admin);
         let sessions = Sessions::new(Duration::from_secs(60));
         assert_eq!(sessions.get(&token), None, "another console's token");
