@@ -22,6 +22,9 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # its replicas behind a real nginx; the tests start both themselves, on loopback.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# A real Prometheus scrapes a hub and a station in tests/ops_metrics.rs (started by the test,
+# on loopback); promtool checks the alert rules in examples/ops/.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "missing: ${need[*]} — install them with your package manager (Debian: apt-get install ${need[*]})" >&2

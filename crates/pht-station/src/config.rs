@@ -51,6 +51,19 @@ struct RawConfig {
     peers: BTreeMap<String, RawPeer>,
     #[serde(default)]
     console: Option<RawConsole>,
+    #[serde(default)]
+    audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    rotate_size: Option<String>,
+    #[serde(default)]
+    rotate_every: Option<crate::audit::RotateEvery>,
+    #[serde(default)]
+    retention_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +294,8 @@ pub struct StationConfig {
     pub peers: BTreeMap<String, Peer>,
     /// The operator console, if configured.
     pub console: Option<ConsoleConfig>,
+    /// When the audit log starts a new file, and how long archived files are kept.
+    pub audit: crate::audit::AuditSettings,
 }
 
 fn valid_id(value: &str) -> bool {
@@ -432,6 +447,10 @@ impl StationConfig {
             None => None,
             Some(console) => Some(console_config(console, &resolve).map_err(error)?),
         };
+        let audit = match raw.audit {
+            None => crate::audit::AuditSettings::default(),
+            Some(audit) => audit_settings(audit).map_err(error)?,
+        };
         for (station_id, peer) in &raw.peers {
             pht_core::recipient::parse_recipient(&peer.age_recipient)
                 .map_err(|e| error(format!("peers.{station_id}.age_recipient: {e}")))?;
@@ -473,8 +492,43 @@ impl StationConfig {
                 })
                 .collect(),
             console,
+            audit,
         })
     }
+}
+
+/// Validates `audit:`: the size and date at which a new file starts, and retention of at
+/// least a year.
+fn audit_settings(raw: RawAudit) -> Result<crate::audit::AuditSettings, String> {
+    use crate::audit::{AuditSettings, MIN_RETENTION_DAYS, MIN_ROTATE_SIZE};
+    let defaults = AuditSettings::default();
+    let rotate_size = match raw.rotate_size {
+        None => defaults.rotate_size,
+        Some(text) if text == "never" => None,
+        Some(text) => {
+            let size = pht_core::units::parse_bytes(&text)
+                .map_err(|e| format!("audit.rotate_size: {e}, or `never`"))?;
+            if size < MIN_ROTATE_SIZE {
+                return Err(format!(
+                    "audit.rotate_size: {text} is smaller than {}; a file per handful of entries helps no one",
+                    pht_core::units::format_bytes(MIN_ROTATE_SIZE)
+                ));
+            }
+            Some(size)
+        }
+    };
+    if let Some(days) = raw.retention_days {
+        if days < MIN_RETENTION_DAYS {
+            return Err(format!(
+                "audit.retention_days: {days} is less than {MIN_RETENTION_DAYS}; EHDS (Regulation (EU) 2025/327, Art. 73) asks that access and activity logs be kept for at least a year. Leave it out to keep every file"
+            ));
+        }
+    }
+    Ok(AuditSettings {
+        rotate_size,
+        rotate_every: raw.rotate_every.unwrap_or(defaults.rotate_every),
+        retention_days: raw.retention_days,
+    })
 }
 
 /// Validates `console:`: a listen address (loopback unless TLS protects it), TLS files, and
@@ -676,6 +730,31 @@ state_dir: state
         assert_eq!(config.hub.as_ref().map(|hub| hub.concurrency), Some(1));
         assert!(config.peers.contains_key("station-b"));
         assert!(config.policy.ends_with("policies/default.yaml"));
+        assert_eq!(
+            config.audit,
+            crate::audit::AuditSettings {
+                rotate_size: Some(64 << 20),
+                rotate_every: crate::audit::RotateEvery::Month,
+                retention_days: Some(730),
+            }
+        );
+    }
+
+    #[test]
+    fn audit_retention_under_a_year_and_tiny_files_are_refused() {
+        for (audit, expected) in [
+            ("retention_days: 30", "at least a year"),
+            ("rotate_size: 1KiB", "smaller than"),
+            ("rotate_size: lots", "invalid size"),
+            ("rotate_every: hour", "unknown variant"),
+        ] {
+            let text = format!("{GOOD}audit:\n  {audit}\n");
+            let error = StationConfig::from_yaml(&text, Path::new("station.yaml")).unwrap_err();
+            assert!(error.message.contains(expected), "{audit}: {error}");
+        }
+        let text = format!("{GOOD}audit:\n  rotate_size: never\n  retention_days: 365\n");
+        let config = StationConfig::from_yaml(&text, Path::new("station.yaml")).unwrap();
+        assert_eq!(config.audit.rotate_size, None);
     }
 
     #[test]

@@ -211,6 +211,30 @@ enum AuditCommand {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Write a signed extract of the entries of some days for an auditor. It verifies on its
+    /// own: `pht-station audit verify-export FILE --key station.pub`.
+    Export {
+        /// First day included (UTC), e.g. 2026-01-01.
+        #[arg(long)]
+        since: chrono::NaiveDate,
+        /// Last day included (UTC), e.g. 2026-12-31.
+        #[arg(long)]
+        until: chrono::NaiveDate,
+        /// Where to write the extract.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an extract written by `audit export` (needs no station configuration): the
+    /// station's signature, the hash chain of its entries, and that not one byte was changed.
+    /// Exit 1 if it does not verify.
+    VerifyExport {
+        /// The extract.
+        file: PathBuf,
+        /// The station's public key (`station.pub`) to require as signer. Without it, the key
+        /// the extract names is used and its id printed for you to compare.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 struct Failure {
@@ -449,6 +473,19 @@ fn exit_code_of(record: &RunRecord) -> u8 {
         RunStatus::Failed => 5,
         RunStatus::Error => 4,
         RunStatus::AwaitingApproval => 10,
+    }
+}
+
+fn export_failure(error: pht_station::audit::ExportError) -> Failure {
+    use pht_station::audit::ExportError;
+    let code = match &error {
+        ExportError::Invalid { .. } | ExportError::Broken { .. } => 1,
+        ExportError::Range { .. } => 2,
+        _ => 3,
+    };
+    Failure {
+        code,
+        message: error.to_string(),
     }
 }
 
@@ -722,9 +759,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let verification = AuditLog::verify_file(&path).map_err(StationError::from)?;
             print(json, &verification, || match &verification.problem {
                 None => format!(
-                    "audit log {} verifies: {} entries, last hash {}{}",
+                    "audit log {} verifies: {} entries in {} file(s), last hash {}{}",
                     path.display(),
                     verification.entries,
+                    verification.files.len(),
                     verification.last_hash,
                     verification
                         .interrupted_append
@@ -733,11 +771,80 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                         .unwrap_or_default()
                 ),
                 Some((line, problem)) => format!(
-                    "audit log {} is BROKEN at line {line}: {problem}",
-                    path.display()
+                    "audit log {} is BROKEN in {} at line {line}: {problem}",
+                    path.display(),
+                    verification.problem_file.as_deref().unwrap_or("audit.log")
                 ),
             });
             Ok(if verification.problem.is_some() { 1 } else { 0 })
+        }
+        Command::Audit(AuditCommand::Export { since, until, out }) => {
+            let config = load_config(&cli.config)?;
+            let key = pht_station::keys::read_signing_key(&config.key_dir)
+                .map_err(StationError::from)?
+                .ok_or_else(|| export_failure(pht_station::audit::ExportError::NoKey))?;
+            let summary = pht_station::audit::write_export(
+                &config.state_dir.join("audit.log"),
+                &out,
+                &config.station_id,
+                &key,
+                since,
+                until,
+            )
+            .map_err(export_failure)?;
+            print(json, &summary, || {
+                format!(
+                    "wrote {}: {} entries of {} to {} ({}), signed by station key {}",
+                    summary.file.display(),
+                    summary.entries,
+                    summary.since,
+                    summary.until,
+                    match (summary.first_seq, summary.last_seq) {
+                        (Some(first), Some(last)) => format!("entries {first} to {last}"),
+                        _ => "none in that range".into(),
+                    },
+                    summary.key_id
+                )
+            });
+            Ok(0)
+        }
+        Command::Audit(AuditCommand::VerifyExport { file, key }) => {
+            let pinned = match &key {
+                None => None,
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|pem| {
+                            pht_core::PublicKey::from_pem(&pem).map_err(|e| e.to_string())
+                        })
+                        .map_err(|e| Failure {
+                            code: 2,
+                            message: format!("{}: not a public key: {e}", path.display()),
+                        })?,
+                ),
+            };
+            match pht_station::audit::verify_export(&file, pinned.as_ref()) {
+                Ok((summary, _)) => {
+                    print(json, &summary, || {
+                        format!(
+                            "audit export {} verifies: {} entries of station {} from {} to {}, signed by key {}{}",
+                            summary.file.display(),
+                            summary.entries,
+                            summary.station_id,
+                            summary.since,
+                            summary.until,
+                            summary.key_id,
+                            if summary.key_pinned { " (the key you gave)" } else { "; compare this id with the station's published station.pub, or pass --key" }
+                        )
+                    });
+                    Ok(0)
+                }
+                Err(error @ pht_station::audit::ExportError::Invalid { .. }) => Err(Failure {
+                    code: 1,
+                    message: error.to_string(),
+                }),
+                Err(error) => Err(export_failure(error)),
+            }
         }
         Command::Audit(AuditCommand::Show { run }) => {
             let config = load_config(&cli.config)?;
@@ -935,7 +1042,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let audit_path = config.state_dir.join("audit.log");
             let audit = |event: &str, name: &str| -> Result<(), Failure> {
                 let log =
-                    pht_station::audit::AuditLog::open(&audit_path).map_err(StationError::from)?;
+                    pht_station::audit::AuditLog::open_with(&audit_path, config.audit.clone())
+                        .map_err(StationError::from)?;
                 let mut entry =
                     pht_station::audit::AuditEvent::new(&format!("operator:{operator}"), event);
                 entry.details.insert("operator".into(), name.into());

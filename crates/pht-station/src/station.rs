@@ -89,7 +89,7 @@ impl<E: Engine> Station<E> {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(StateFileError::create_directory(&config.state_dir))?;
         let store = RunStore::open(&config.state_dir)?;
-        let audit = AuditLog::open(&config.state_dir.join("audit.log"))?;
+        let audit = AuditLog::open_with(&config.state_dir.join("audit.log"), config.audit.clone())?;
         let registry = registry_client(&config);
         let station_key = crate::keys::read_signing_key(&config.key_dir)?;
         let reserve = Reserve::in_state_dir(&config.state_dir);

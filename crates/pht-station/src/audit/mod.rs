@@ -4,11 +4,26 @@
 //! head file that records the last sequence number and hash (so deleting entries at the end is
 //! detected too), and verification that finds any edited, deleted or reordered entry. Entries
 //! carry hashes of outputs and names of datasets, never data values.
+//!
+//! The log is a chain across files: the active file (`audit.log`) is archived as
+//! `audit.000001.log`, `audit.000002.log`, … when it grows past a size or a day or month ends
+//! (`files.rs`), and the next file's first entry points at the last entry of the one before.
+//! Retention deletes only the oldest archives whose every entry is older than the retention
+//! period, and records that it did so first. `export.rs` writes a signed extract for auditors.
+
+mod export;
+mod files;
+
+pub use export::{verify_export, write_export, AuditExport, ExportError, ExportSummary};
+pub use files::{
+    AuditSettings, RotateEvery, DEFAULT_ROTATE_SIZE, MIN_RETENTION_DAYS, MIN_ROTATE_SIZE,
+    PRUNED_EVENT,
+};
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -121,6 +136,38 @@ pub struct Verification {
     /// An append a crash or a full disk interrupted, which the station repairs (not tampering).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_append: Option<String>,
+    /// The files walked, oldest first (archives, then the active file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// The file the problem is in, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_file: Option<String>,
+}
+
+/// Where a file's part of the chain starts: the sequence number of its first entry and the
+/// hash that entry must point back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainStart {
+    pub seq: u64,
+    pub prev_hash: String,
+}
+
+impl ChainStart {
+    /// The start of a log: entry 0, pointing at the genesis hash.
+    pub fn genesis() -> ChainStart {
+        ChainStart {
+            seq: 0,
+            prev_hash: GENESIS_HASH.to_string(),
+        }
+    }
+
+    /// The start of the file after one whose last entry is `entry`.
+    fn after(entry: &AuditEntry) -> ChainStart {
+        ChainStart {
+            seq: entry.seq + 1,
+            prev_hash: entry.hash.clone(),
+        }
+    }
 }
 
 fn entry_hash(entry: &AuditEntry) -> String {
@@ -134,7 +181,18 @@ fn entry_hash(entry: &AuditEntry) -> String {
 /// entry points at the hash of the one before and its own hash is right; and, given the head
 /// recorded at the last append, the log ends where the head says.
 pub fn verify_text(text: &str, head: Option<(u64, String)>) -> Verification {
-    let mut previous_hash = GENESIS_HASH.to_string();
+    verify_chain(text, &ChainStart::genesis(), head, &mut |_| {})
+}
+
+/// [`verify_text`] for a file whose part of the chain begins at `start`; `seen` is shown every
+/// entry that verifies.
+fn verify_chain(
+    text: &str,
+    start: &ChainStart,
+    head: Option<(u64, String)>,
+    seen: &mut dyn FnMut(&AuditEntry),
+) -> Verification {
+    let mut previous_hash = start.prev_hash.clone();
     let mut n_entries = 0u64;
     for (line_idx, line) in text.lines().enumerate() {
         let line_number = line_idx + 1;
@@ -143,15 +201,18 @@ pub fn verify_text(text: &str, head: Option<(u64, String)>) -> Verification {
             last_hash: String::new(),
             problem: Some((line_number, problem)),
             interrupted_append: None,
+            files: Vec::new(),
+            problem_file: None,
         };
         let entry: AuditEntry = match serde_json::from_str(line) {
             Ok(entry) => entry,
             Err(e) => return fail(format!("not a valid audit entry ({e})")),
         };
-        if entry.seq != n_entries {
+        let expected_seq = start.seq + n_entries;
+        if entry.seq != expected_seq {
             return fail(format!(
-                "sequence number {} where {} was expected: an entry was deleted or moved",
-                entry.seq, n_entries
+                "sequence number {} where {expected_seq} was expected: an entry was deleted or moved",
+                entry.seq
             ));
         }
         if entry.prev_hash != previous_hash {
@@ -160,16 +221,19 @@ pub fn verify_text(text: &str, head: Option<(u64, String)>) -> Verification {
         if entry_hash(&entry) != entry.hash {
             return fail("its hash does not match its contents: the entry was edited".into());
         }
+        seen(&entry);
         previous_hash = entry.hash;
         n_entries += 1;
     }
     if let Some((head_seq, head_hash)) = head {
-        if n_entries != head_seq + 1 || previous_hash != head_hash {
+        if start.seq + n_entries != head_seq + 1 || previous_hash != head_hash {
             return Verification {
                 entries: n_entries,
                 last_hash: previous_hash,
-                problem: Some((n_entries as usize + 1, format!("the log ends at entry {} but the head file records entry {head_seq}: entries were removed from the end", n_entries as i64 - 1))),
+                problem: Some((n_entries as usize + 1, format!("the log ends at entry {} but the head file records entry {head_seq}: entries were removed from the end", (start.seq + n_entries) as i64 - 1))),
                 interrupted_append: None,
+                files: Vec::new(),
+                problem_file: None,
             };
         }
     }
@@ -178,19 +242,25 @@ pub fn verify_text(text: &str, head: Option<(u64, String)>) -> Verification {
         last_hash: previous_hash,
         problem: None,
         interrupted_append: None,
+        files: Vec::new(),
+        problem_file: None,
     }
 }
 
 struct Tail {
-    file: File,
     next_seq: u64,
     last_hash: String,
 }
+
+/// The time entries are stamped with (a fixed clock in tests).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// An open audit log. One per station process; appends are serialised.
 pub struct AuditLog {
     path: PathBuf,
     head_path: PathBuf,
+    settings: AuditSettings,
+    clock: Clock,
     tail: Mutex<Tail>,
 }
 
@@ -256,21 +326,30 @@ impl Repair {
 /// take, and the repair an interrupted append needs; `Err` is the first sign of tampering.
 fn classify(
     bytes: &[u8],
+    start: &ChainStart,
     head: Option<&Head>,
+    seen: &mut dyn FnMut(&AuditEntry),
 ) -> Result<(Verification, u64, Option<Repair>), (usize, String)> {
     let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let complete = String::from_utf8_lossy(&bytes[..complete_len]);
     let fragment_len = (bytes.len() - complete_len) as u64;
-    let verification = verify_text(&complete, head.map(|h| (h.seq, h.hash.clone())));
+    let mut seen_entries = Vec::new();
+    let verification = verify_chain(
+        &complete,
+        start,
+        head.map(|h| (h.seq, h.hash.clone())),
+        &mut |entry| seen_entries.push(entry.clone()),
+    );
     if verification.problem.is_none() {
+        seen_entries.iter().for_each(&mut *seen);
         let repair = (fragment_len > 0).then_some(Repair::TornAppend {
             bytes_removed: fragment_len,
         });
         return Ok((verification, complete_len as u64, repair));
     }
     if let (Some(head), 0) = (head, fragment_len) {
-        let unheaded = verify_text(&complete, None);
-        if unheaded.problem.is_none() && unheaded.entries == head.seq + 2 {
+        let unheaded = verify_chain(&complete, start, None, seen);
+        if unheaded.problem.is_none() && start.seq + unheaded.entries == head.seq + 2 {
             let repair = Repair::UnacknowledgedAppend { seq: head.seq + 1 };
             return Ok((unheaded, complete_len as u64, Some(repair)));
         }
@@ -293,17 +372,23 @@ fn read_log(path: &Path) -> Result<Vec<u8>, AuditError> {
 fn verify_and_repair(
     path: &Path,
     head_path: &Path,
-) -> Result<(Verification, u64, Option<Repair>), AuditError> {
+) -> Result<(Tail, u64, Option<Repair>), AuditError> {
     let write_error = |source| AuditError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let (verification, log_len, repair) = classify(&read_log(path)?, read_head(head_path).as_ref())
-        .map_err(|(line, problem)| AuditError::Broken {
-            path: path.to_path_buf(),
-            line,
-            problem,
-        })?;
+    let start = files::active_start(path)?;
+    let (verification, log_len, repair) = classify(
+        &read_log(path)?,
+        &start,
+        read_head(head_path).as_ref(),
+        &mut |_| {},
+    )
+    .map_err(|(line, problem)| AuditError::Broken {
+        path: path.to_path_buf(),
+        line,
+        problem,
+    })?;
     match &repair {
         None => {}
         Some(Repair::TornAppend { .. }) => {
@@ -318,7 +403,11 @@ fn verify_and_repair(
             write_head(head_path, *seq, &verification.last_hash, log_len).map_err(write_error)?;
         }
     }
-    Ok((verification, log_len, repair))
+    let tail = Tail {
+        next_seq: start.seq + verification.entries,
+        last_hash: verification.last_hash,
+    };
+    Ok((tail, log_len, repair))
 }
 
 /// `audit.lock` beside the log at `path`, held exclusively (released when dropped): every
@@ -343,8 +432,22 @@ impl AuditLog {
     /// log that does not verify. An append a crash or a full disk interrupted is repaired, and
     /// the repair is recorded as a `recovered` entry.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(path, AuditSettings::default())
+    }
+
+    /// [`AuditLog::open`] with rotation and retention settings (`audit:` in the configuration).
+    pub fn open_with(path: &Path, settings: AuditSettings) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with_clock(path, settings, Arc::new(Utc::now))
+    }
+
+    /// [`AuditLog::open_with`], stamping entries with `clock` instead of the system's time.
+    pub fn open_with_clock(
+        path: &Path,
+        settings: AuditSettings,
+        clock: Clock,
+    ) -> Result<AuditLog, AuditError> {
         let head_path = path.with_extension("head");
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
@@ -355,7 +458,7 @@ impl AuditLog {
         // Verified and repaired under the same lock appends hold: another process appending
         // meanwhile must not see its half-written line cut off as torn, nor its head file moved
         // back by a repair judged on an older read of the log.
-        let (verification, _, repair) = {
+        let (tail, _, repair) = {
             let lock_file = open_lock(path)?;
             let judged = verify_and_repair(path, &head_path);
             drop(lock_file);
@@ -364,11 +467,9 @@ impl AuditLog {
         let log = AuditLog {
             path: path.to_path_buf(),
             head_path,
-            tail: Mutex::new(Tail {
-                file,
-                next_seq: verification.entries,
-                last_hash: verification.last_hash,
-            }),
+            settings,
+            clock,
+            tail: Mutex::new(tail),
         };
         if let Some(repair) = repair {
             log.append(repair.event())?;
@@ -398,7 +499,11 @@ impl AuditLog {
             source,
         };
         let lock_file = open_lock(&self.path)?;
-        let log_len = tail.file.metadata().map_err(write_error)?.len();
+        let log_len = match std::fs::metadata(&self.path) {
+            Ok(metadata) => metadata.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(write_error(e)),
+        };
         let head = read_head(&self.head_path);
         let mut repair = None;
         let mut log_len = log_len;
@@ -411,10 +516,9 @@ impl AuditLog {
             _ => {
                 // Another process's append did not finish, or the head predates recorded
                 // lengths: read the whole log once.
-                let (verification, verified_len, repaired) =
+                let (verified, verified_len, repaired) =
                     verify_and_repair(&self.path, &self.head_path)?;
-                tail.next_seq = verification.entries;
-                tail.last_hash = verification.last_hash;
+                *tail = verified;
                 log_len = verified_len;
                 repair = repaired;
             }
@@ -422,6 +526,19 @@ impl AuditLog {
         if let Some(repair) = repair {
             let recovered = self.write_entry(&mut tail, repair.event(), log_len)?;
             log_len += recovered.1;
+        }
+        if log_len > 0
+            && self
+                .settings
+                .rotation_due(&self.path, log_len, (self.clock)())?
+        {
+            let pruned = self.rotate(&tail)?;
+            log_len = 0;
+            if let Some(pruned) = pruned {
+                let recorded = self.write_entry(&mut tail, pruned.event(), log_len)?;
+                log_len += recorded.1;
+                pruned.delete();
+            }
         }
         let (entry, _) = self.write_entry(&mut tail, event, log_len)?;
         drop(lock_file);
@@ -440,10 +557,15 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(write_error)?;
         let mut entry = AuditEntry {
             version: "pht.audit.v1".into(),
             seq: tail.next_seq,
-            time: Utc::now(),
+            time: (self.clock)(),
             actor: event.actor,
             event: event.event,
             run_id: event.run_id,
@@ -461,18 +583,14 @@ impl AuditLog {
         let mut line = serde_json::to_vec(&entry).expect("audit entries always serialise");
         line.push(b'\n');
         let new_len = log_len + line.len() as u64;
-        let written = tail
-            .file
+        let written = file
             .write_all(&line)
-            .and_then(|()| tail.file.sync_data())
+            .and_then(|()| file.sync_data())
             .and_then(|()| write_head(&self.head_path, entry.seq, &entry.hash, new_len));
         if let Err(source) = written {
             // Cut back what was written: the entry was never acknowledged. Shrinking a file
             // needs no free space, so this works on a full disk too.
-            let _ = tail
-                .file
-                .set_len(log_len)
-                .and_then(|()| tail.file.sync_data());
+            let _ = file.set_len(log_len).and_then(|()| file.sync_data());
             return Err(write_error(source));
         }
         tail.next_seq += 1;
@@ -480,57 +598,43 @@ impl AuditLog {
         Ok((entry, line.len() as u64))
     }
 
-    /// Verifies the log file as it is on disk now, changing nothing. An append that a crash
-    /// or a full disk interrupted is not a problem (the station repairs it when it next writes)
-    /// but is reported in [`Verification::interrupted_append`].
+    /// Verifies the whole log as it is on disk now, changing nothing: every archived file and
+    /// the active one, as one chain. An append that a crash or a full disk interrupted is not
+    /// a problem (the station repairs it when it next writes) but is reported in
+    /// [`Verification::interrupted_append`].
     pub fn verify_file(path: &Path) -> Result<Verification, AuditError> {
-        let bytes = std::fs::read(path).map_err(|source| AuditError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let head = read_head(&path.with_extension("head"));
-        Ok(match classify(&bytes, head.as_ref()) {
-            Ok((mut verification, _, repair)) => {
-                verification.interrupted_append = repair.map(|repair| match repair {
-                    Repair::TornAppend { bytes_removed } => format!("the last append was cut off after {bytes_removed} bytes; the station removes them when it next writes"),
-                    Repair::UnacknowledgedAppend { seq } => format!("entry {seq} was written but not acknowledged in the head file; the station acknowledges it when it next writes"),
-                });
-                verification
-            }
-            Err(problem) => Verification {
-                entries: 0,
-                last_hash: String::new(),
-                problem: Some(problem),
-                interrupted_append: None,
-            },
-        })
+        files::verify_all(path)
     }
 
-    /// Reads every entry, optionally only those of one run.
+    /// Reads every entry of every file, oldest first, optionally only those of one run.
     pub fn read_entries(path: &Path, run_id: Option<&str>) -> Result<Vec<AuditEntry>, AuditError> {
-        let file = File::open(path).map_err(|source| AuditError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let mut entries = Vec::new();
-        for (line_idx, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|source| AuditError::Read {
-                path: path.to_path_buf(),
+        for file_path in files::log_files(path)? {
+            let file = File::open(&file_path).map_err(|source| AuditError::Read {
+                path: file_path.clone(),
                 source,
             })?;
-            let entry: AuditEntry =
-                serde_json::from_str(&line).map_err(|e| AuditError::Broken {
-                    path: path.to_path_buf(),
-                    line: line_idx + 1,
-                    problem: e.to_string(),
+            for (line_idx, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|source| AuditError::Read {
+                    path: file_path.clone(),
+                    source,
                 })?;
-            if run_id.is_none_or(|id| entry.run_id.as_deref() == Some(id)) {
-                entries.push(entry);
+                let entry: AuditEntry =
+                    serde_json::from_str(&line).map_err(|e| AuditError::Broken {
+                        path: file_path.clone(),
+                        line: line_idx + 1,
+                        problem: e.to_string(),
+                    })?;
+                if run_id.is_none_or(|id| entry.run_id.as_deref() == Some(id)) {
+                    entries.push(entry);
+                }
             }
         }
         Ok(entries)
     }
 }
 
+#[cfg(test)]
+mod rotation_tests;
 #[cfg(test)]
 mod tests;
