@@ -1,9 +1,11 @@
 //! Hub benchmark on loopback with real listeners: pickup latency (submit to a long-polling
 //! station receiving the work), dispatch throughput, and resident memory with many stations
 //! long-polling at once, on SQLite and on PostgreSQL with one and with two replicas, side by
-//! side in one run.
+//! side in one run; and what the metrics cost: SQLite dispatch with `metrics` off and on in
+//! alternating rounds (the hub's default, on, everywhere else).
 //!
-//! Run with `cargo run --release -p pht-hub --example bench_hub` (`make bench`). Each hub replica
+//! Run with `cargo run --release -p pht-hub --example bench_hub` (`make bench`), or with the
+//! argument `metrics-cost` for the metrics comparison alone (no PostgreSQL). Each hub replica
 //! runs in a child process (this binary re-executed with `serve-hub`), so that its memory is
 //! measured apart from the clients'. PostgreSQL is a real server started for the run with its
 //! durable defaults (fsync and synchronous commit on), as SQLite runs in WAL mode with FULL
@@ -33,8 +35,14 @@ const N_IDLE_STATIONS: usize = 1000;
 const N_SCALE_STATIONS: usize = 10_000;
 const N_SCALE_SAMPLES: usize = 200;
 const LONG_POLL_WAIT: Duration = Duration::from_secs(30);
+/// Dispatch rounds with metrics off, and as many on, interleaved (off, on, off, on, …), so that
+/// a machine getting slower or faster during the run weighs on both alike.
+const N_METRICS_ROUNDS: usize = 3;
+/// How often the rounds with metrics on are scraped: more often than Prometheus' default 15 s,
+/// so that the scrape's own queries (jobs and stops counted, the blob directory walked) count.
+const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 
-async fn serve_hub(state_dir: &str, store: &str) -> anyhow::Result<()> {
+async fn serve_hub(state_dir: &str, store: &str, metrics: bool) -> anyhow::Result<()> {
     let state_dir = std::path::Path::new(state_dir);
     let options = HubOptions {
         database_url: store.to_string(),
@@ -45,6 +53,7 @@ async fn serve_hub(state_dir: &str, store: &str) -> anyhow::Result<()> {
             pickup_lease: Duration::from_secs(300),
             max_upload_bytes: 64 * 1024 * 1024,
         },
+        metrics,
     };
     let hub = Hub::open(options, Arc::new(SystemClock)).await?;
     let _sweeper = hub.spawn_sweeper(Duration::from_secs(1));
@@ -68,7 +77,12 @@ struct Replica {
 }
 
 impl Replica {
+    /// A replica with its metrics on, as a hub runs by default.
     fn start(store: &str, blobs: &std::path::Path) -> anyhow::Result<Replica> {
+        Replica::start_with(store, blobs, true)
+    }
+
+    fn start_with(store: &str, blobs: &std::path::Path, metrics: bool) -> anyhow::Result<Replica> {
         let state = tempfile::tempdir()?;
         // Replicas share the blob directory: a symlink in each state directory.
         std::os::unix::fs::symlink(blobs, state.path().join("blobs"))?;
@@ -81,6 +95,7 @@ impl Replica {
             .arg("serve-hub")
             .arg(state.path())
             .arg(&store)
+            .arg(if metrics { "metrics" } else { "no-metrics" })
             .stdout(std::process::Stdio::piped())
             .spawn()
             .context("cannot start a hub child process")?;
@@ -437,18 +452,106 @@ async fn many_waiting(
     Ok(())
 }
 
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// Scrapes `url` every `interval`, as Prometheus would, until aborted or a scrape fails.
+async fn scrape_every(
+    http: reqwest::Client,
+    url: String,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        http.get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+    }
+}
+
+/// SQLite dispatch throughput with metrics off and on, in alternating rounds, each on a fresh
+/// hub; the rounds with metrics on are scraped every [`SCRAPE_INTERVAL`] meanwhile.
+async fn metrics_cost(http: &reqwest::Client, blobs: &std::path::Path) -> anyhow::Result<()> {
+    let mut rates_off = Vec::with_capacity(N_METRICS_ROUNDS);
+    let mut rates_on = Vec::with_capacity(N_METRICS_ROUNDS);
+    for round_idx in 0..2 * N_METRICS_ROUNDS {
+        let metrics = round_idx % 2 == 1;
+        let replica = Replica::start_with("", blobs, metrics)?;
+        let clients = Clients::set_up(&[&replica.url], http).await?;
+        let scraper = metrics.then(|| {
+            tokio::spawn(scrape_every(
+                http.clone(),
+                format!("{}/metrics", replica.url),
+                SCRAPE_INTERVAL,
+            ))
+        });
+        let rate = dispatch(&clients, "dispatch").await?;
+        if let Some(scraper) = scraper {
+            if scraper.is_finished() {
+                scraper.await??;
+                bail!("the scraper stopped");
+            }
+            scraper.abort();
+        }
+        if metrics {
+            rates_on.push(rate);
+        } else {
+            rates_off.push(rate);
+        }
+    }
+    let (median_off, median_on) = (median(&rates_off), median(&rates_on));
+    let rounds = |rates: &[f64]| {
+        rates
+            .iter()
+            .map(|rate| format!("{rate:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  dispatch throughput, metrics off: median {median_off:.0} jobs/s (rounds: {})",
+        rounds(&rates_off)
+    );
+    println!(
+        "  dispatch throughput, metrics on (scraped every {} s): median {median_on:.0} jobs/s (rounds: {}); on/off {:.3}",
+        SCRAPE_INTERVAL.as_secs(),
+        rounds(&rates_on),
+        median_on / median_off
+    );
+    println!(
+        "  metrics cost: {:.1}% (goal <= 2%)",
+        (1.0 - median_on / median_off) * 100.0
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let arguments: Vec<String> = std::env::args().collect();
     if arguments.get(1).map(String::as_str) == Some("serve-hub") {
-        return serve_hub(&arguments[2], &arguments[3]).await;
+        let metrics = arguments.get(4).map(String::as_str) != Some("no-metrics");
+        return serve_hub(&arguments[2], &arguments[3], metrics).await;
     }
+    let only_metrics_cost = arguments.get(1).map(String::as_str) == Some("metrics-cost");
     // Room for the clients' side of every waiting poll.
     pht_hub::server::fit_connection_limit(2 * N_SCALE_STATIONS);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(2 * N_SCALE_STATIONS)
         .build()?;
     let blobs = tempfile::tempdir()?;
+
+    if only_metrics_cost {
+        println!(
+            "hub on SQLite, metrics off and on in alternating rounds ({N_METRICS_ROUNDS} each):"
+        );
+        return metrics_cost(&http, blobs.path()).await;
+    }
 
     println!("hub on SQLite (WAL, synchronous FULL), one process:");
     let sqlite = Replica::start("", blobs.path())?;
@@ -466,6 +569,9 @@ async fn main() -> anyhow::Result<()> {
     many_waiting(&clients, &[sqlite.pid()], "idle", N_IDLE_STATIONS, 20).await?;
     drop(clients);
     drop(sqlite);
+
+    println!("hub on SQLite, metrics off and on in alternating rounds ({N_METRICS_ROUNDS} each):");
+    metrics_cost(&http, blobs.path()).await?;
 
     let postgres =
         tokio::task::spawn_blocking(pht_e2e::postgres::PostgresServer::start_durable).await?;

@@ -27,6 +27,7 @@ struct RawHubConfig {
     max_upload_bytes: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
+    metrics: Option<bool>,
 }
 
 /// The admin token; never printed.
@@ -81,6 +82,8 @@ pub struct HubConfig {
     pub max_upload_bytes: usize,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Whether the hub counts requests and serves `GET /metrics` (Prometheus); on by default.
+    pub metrics: bool,
 }
 
 /// Why the configuration could not be used.
@@ -257,6 +260,7 @@ impl HubConfig {
             max_upload_bytes,
             header_read_timeout,
             max_connections,
+            metrics: raw.metrics.unwrap_or(true),
         })
     }
 }
@@ -330,6 +334,18 @@ mod tests {
         .to_string();
         assert!(error.contains("`store`"), "{error}");
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn metrics_are_on_unless_turned_off_and_a_value_not_a_boolean_is_refused_at_its_line() {
+        let base = "listen: 127.0.0.1:8080\nstate_dir: /s\nadmin_token_file: token\n";
+        assert!(parse(base).unwrap().metrics);
+        assert!(!parse(&format!("{base}metrics: false\n")).unwrap().metrics);
+        let error = parse(&format!("{base}metrics: sometimes\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("/etc/pht/hub.yaml:4:"), "{error}");
+        assert!(error.contains("metrics"), "{error}");
     }
 
     #[test]

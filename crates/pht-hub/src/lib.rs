@@ -9,13 +9,15 @@
 //!
 //! The hub is never trusted for integrity: it stores the researcher's envelope unchanged and
 //! stations verify it again. It runs no containers and reads no results (they are encrypted to
-//! the researcher). [`Hub::router`] is the whole HTTP surface; tests call it in-process.
+//! the researcher). [`Hub::router`] is the whole HTTP surface; tests call it in-process. Each
+//! replica counts what it serves for Prometheus (`GET /metrics`, [`metrics`]).
 
 pub mod auth;
 pub mod blobs;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod notify;
 pub mod routes;
 pub mod rules;
@@ -26,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -36,6 +38,7 @@ use axum::Router;
 use crate::blobs::{BlobError, BlobStore, Blobs};
 use crate::clock::Clock;
 use crate::config::{AdminToken, HubConfig};
+use crate::metrics::HubMetrics;
 use crate::notify::WorkNotifier;
 use crate::store::{Store, StoreError};
 
@@ -54,6 +57,9 @@ pub struct HubOptions {
     pub database_url: String,
     pub blob_dir: PathBuf,
     pub settings: Settings,
+    /// Count requests and serve `GET /metrics`; when off, nothing is recorded and `/metrics`
+    /// answers 404.
+    pub metrics: bool,
 }
 
 impl From<&HubConfig> for HubOptions {
@@ -67,6 +73,7 @@ impl From<&HubConfig> for HubOptions {
                 pickup_lease: config.pickup_lease,
                 max_upload_bytes: config.max_upload_bytes,
             },
+            metrics: config.metrics,
         }
     }
 }
@@ -80,6 +87,8 @@ pub struct HubState {
     pub notifier: WorkNotifier,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// `None` when the hub runs with `metrics: false`.
+    pub metrics: Option<Arc<HubMetrics>>,
     /// `true` once the hub is shutting down: long-polls return at once, `/readyz` says 503.
     pub draining: tokio::sync::watch::Sender<bool>,
     /// On PostgreSQL: the task that wakes this replica's long-polls on other replicas' work.
@@ -123,15 +132,31 @@ pub struct Hub {
     state: Arc<HubState>,
 }
 
-/// Outermost layer: a request id for every request, on the response and in the log line.
-async fn request_scope(request: Request, next: Next) -> Response {
+/// Outermost layer: a request id for every request, on the response and in the log line, and
+/// the request counted in the metrics under its route's template. Applied with
+/// `Router::layer`, which wraps each route after routing, so the template (`MatchedPath`) is
+/// known here; the fallback has none and counts as `unmatched`.
+async fn request_scope(
+    State(state): State<Arc<HubState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = std::time::Instant::now();
     let mut response = error::REQUEST_ID
         .scope(request_id.clone(), next.run(request))
         .await;
+    if let Some(metrics) = &state.metrics {
+        metrics.record_request(
+            route.as_ref().map(MatchedPath::as_str),
+            &method,
+            response.status(),
+            started.elapsed(),
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response
             .headers_mut()
@@ -174,6 +199,7 @@ impl Hub {
                 notifier: WorkNotifier::default(),
                 clock,
                 settings: options.settings,
+                metrics: options.metrics.then(|| Arc::new(HubMetrics::new())),
                 draining: tokio::sync::watch::Sender::new(false),
                 listener: std::sync::Mutex::new(None),
             }),
@@ -210,6 +236,7 @@ impl Hub {
         let public = Router::new()
             .route("/healthz", get(routes::healthz))
             .route("/readyz", get(routes::readyz))
+            .route("/metrics", get(routes::metrics))
             .route("/v1/health", get(routes::health))
             .route("/v1/openapi.json", get(routes::openapi_document));
         let admin = Router::new()
@@ -263,7 +290,7 @@ impl Hub {
             .layer(DefaultBodyLimit::max(
                 state.settings.max_upload_bytes.max(auth::MAX_REQUEST_BYTES),
             ))
-            .layer(middleware::from_fn(request_scope))
+            .layer(middleware::from_fn_with_state(state.clone(), request_scope))
             .with_state(state)
     }
 

@@ -76,18 +76,61 @@ pub fn decide_upload(
     }
 }
 
-/// A job's overall state from its stops.
-pub fn job_state(cancelled: bool, stops: &[StopState]) -> JobState {
-    if cancelled {
+/// What a job's overall state depends on, taken over all its stops: the store counts jobs by
+/// this without reading their stops one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobProgress {
+    pub cancelled: bool,
+    /// Some stop is not final yet.
+    pub any_unfinished: bool,
+    /// Some stop is not `done` (unfinished, or ended without a result).
+    pub any_not_done: bool,
+}
+
+impl JobProgress {
+    pub fn of_stops(cancelled: bool, stops: &[StopState]) -> JobProgress {
+        JobProgress {
+            cancelled,
+            any_unfinished: stops.iter().any(|stop| !stop.is_final()),
+            any_not_done: stops.iter().any(|stop| *stop != StopState::Done),
+        }
+    }
+}
+
+/// A job's overall state from its progress.
+pub fn job_state_of(progress: JobProgress) -> JobState {
+    if progress.cancelled {
         JobState::Cancelled
-    } else if stops.iter().any(|stop| !stop.is_final()) {
+    } else if progress.any_unfinished {
         JobState::Active
-    } else if stops.iter().all(|stop| *stop == StopState::Done) {
+    } else if !progress.any_not_done {
         JobState::Completed
     } else {
         JobState::Incomplete
     }
 }
+
+/// A job's overall state from its stops.
+pub fn job_state(cancelled: bool, stops: &[StopState]) -> JobState {
+    job_state_of(JobProgress::of_stops(cancelled, stops))
+}
+
+/// The wire name of a job state (`active`, `completed`…).
+pub fn job_state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Active => "active",
+        JobState::Completed => "completed",
+        JobState::Incomplete => "incomplete",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+pub const ALL_JOB_STATES: [JobState; 4] = [
+    JobState::Active,
+    JobState::Completed,
+    JobState::Incomplete,
+    JobState::Cancelled,
+];
 
 /// The wire name of a stop state (`ready`, `done`…), also its database value.
 pub fn state_name(state: StopState) -> &'static str {
@@ -128,6 +171,13 @@ pub fn state_from_name(name: &str) -> Option<StopState> {
         .find(|state| state_name(*state) == name)
 }
 
+/// The states in which a stop can still change.
+pub fn unfinished_stop_states() -> impl Iterator<Item = StopState> {
+    ALL_STOP_STATES
+        .into_iter()
+        .filter(|state| !state.is_final())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +190,16 @@ mod tests {
                 serde_json::json!(state_name(state))
             );
             assert_eq!(state_from_name(state_name(state)), Some(state));
+        }
+    }
+
+    #[test]
+    fn job_state_names_match_the_wire_format() {
+        for state in ALL_JOB_STATES {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::json!(job_state_name(state))
+            );
         }
     }
 

@@ -22,7 +22,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor as _, Row};
 use uuid::Uuid;
 
-use crate::rules::{state_from_name, state_name};
+use crate::rules::{state_from_name, state_name, unfinished_stop_states, JobProgress};
 
 /// Why the database could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -398,6 +398,81 @@ impl Store {
         .map(|row| row.try_get::<String, _>("station_id"))
         .collect::<Result<_, _>>()
         .map_err(query_error("read stations with work"))
+    }
+
+    /// How many stops are in each state; states without stops are left out. One
+    /// `COUNT … GROUP BY` over the `stops_by_status` index, for `/metrics`.
+    pub async fn count_stops_by_state(&self) -> Result<Vec<(StopState, u64)>, StoreError> {
+        sqlx::query("SELECT status, COUNT(*) AS n_stops FROM stops GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("count stops by state"))?
+            .iter()
+            .map(|row| {
+                let read = |error: sqlx::Error| StoreError::Corrupt {
+                    what: format!("stop count row: {error}"),
+                };
+                let status: String = row.try_get("status").map_err(read)?;
+                let n_stops: i64 = row.try_get("n_stops").map_err(read)?;
+                let state = state_from_name(&status).ok_or_else(|| StoreError::Corrupt {
+                    what: format!("stop status `{status}`"),
+                })?;
+                Ok((state, u64::try_from(n_stops).unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// How many jobs share each [`JobProgress`]; progresses without jobs are left out. One
+    /// `COUNT … GROUP BY` over the jobs, each probing its stops by the primary key, for
+    /// `/metrics`. Which progress is which job state stays [`crate::rules`]'s to say; which
+    /// stop states are unfinished is bound from [`unfinished_stop_states`], not written here.
+    pub async fn count_jobs_by_progress(&self) -> Result<Vec<(JobProgress, u64)>, StoreError> {
+        let unfinished: Vec<&'static str> = unfinished_stop_states().map(state_name).collect();
+        // `$1` is `done`; the unfinished states follow from `$2`.
+        let unfinished_binds = (2..unfinished.len() + 2)
+            .map(|bind_idx| format!("${bind_idx}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The flags are integers, not booleans: SQLite has no boolean type, and a CASE gives
+        // the same column type on both backends.
+        let statement = format!(
+            "SELECT cancelled, any_unfinished, any_not_done, COUNT(*) AS n_jobs FROM (\
+                 SELECT \
+                 CASE WHEN jobs.cancelled_at IS NULL THEN 0 ELSE 1 END AS cancelled, \
+                 CASE WHEN EXISTS (SELECT 1 FROM stops WHERE stops.job_id = jobs.job_id \
+                     AND stops.status IN ({unfinished_binds})) THEN 1 ELSE 0 END AS any_unfinished, \
+                 CASE WHEN EXISTS (SELECT 1 FROM stops WHERE stops.job_id = jobs.job_id \
+                     AND stops.status <> $1) THEN 1 ELSE 0 END AS any_not_done \
+                 FROM jobs) AS job_progress \
+             GROUP BY cancelled, any_unfinished, any_not_done"
+        );
+        let mut query = sqlx::query(&statement).bind(state_name(StopState::Done));
+        for state in unfinished {
+            query = query.bind(state);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("count jobs by state"))?
+            .iter()
+            .map(|row| {
+                let read = |error: sqlx::Error| StoreError::Corrupt {
+                    what: format!("job count row: {error}"),
+                };
+                let flag = |column: &str| -> Result<bool, StoreError> {
+                    Ok(row.try_get::<i64, _>(column).map_err(read)? != 0)
+                };
+                let n_jobs: i64 = row.try_get("n_jobs").map_err(read)?;
+                Ok((
+                    JobProgress {
+                        cancelled: flag("cancelled")?,
+                        any_unfinished: flag("any_unfinished")?,
+                        any_not_done: flag("any_not_done")?,
+                    },
+                    u64::try_from(n_jobs).unwrap_or_default(),
+                ))
+            })
+            .collect()
     }
 
     pub async fn register_station(

@@ -9,8 +9,9 @@
 //! One resource a file: `admin` (station and researcher registration), `jobs` (submitting,
 //! following and cancelling), `work` (a station's long-poll, leases, stop status and state)
 //! and `results` (a station's upload, a researcher's listing and download). This file holds
-//! the public endpoints and what the handlers share: request parsing, id checks, and the wire
-//! views of a stop and of a stored blob.
+//! the public endpoints (health, readiness, `/metrics`, the OpenAPI document) and what the
+//! handlers share: request parsing, id checks, and the wire views of a stop and of a stored
+//! blob.
 
 mod admin;
 mod jobs;
@@ -34,6 +35,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::metrics::ScrapedCounts;
 use crate::store::StopRow;
 use crate::HubState;
 
@@ -119,6 +121,44 @@ pub async fn readyz(
             unavailable("the database does not answer")
         }
     }
+}
+
+/// `GET /metrics`: this replica's Prometheus metrics ([`crate::metrics`]), with the jobs and
+/// stops by state and the bytes of stored blobs read now. A source that cannot be read is left
+/// out of this scrape (and logged) so that the rest still arrives. 404 when the hub runs with
+/// `metrics: false`.
+pub async fn metrics(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<HubState>>,
+) -> HubResult<Response> {
+    let Some(metrics) = &state.metrics else {
+        return Err(ApiError::not_found("metrics are turned off on this hub"));
+    };
+    let (jobs, stops, blob_bytes) = tokio::join!(
+        state.store.count_jobs_by_progress(),
+        state.store.count_stops_by_state(),
+        state.blobs.stored_bytes(),
+    );
+    let scraped = ScrapedCounts {
+        jobs: jobs
+            .map(|by_progress| {
+                by_progress
+                    .into_iter()
+                    .map(|(progress, n_jobs)| (crate::rules::job_state_of(progress), n_jobs))
+                    .collect()
+            })
+            .inspect_err(|error| tracing::warn!(%error, "metrics: cannot count jobs"))
+            .ok(),
+        stops: stops
+            .inspect_err(|error| tracing::warn!(%error, "metrics: cannot count stops"))
+            .ok(),
+        blob_bytes: blob_bytes
+            .inspect_err(|error| tracing::warn!(%error, "metrics: cannot add up stored blobs"))
+            .ok(),
+    };
+    let text = metrics
+        .encode(&scraped)
+        .map_err(|error| ApiError::internal(&error))?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 pub async fn health() -> Json<v1::Health> {

@@ -109,6 +109,9 @@ pub async fn poll_work(
     let deadline = tokio::time::Instant::now() + wait;
     let notify = state.notifier.for_station(&station);
     let mut draining = state.draining.subscribe();
+    // Counted as waiting from its first wait until it answers, or until its connection drops
+    // and the server drops this future (the guard's drop uncounts it either way).
+    let mut waiting = None;
     loop {
         // Register for the wake-up before looking, so that work arriving between the look and
         // the wait is not missed.
@@ -120,6 +123,9 @@ pub async fn poll_work(
         }
         if *draining.borrow_and_update() {
             return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        if waiting.is_none() {
+            waiting = state.metrics.as_ref().map(|metrics| metrics.poll_waiting());
         }
         tokio::select! {
             woken = tokio::time::timeout_at(deadline, notified) => {

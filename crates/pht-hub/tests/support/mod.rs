@@ -72,6 +72,8 @@ pub struct TestHub {
     pub router: Router,
     pub store: Store,
     database_url: String,
+    /// Whether the hub counts requests and serves `/metrics`.
+    metrics: bool,
     /// The PostgreSQL server of a hub on PostgreSQL; stopped and removed with the hub.
     pub postgres: Option<PostgresServer>,
 }
@@ -111,7 +113,7 @@ impl Answer {
     }
 }
 
-fn options(dir: &std::path::Path, database_url: &str) -> HubOptions {
+fn options(dir: &std::path::Path, database_url: &str, metrics: bool) -> HubOptions {
     HubOptions {
         database_url: database_url.to_string(),
         blob_dir: dir.join("blobs"),
@@ -121,6 +123,7 @@ fn options(dir: &std::path::Path, database_url: &str) -> HubOptions {
             pickup_lease: PICKUP_LEASE,
             max_upload_bytes: 16 * 1024 * 1024,
         },
+        metrics,
     }
 }
 
@@ -136,7 +139,13 @@ impl TestHub {
         TestHub::start_on(Store::Sqlite).await
     }
 
+    /// A hub on `store`, with its metrics on.
     pub async fn start_on(store: Store) -> TestHub {
+        TestHub::start_with(store, true).await
+    }
+
+    /// A hub on `store`, with its metrics on or off (`metrics: false`).
+    pub async fn start_with(store: Store, metrics: bool) -> TestHub {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let (postgres, database_url) = match store {
             Store::Sqlite => (
@@ -152,7 +161,7 @@ impl TestHub {
             }
         };
         let clock = Arc::new(ManualClock::new(start_time()));
-        let hub = Hub::open(options(dir.path(), &database_url), clock.clone())
+        let hub = Hub::open(options(dir.path(), &database_url, metrics), clock.clone())
             .await
             .unwrap();
         let router = hub.router();
@@ -163,6 +172,7 @@ impl TestHub {
             router,
             store,
             database_url,
+            metrics,
             postgres,
         }
     }
@@ -171,7 +181,7 @@ impl TestHub {
     /// the same database and blob directory, reading the same clock. Drop it before `self`.
     pub async fn replica(&self) -> TestHub {
         let hub = Hub::open(
-            options(self.dir.path(), &self.database_url),
+            options(self.dir.path(), &self.database_url, self.metrics),
             self.clock.clone(),
         )
         .await
@@ -184,6 +194,7 @@ impl TestHub {
             router,
             store: self.store,
             database_url: self.database_url.clone(),
+            metrics: self.metrics,
             postgres: None,
         }
     }
@@ -196,12 +207,13 @@ impl TestHub {
             hub,
             store,
             database_url,
+            metrics,
             postgres,
             ..
         } = self;
         hub.close().await;
         drop(hub);
-        let hub = Hub::open(options(dir.path(), &database_url), clock.clone())
+        let hub = Hub::open(options(dir.path(), &database_url, metrics), clock.clone())
             .await
             .unwrap();
         let router = hub.router();
@@ -212,6 +224,7 @@ impl TestHub {
             router,
             store,
             database_url,
+            metrics,
             postgres,
         }
     }
