@@ -15,6 +15,7 @@ pub mod containers;
 pub mod lossy_proxy;
 pub mod nginx;
 pub mod postgres;
+pub mod prometheus;
 pub mod routes;
 pub mod signing_proxy;
 
@@ -317,7 +318,7 @@ pub fn hostile_train_dir(parent: &Path) -> PathBuf {
     std::fs::write(
         dir.join("train.yaml"),
         "name: hostile\nversion: 0.1.0\ndescription: tries to escape\nauthors: []\npurpose: aggregate statistics\ndatasets: [cohort]\n\
-parameters:\n  - {name: mode, type: string, required: true}\n  - {name: host, type: string}\n  - {name: port, type: integer}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: bytes, type: integer}\n  - {name: name, type: string}\n  - {name: rows, type: integer}\n  - {name: parts, type: integer}\n  - {name: disguise, type: string}\n\
+parameters:\n  - {name: mode, type: string, required: true}\n  - {name: host, type: string}\n  - {name: port, type: integer}\n  - {name: dataset, type: string}\n  - {name: file, type: string}\n  - {name: bytes, type: integer}\n  - {name: name, type: string}\n  - {name: rows, type: integer}\n  - {name: parts, type: integer}\n  - {name: disguise, type: string}\n  - {name: text, type: string}\n  - {name: code, type: integer}\n\
 outputs:\n  - {path: report.txt, kind: text}\n  - {path: state.csv, kind: state}\n  - {path: \"part-*.csv\", kind: table}\nresources: {memory: 64MiB, wall_clock: 3s}\nentrypoint: [\"/hostile\"]\n",
     )
     .unwrap();
@@ -443,6 +444,8 @@ pub struct Hub {
     pub admin_token: String,
     pub dir: tempfile::TempDir,
     config: PathBuf,
+    /// Arguments after `pht-hub serve --config FILE` (`--log-format json`, say).
+    serve_args: Vec<String>,
 }
 
 impl Hub {
@@ -452,6 +455,11 @@ impl Hub {
 
     /// A hub whose configuration has `extra_config` appended (YAML lines).
     pub fn start_with(extra_config: &str) -> Hub {
+        Hub::start_with_args(extra_config, &[])
+    }
+
+    /// [`Hub::start_with`], serving with `serve_args` too.
+    pub fn start_with_args(extra_config: &str, serve_args: &[&str]) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_token = "test-admin-token-0123456789".to_string();
@@ -475,6 +483,7 @@ impl Hub {
             admin_token,
             dir,
             config,
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
         };
         hub.spawn();
         hub
@@ -491,6 +500,7 @@ impl Hub {
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
+            .args(&self.serve_args)
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -595,14 +605,22 @@ pub struct Daemon {
     child: Option<Child>,
     config: PathBuf,
     log: PathBuf,
+    /// Global arguments before `run` (`--log-format json`, say).
+    args: Vec<String>,
 }
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with(config, &[])
+    }
+
+    /// [`Daemon::start`] with global arguments `args` before `run`.
+    pub fn start_with(config: &Path, args: &[&str]) -> Daemon {
         let mut daemon = Daemon {
             child: None,
             config: config.to_path_buf(),
             log: config.with_extension("daemon.log"),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         daemon.spawn();
         daemon
@@ -617,6 +635,7 @@ impl Daemon {
         let child = Command::new(binary("pht-station"))
             .arg("--config")
             .arg(&self.config)
+            .args(&self.args)
             .arg("run")
             .env("PHT_LOG", "info")
             .stdout(Stdio::null())

@@ -124,7 +124,11 @@ impl RegistryClient {
     /// `http(s)://registry`, refusing plain HTTP unless the registry is on loopback or marked
     /// insecure.
     fn base_url(&self, reference: &ImageReference) -> Result<String, RegistryError> {
-        let registry = reference.registry();
+        self.registry_url(reference.registry())
+    }
+
+    /// [`Self::base_url`] of a registry by name.
+    fn registry_url(&self, registry: &str) -> Result<String, RegistryError> {
         let endpoint = self
             .options
             .endpoints
@@ -144,6 +148,23 @@ impl RegistryClient {
         } else {
             Ok(format!("https://{endpoint}"))
         }
+    }
+
+    /// Asks the registry's API root (`GET /v2/`) whether it answers, as `pht-station doctor`
+    /// does: the status it gave (200, or 401 when it wants a login, are both a registry).
+    pub async fn ping(&self, registry: &str) -> Result<u16, RegistryError> {
+        let url = format!("{}/v2/", self.registry_url(registry)?);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|error| RegistryError::Unreachable {
+                registry: registry.to_string(),
+                detail: error_chain(&error),
+            })?;
+        Ok(response.status().as_u16())
     }
 
     /// `http(s)://registry/v2/<repository>/<path>`.

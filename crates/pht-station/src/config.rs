@@ -53,6 +53,14 @@ struct RawConfig {
     console: Option<RawConsole>,
     #[serde(default)]
     audit: Option<RawAudit>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +304,9 @@ pub struct StationConfig {
     pub console: Option<ConsoleConfig>,
     /// When the audit log starts a new file, and how long archived files are kept.
     pub audit: crate::audit::AuditSettings,
+    /// Where `pht-station run` serves Prometheus metrics (`metrics.listen`): loopback or a
+    /// Unix socket only. `None`: no metrics are kept or served.
+    pub metrics: Option<ConsoleListen>,
 }
 
 fn valid_id(value: &str) -> bool {
@@ -447,6 +458,10 @@ impl StationConfig {
             None => None,
             Some(console) => Some(console_config(console, &resolve).map_err(error)?),
         };
+        let metrics = match raw.metrics {
+            None => None,
+            Some(metrics) => Some(metrics_listen(&metrics.listen, &resolve).map_err(error)?),
+        };
         let audit = match raw.audit {
             None => crate::audit::AuditSettings::default(),
             Some(audit) => audit_settings(audit).map_err(error)?,
@@ -493,7 +508,34 @@ impl StationConfig {
                 .collect(),
             console,
             audit,
+            metrics,
         })
+    }
+}
+
+/// The example in messages about `metrics.listen`.
+pub const EXAMPLE_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// Validates `metrics.listen`: a loopback address or a Unix socket. The station accepts no
+/// connection from another machine; a Prometheus elsewhere scrapes through an agent or a
+/// tunnel on this host.
+fn metrics_listen(text: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<ConsoleListen, String> {
+    match text.strip_prefix("unix:") {
+        Some(path) if !path.is_empty() => Ok(ConsoleListen::Unix(resolve(Path::new(path)))),
+        Some(_) => Err(
+            "metrics.listen: `unix:` needs a socket path, e.g. unix:/run/pht/metrics.sock".into(),
+        ),
+        None => {
+            let address: std::net::SocketAddr = text.parse().map_err(|_| {
+                format!("metrics.listen: `{text}` is not an address and port (e.g. {EXAMPLE_METRICS_LISTEN}) or unix:/path")
+            })?;
+            if !address.ip().is_loopback() {
+                return Err(format!(
+                    "metrics.listen: {address} is reachable from other machines, and a station only connects outbound; listen on 127.0.0.1 (or a Unix socket) and let an agent on this host forward the metrics"
+                ));
+            }
+            Ok(ConsoleListen::Tcp(address))
+        }
     }
 }
 
@@ -738,6 +780,28 @@ state_dir: state
                 retention_days: Some(730),
             }
         );
+    }
+
+    #[test]
+    fn metrics_listen_only_on_loopback_or_a_unix_socket() {
+        for (listen, expected) in [
+            ("0.0.0.0:9464", "reachable from other machines"),
+            ("192.168.1.5:9464", "reachable from other machines"),
+            ("metrics", "not an address"),
+            ("unix:", "needs a socket path"),
+        ] {
+            let text = format!("{GOOD}metrics:\n  listen: \"{listen}\"\n");
+            let error = StationConfig::from_yaml(&text, Path::new("station.yaml")).unwrap_err();
+            assert!(error.message.contains(expected), "{listen}: {error}");
+        }
+        let text = format!("{GOOD}metrics:\n  listen: \"[::1]:9464\"\n");
+        let config = StationConfig::from_yaml(&text, Path::new("station.yaml")).unwrap();
+        assert_eq!(
+            config.metrics,
+            Some(ConsoleListen::Tcp("[::1]:9464".parse().unwrap()))
+        );
+        let config = StationConfig::from_yaml(GOOD, Path::new("station.yaml")).unwrap();
+        assert_eq!(config.metrics, None, "off unless configured");
     }
 
     #[test]

@@ -25,7 +25,8 @@ Running a train by hand:
   pht-station --config station.yaml exec 127.0.0.1:5000/trains/cohort-stats@sha256:… --param group_by=sex
   pht-station --config station.yaml runs                 # what ran, what waits for approval
   pht-station --config station.yaml approve run-…        # or: reject run-… --reason \"…\"
-  pht-station --config station.yaml audit verify         # detects any edited, deleted or moved entry";
+  pht-station --config station.yaml audit verify         # detects any edited, deleted or moved entry
+  pht-station --config station.yaml doctor               # Docker, registries, hub, clock, keys, disk";
 
 /// A Personal Health Train station: verifies trains against your policy, runs them sandboxed
 /// beside your data, and records every step in a tamper-evident audit log.
@@ -47,6 +48,11 @@ struct Cli {
     /// Who is operating (recorded in the audit log with approvals and rejections).
     #[arg(long, global = true, env = "PHT_OPERATOR")]
     operator: Option<String>,
+    /// How log lines on stderr look: `text` for people, `json` (one object a line) for a log
+    /// collector. Log lines never carry data values. The level comes from PHT_LOG (default
+    /// `warn`; `pht-station run` logs at `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PHT_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,6 +111,11 @@ enum Command {
     Outputs(OutputsCommand),
     /// Check the configuration, the policy and the keys it names, and report what is wrong.
     CheckConfig,
+    /// Everything check-config checks, and what only a live look tells: Docker and its API
+    /// version, the sandbox runtime, each registry, the hub (and does it know this station's
+    /// key), the clock against the hub's, key file permissions, free space. Each failure says
+    /// what to do. Exit 0 only when every check passes, 1 when one fails.
+    Doctor,
     /// The station's own keys (provenance signing, and the age identity for handed-over state).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -879,6 +890,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Run => {
+            // With JSON logs every line on stderr is a JSON object, these notices too.
+            let log_json = cli.log_format == LogFormat::Json;
+            let say = move |text: &str| {
+                if log_json {
+                    tracing::info!("{text}");
+                } else {
+                    eprintln!("{text}");
+                }
+            };
             let config = load_config(&cli.config)?;
             let hub_access = config.hub.clone().ok_or_else(|| Failure {
                 code: 3,
@@ -918,19 +938,34 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             if !cleaned.removed_containers.is_empty() {
                 tracing::warn!(containers = ?cleaned.removed_containers, "removed containers left by an earlier stop");
             }
-            eprintln!(
+            say(&format!(
                 "pht-station {}: polling {} (up to {} run(s) at once)",
                 station.config().station_id,
                 hub_access.display_address(),
                 hub_access.concurrency
-            );
+            ));
             let shutdown = async {
                 stop_signal().await;
-                eprintln!("stopping: finishing runs in progress");
+                say("stopping: finishing runs in progress");
             };
             let sandbox = station.engine().sandbox().clone();
             let station = std::sync::Arc::new(station);
             let (stop_console, console_stopped) = tokio::sync::watch::channel(false);
+            let metrics = station.config().metrics.clone().map(|listen| {
+                let station = station.clone();
+                let mut stopped = console_stopped.clone();
+                tokio::spawn(async move {
+                    pht_station::metrics::serve(
+                        station,
+                        &listen,
+                        move |address| say(&format!("metrics: {address}")),
+                        async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        },
+                    )
+                    .await
+                })
+            });
             let console = station.config().console.clone().map(|console_config| {
                 let station = station.clone();
                 let mut stopped = console_stopped.clone();
@@ -938,7 +973,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     pht_station::console::serve(
                         station,
                         &console_config,
-                        |address| eprintln!("operator console: {address}"),
+                        move |address| say(&format!("operator console: {address}")),
                         async move {
                             let _ = stopped.wait_for(|stop| *stop).await;
                         },
@@ -955,6 +990,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             )
             .await;
             let _ = stop_console.send(true);
+            if let Some(metrics) = metrics {
+                match metrics.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "serving metrics failed"),
+                    Err(error) => tracing::error!(%error, "the metrics task failed"),
+                }
+            }
             if let Some(console) = console {
                 match console.await {
                     Ok(Ok(())) => {}
@@ -1133,6 +1175,44 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             });
             Ok(0)
         }
+        Command::Doctor => {
+            let config = load_config(&cli.config)?;
+            let outputs = match output_storage(&config) {
+                Ok((_, description)) => pht_station::readiness::Check {
+                    name: "/output",
+                    ok: true,
+                    detail: description,
+                },
+                Err(failure) => pht_station::readiness::Check {
+                    name: "/output",
+                    ok: false,
+                    detail: failure.message,
+                },
+            };
+            let diagnosis = pht_station::doctor::diagnose(&config, outputs).await;
+            print(json, &diagnosis, || {
+                let mut text = String::new();
+                for check in &diagnosis.checks {
+                    text.push_str(&format!(
+                        "{} {:<16} {}\n",
+                        if check.ok { "ok  " } else { "FAIL" },
+                        check.name,
+                        check.detail
+                    ));
+                }
+                let failed = diagnosis.checks.iter().filter(|c| !c.ok).count();
+                text.push_str(&if failed == 0 {
+                    format!("station {}: every check passed", diagnosis.station_id)
+                } else {
+                    format!(
+                        "station {}: {failed} check(s) failed; each says what to do",
+                        diagnosis.station_id
+                    )
+                });
+                text
+            });
+            Ok(if diagnosis.ok { 0 } else { 1 })
+        }
         Command::CheckConfig => {
             let config = load_config(&cli.config)?;
             let (mut checks, trust) = pht_station::readiness::check(&config);
@@ -1213,17 +1293,39 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// The `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHT_LOG")
+        .unwrap_or_else(|_| default_level.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PHT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    let json = cli.json;
+    // The daemons say what they do at `info`; one-shot commands only warn.
+    let default_level = match cli.command {
+        Command::Run | Command::Console { .. } => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
+    let json = cli.json || cli.log_format == LogFormat::Json;
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {

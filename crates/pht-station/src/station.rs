@@ -39,6 +39,8 @@ pub struct Station<E> {
     pub(crate) pull_progress: Option<std::sync::Arc<dyn crate::pipeline::PullProgress>>,
     /// How the daemon's last exchanges with the hub went (for the console's overview).
     pub(crate) hub_contact: std::sync::Mutex<HubContact>,
+    /// Kept when the configuration has `metrics:` (or a caller asked with `with_metrics`).
+    pub(crate) metrics: Option<std::sync::Arc<crate::metrics::StationMetrics>>,
 }
 
 /// How the daemon's exchanges with the hub go: when it last reached the hub and the last
@@ -60,7 +62,7 @@ impl<E> std::fmt::Debug for Station<E> {
     }
 }
 
-fn registry_client(config: &StationConfig) -> RegistryClient {
+pub(crate) fn registry_client(config: &StationConfig) -> RegistryClient {
     RegistryClient::new(RegistryOptions {
         insecure_registries: config
             .registries
@@ -96,6 +98,10 @@ impl<E: Engine> Station<E> {
         if let Err(error) = reserve.ensure() {
             tracing::warn!(%error, state_dir = %config.state_dir.display(), "no room for the reserve that records failures on a full disk; free space in the state directory");
         }
+        let config_metrics = config
+            .metrics
+            .as_ref()
+            .map(|_| std::sync::Arc::new(crate::metrics::StationMetrics::new()));
         Ok(Station {
             config,
             policy: trust.policy,
@@ -110,7 +116,14 @@ impl<E: Engine> Station<E> {
             reserve,
             pull_progress: None,
             hub_contact: std::sync::Mutex::new(HubContact::default()),
+            metrics: config_metrics,
         })
+    }
+
+    /// Keeps metrics (whether or not they are served).
+    pub fn with_metrics(mut self) -> Station<E> {
+        self.metrics = Some(std::sync::Arc::new(crate::metrics::StationMetrics::new()));
+        self
     }
 
     /// Reports the progress of every pull to `progress` (`pht-station exec` on a terminal).
@@ -173,6 +186,59 @@ impl<E> Station<E> {
             Ok(()) => contact.last_contact = Some(Utc::now()),
             Err(failure) => contact.last_failure = Some((Utc::now(), failure)),
         }
+    }
+
+    /// The station's metrics, when it keeps them.
+    pub fn metrics(&self) -> Option<&std::sync::Arc<crate::metrics::StationMetrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The metrics as Prometheus scrapes them, with the gauges read now; `None` when the
+    /// station keeps no metrics. Blocking: it reads the run queues and the state directory,
+    /// and every [`crate::metrics::AUDIT_VERIFY_EVERY`] verifies the whole audit log.
+    pub fn metrics_text(&self) -> Option<String> {
+        use crate::run_index::Queue;
+        let metrics = self.metrics.as_ref()?;
+        let queued = |queue| self.store.queue(queue).map_or(0, |runs| runs.len() as i64);
+        let contact = self.hub_contact();
+        let hub_connected =
+            contact
+                .polling
+                .then(|| match (&contact.last_contact, &contact.last_failure) {
+                    (Some(answered), Some((failed, _))) => answered > failed,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                });
+        if metrics.audit_check_due() {
+            let ok = AuditLog::verify_file(self.audit.path())
+                .map(|verification| verification.problem.is_none())
+                .unwrap_or(false);
+            metrics.audit_checked(ok);
+        }
+        let gauges = crate::metrics::StationGauges {
+            approvals_waiting: queued(Queue::AwaitingApproval),
+            reviews_waiting: queued(Queue::Withheld),
+            outbox_items: self.store.newest_run_per_job().map_or(0, |runs| {
+                runs.values()
+                    .filter(|run| run.delivered_at.is_none() && run.sealed.is_some())
+                    .count() as i64
+            }),
+            hub_connected,
+            last_poll_unix_seconds: contact.last_contact.map(|at| at.timestamp()),
+            audit_entries: self.audit.entry_count() as i64,
+            audit_log_ok: metrics.audit_ok(),
+            state_dir_free_bytes: pht_fs::free_bytes(&self.config.state_dir).ok(),
+        };
+        metrics.set_gauges(&gauges);
+        Some(metrics.encode())
+    }
+
+    /// Times a pipeline step into the metrics (when kept) until the timer is dropped.
+    pub(crate) fn time_step(
+        &self,
+        step: crate::metrics::PipelineStep,
+    ) -> crate::metrics::StepTimer<'_> {
+        crate::metrics::StepTimer::start(self.metrics.as_ref(), step)
     }
 
     /// The name the station itself is recorded under in the audit log.

@@ -84,6 +84,7 @@ fn main() -> ExitCode {
         "whoami" => mode_whoami(&mut report),
         "environ" => mode_environ(&mut report),
         "log-flood" => mode_log_flood(&params, &mut report),
+        "print" => mode_print(&params, &mut report),
         unknown => {
             report.record("error", &format!("unknown mode {unknown:?}"));
             2
@@ -649,6 +650,16 @@ fn mode_whoami(report: &mut Report) -> u8 {
     );
     report.record("output_dir", &describe(Path::new("/output").metadata()));
     0
+}
+
+/// Says `text` everywhere a train can: stdout, stderr and its report, then exits with `code`
+/// (default 0). Tests feed it a personal identifier and look for it where it must not be.
+fn mode_print(params: &BTreeMap<String, String>, report: &mut Report) -> u8 {
+    let text = params.get("text").cloned().unwrap_or_default();
+    println!("stdout: {text}");
+    eprintln!("stderr: {text}");
+    report.record("text", &text);
+    number_or(params, "code", 0).min(255) as u8
 }
 
 fn mode_log_flood(params: &BTreeMap<String, String>, report: &mut Report) -> u8 {

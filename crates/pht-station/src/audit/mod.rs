@@ -481,6 +481,20 @@ impl AuditLog {
         &self.path
     }
 
+    /// How many entries the log holds now (as its head records, which every process that
+    /// appends moves on).
+    pub fn entry_count(&self) -> u64 {
+        match read_head(&self.head_path) {
+            Some(head) => head.seq + 1,
+            None => {
+                self.tail
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .next_seq
+            }
+        }
+    }
+
     /// Appends an event durably and returns the entry written. Safe across processes: the
     /// daemon and operator commands append to the same log, so each append holds an exclusive
     /// lock on `audit.lock` and continues from the head file another process may have moved.

@@ -96,6 +96,7 @@ impl<E> Station<E> {
         rejected.decision = Some("rejected".into());
         rejected.reasons = vec![reason.to_string()];
         self.audit.append(rejected)?;
+        self.count_run_end(RunStatus::Rejected.as_str());
         Ok(record)
     }
 

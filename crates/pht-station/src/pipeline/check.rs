@@ -78,6 +78,9 @@ impl<E> Station<E> {
             }
         }
         self.check_differencing(&record, &entries, &mut report)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.checked(&report);
+        }
         let report_json = self.write_report(&record, "report.json", &report)?;
         let status = report.status();
         record.checks = Some(status.to_string());

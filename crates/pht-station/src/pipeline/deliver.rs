@@ -115,6 +115,7 @@ impl<E> Station<E> {
                 source,
             }
         })?;
+        let _timer = self.time_step(crate::metrics::PipelineStep::deliver);
         let next_state = self.seal_state_for_next_stop(record, job_id)?;
         match hub
             .upload(job_id, &self.config.station_id, result, next_state)

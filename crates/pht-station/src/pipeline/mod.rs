@@ -44,6 +44,8 @@ use crate::station::Station;
 use crate::store::{RunRecord, RunStatus};
 
 pub use pull::PullProgress;
+
+use crate::metrics::PipelineStep;
 pub use receive::{GivenParameters, Submission};
 
 /// What a stage hands on: the next stage's input, or a run that ended at this stage.
@@ -78,7 +80,10 @@ impl<E: Engine> Station<E> {
         let (received, _hold) = self.receive(submission)?;
         let run_id = received.run_id().to_string();
         let carried = async {
-            let verified = next_or_return!(self.verify(received).await?);
+            let verified = {
+                let _timer = self.time_step(PipelineStep::verify);
+                next_or_return!(self.verify(received).await?)
+            };
             self.decide_and_carry_out(verified).await
         };
         let outcome = carried.await;
@@ -113,15 +118,34 @@ impl<E: Engine> Station<E> {
         if let Err(error) = room {
             return self.fail(approved.into_record(), error);
         }
-        let pulled = self.pull(approved).await?;
-        let finished = self.run(pulled).await?;
-        let collected = next_or_return!(self.collect(finished)?);
-        let checked = self.check(collected)?;
+        let pulled = {
+            let _timer = self.time_step(PipelineStep::pull);
+            self.pull(approved).await?
+        };
+        let finished = {
+            let _timer = self.time_step(PipelineStep::run);
+            self.run(pulled).await?
+        };
+        let collected = {
+            let _timer = self.time_step(PipelineStep::collect);
+            next_or_return!(self.collect(finished)?)
+        };
+        let checked = {
+            let _timer = self.time_step(PipelineStep::check);
+            self.check(collected)?
+        };
         self.release_checked(checked)
     }
 }
 
 impl<E> Station<E> {
+    /// Counts a run that ended, in the metrics when kept.
+    pub(crate) fn count_run_end(&self, outcome: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.run_ended(outcome);
+        }
+    }
+
     /// Ends a run as refused, with the reasons, and audits the refusal.
     pub(crate) fn refuse(
         &self,
@@ -182,9 +206,15 @@ impl<E> Station<E> {
         outcome: Result<RunRecord, StationError>,
     ) -> Result<RunRecord, StationError> {
         let error = match outcome {
-            Ok(record) => return Ok(record),
+            Ok(record) => {
+                if record.status.is_final() {
+                    self.count_run_end(record.status.as_str());
+                }
+                return Ok(record);
+            }
             Err(error) => error,
         };
+        self.count_run_end(RunStatus::Error.as_str());
         match self.store.load(run_id) {
             Ok(record)
                 if record.status == RunStatus::Error && record.reasons == [error.to_string()] =>

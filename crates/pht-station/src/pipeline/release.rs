@@ -370,6 +370,7 @@ impl<E> Station<E> {
         }
         let unsealed = record.clone();
         let sealed = self.enter_in_ledger(&record).and_then(|()| {
+            let _timer = self.time_step(crate::metrics::PipelineStep::seal);
             self.seal(ReleasedRun {
                 record,
                 release: decided,
