@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod bases;
+pub mod compose;
 pub mod containers;
 pub mod lossy_proxy;
 pub mod nginx;
