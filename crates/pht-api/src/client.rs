@@ -436,6 +436,30 @@ impl HubClient {
         self.send_json(&requests::station_directory(station)).await
     }
 
+    /// Sends a checkpoint of the station's audit log to the hub, which keeps it.
+    pub async fn submit_checkpoint(
+        &self,
+        station: &str,
+        envelope: &pht_core::dsse::Envelope,
+    ) -> Result<(), HubClientError> {
+        self.send(&requests::submit_checkpoint(station, envelope))
+            .await
+            .map(|_| ())
+    }
+
+    /// The checkpoints the hub witnessed for `station` (as that station, or with the admin
+    /// token), oldest first.
+    pub async fn checkpoints(
+        &self,
+        station: &str,
+    ) -> Result<Vec<pht_core::dsse::Envelope>, HubClientError> {
+        let request = match self.credentials {
+            Credentials::Admin { .. } => requests::admin_checkpoints(station),
+            _ => requests::station_checkpoints(station),
+        };
+        self.send_json(&request).await
+    }
+
     pub async fn health(&self) -> Result<v1::Health, HubClientError> {
         self.send_json(&requests::health()).await
     }

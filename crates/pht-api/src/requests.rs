@@ -188,6 +188,31 @@ pub fn station_directory(station: &str) -> HubRequest {
     )
 }
 
+/// A station sends a checkpoint of its audit log (a DSSE envelope it signed).
+pub fn submit_checkpoint(station: &str, envelope: &pht_core::dsse::Envelope) -> HubRequest {
+    HubRequest::json(
+        HttpMethod::Post,
+        format!("/v1/stations/{}/checkpoints", path_segment(station)),
+        envelope,
+    )
+}
+
+/// A station's own witnessed checkpoints.
+pub fn station_checkpoints(station: &str) -> HubRequest {
+    HubRequest::new(
+        HttpMethod::Get,
+        format!("/v1/stations/{}/checkpoints", path_segment(station)),
+    )
+}
+
+/// A station's witnessed checkpoints, for the hub's admin.
+pub fn admin_checkpoints(station: &str) -> HubRequest {
+    HubRequest::new(
+        HttpMethod::Get,
+        format!("/v1/admin/stations/{}/checkpoints", path_segment(station)),
+    )
+}
+
 pub fn report_stop_status(
     job_id: Uuid,
     station: &str,

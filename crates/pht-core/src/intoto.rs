@@ -230,6 +230,20 @@ pub struct ResultPredicateV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_state: Option<ReceivedState>,
     pub released: Release,
+    /// The station's audit log when it released this result (the station signs the whole
+    /// statement, so this witnesses the log: a log rewritten later no longer has `head_hash` at
+    /// `seq`). Absent in provenance from stations before checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_checkpoint: Option<AuditCheckpointRef>,
+}
+
+/// The audit log's last entry at release, as provenance records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditCheckpointRef {
+    pub seq: u64,
+    pub head_hash: String,
+    pub time: DateTime<Utc>,
 }
 
 /// State a stop received from the previous stop of its route.
@@ -285,6 +299,7 @@ impl ResultPredicateV1 {
                 overrides_failed_checks: false,
                 reviewers: Vec::new(),
             },
+            audit_checkpoint: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! This crate does no I/O: it takes bytes, values and `now`, and returns values. Reading files,
 //! talking to registries, Docker and the clock belong to the crates that call it.
 
+pub mod checkpoint;
 pub mod cosign;
 pub mod digest;
 pub mod dsse;

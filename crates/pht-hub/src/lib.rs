@@ -248,6 +248,10 @@ impl Hub {
                 "/v1/admin/researchers",
                 post(routes::register_researcher).get(routes::list_researchers),
             )
+            .route(
+                "/v1/admin/stations/{station}/checkpoints",
+                get(routes::admin_checkpoints),
+            )
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 auth::require_admin_token,
@@ -276,6 +280,10 @@ impl Hub {
             )
             .route("/v1/stations/{station}", get(routes::station_directory))
             .route("/v1/stations/{station}/work", get(routes::poll_work))
+            .route(
+                "/v1/stations/{station}/checkpoints",
+                post(routes::submit_checkpoint).get(routes::station_checkpoints),
+            )
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 auth::require_signature,

@@ -52,6 +52,26 @@ fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreErro
     move |source| StoreError::Query { operation, source }
 }
 
+/// A station's audit checkpoint as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub station_id: String,
+    pub seq: u64,
+    pub head_hash: String,
+    pub checkpoint_time: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// The DSSE envelope's JSON as the station sent it.
+    pub envelope: String,
+}
+
+/// What keeping a checkpoint did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointInsert {
+    New,
+    Repeated,
+    Contradicts { kept_hash: String },
+}
+
 fn millis(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
@@ -567,6 +587,61 @@ impl Store {
             }
         }
         Ok(missing)
+    }
+
+    /// Keeps a station's checkpoint (append-only). A repeat of a kept checkpoint is
+    /// [`CheckpointInsert::Repeated`]; another hash at a sequence number already witnessed is
+    /// [`CheckpointInsert::Contradicts`] and changes nothing: the station's log was rewritten.
+    pub async fn insert_checkpoint(
+        &self,
+        checkpoint: &CheckpointRow,
+    ) -> Result<CheckpointInsert, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO audit_checkpoints \
+             (station_id, seq, head_hash, checkpoint_time, received_at, envelope) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (station_id, seq) DO NOTHING",
+        )
+        .bind(&checkpoint.station_id)
+        .bind(i64::try_from(checkpoint.seq).unwrap_or(i64::MAX))
+        .bind(&checkpoint.head_hash)
+        .bind(millis(checkpoint.checkpoint_time))
+        .bind(millis(checkpoint.received_at))
+        .bind(&checkpoint.envelope)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("keep an audit checkpoint"))?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(CheckpointInsert::New);
+        }
+        let kept: Option<String> = sqlx::query_scalar(
+            "SELECT head_hash FROM audit_checkpoints WHERE station_id = $1 AND seq = $2",
+        )
+        .bind(&checkpoint.station_id)
+        .bind(i64::try_from(checkpoint.seq).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("read an audit checkpoint"))?;
+        Ok(match kept {
+            Some(hash) if hash == checkpoint.head_hash => CheckpointInsert::Repeated,
+            Some(hash) => CheckpointInsert::Contradicts { kept_hash: hash },
+            None => {
+                return Err(StoreError::Corrupt {
+                    what: "an audit checkpoint neither inserted nor found".into(),
+                })
+            }
+        })
+    }
+
+    /// A station's checkpoints as signed (DSSE envelopes), oldest sequence number first.
+    pub async fn checkpoints(&self, station_id: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT envelope FROM audit_checkpoints WHERE station_id = $1 ORDER BY seq",
+        )
+        .bind(station_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("list audit checkpoints"))
     }
 
     pub async fn register_researcher(

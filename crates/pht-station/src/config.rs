@@ -72,6 +72,8 @@ struct RawAudit {
     rotate_every: Option<crate::audit::RotateEvery>,
     #[serde(default)]
     retention_days: Option<u32>,
+    #[serde(default)]
+    checkpoint_every: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -566,10 +568,24 @@ fn audit_settings(raw: RawAudit) -> Result<crate::audit::AuditSettings, String> 
             ));
         }
     }
+    let checkpoint_every = match raw.checkpoint_every {
+        None => defaults.checkpoint_every,
+        Some(text) => {
+            let every = pht_core::units::parse_duration(&text)
+                .map_err(|e| format!("audit.checkpoint_every: {e}"))?;
+            if every < Duration::from_secs(60) {
+                return Err(format!(
+                    "audit.checkpoint_every: {text} is less than a minute"
+                ));
+            }
+            every
+        }
+    };
     Ok(AuditSettings {
         rotate_size,
         rotate_every: raw.rotate_every.unwrap_or(defaults.rotate_every),
         retention_days: raw.retention_days,
+        checkpoint_every,
     })
 }
 
@@ -778,6 +794,7 @@ state_dir: state
                 rotate_size: Some(64 << 20),
                 rotate_every: crate::audit::RotateEvery::Month,
                 retention_days: Some(730),
+                checkpoint_every: std::time::Duration::from_secs(1800),
             }
         );
     }

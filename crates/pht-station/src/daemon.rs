@@ -195,8 +195,15 @@ pub async fn run<E: Engine + 'static>(
     // daemon's live runs for interrupted ones.
     station.recover_interrupted_runs()?;
     resume_interrupted(&station, hub.as_ref()).await?;
+    let checkpoint_every = station.config().audit.checkpoint_every;
+    let mut last_checkpoint: Option<std::time::Instant> = None;
     loop {
         station.flush_outbox(hub.as_ref()).await?;
+        // A witness of the audit log at start and every `audit.checkpoint_every`.
+        if last_checkpoint.is_none_or(|at| at.elapsed() >= checkpoint_every) {
+            station.send_checkpoint(hub.as_ref()).await;
+            last_checkpoint = Some(std::time::Instant::now());
+        }
         while in_flight.try_join_next().is_some() {}
         let permit = tokio::select! {
             _ = &mut shutdown => break,

@@ -33,6 +33,12 @@ pub trait HubLink: Send + Sync {
         result: Vec<u8>,
         next_state: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Hands the hub a signed checkpoint of the audit log to witness.
+    fn send_checkpoint(
+        &self,
+        station: &str,
+        checkpoint: &pht_core::dsse::Envelope,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 impl HubLink for HubClient {
@@ -65,6 +71,16 @@ impl HubLink for HubClient {
         self.upload_result(job_id, station, &result, next_state.as_deref())
             .await
             .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send_checkpoint(
+        &self,
+        station: &str,
+        checkpoint: &pht_core::dsse::Envelope,
+    ) -> Result<(), String> {
+        self.submit_checkpoint(station, checkpoint)
+            .await
             .map_err(|e| e.to_string())
     }
 }

@@ -214,8 +214,18 @@ enum OutputsCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain: finds any edited, deleted or reordered entry (exit 1 if broken).
-    Verify,
+    /// Verify the hash chain across every file: finds any edited, deleted or reordered entry
+    /// (exit 1 if broken). With --hub or --checkpoints, also against checkpoints someone else
+    /// witnessed, which a log rewritten whole and consistently no longer matches.
+    Verify {
+        /// Also compare with the checkpoints the hub witnessed for this station.
+        #[arg(long)]
+        hub: bool,
+        /// Also compare with the checkpoints in FILE: signed checkpoints (as the hub serves
+        /// them) or `{seq, head_hash, time}` records from sealed provenance (`audit_checkpoint`).
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+    },
     /// Print audit entries.
     Show {
         /// Only the entries of this run.
@@ -245,6 +255,10 @@ enum AuditCommand {
         /// the extract names is used and its id printed for you to compare.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Also compare the extract's entries with witnessed checkpoints in FILE (as for
+        /// `audit verify --checkpoints`); signed ones are checked with the extract's key.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
     },
 }
 
@@ -485,6 +499,63 @@ fn exit_code_of(record: &RunRecord) -> u8 {
         RunStatus::Error => 4,
         RunStatus::AwaitingApproval => 10,
     }
+}
+
+/// The checkpoints `audit verify` compares the log with: the hub's (`--hub`, fetched as this
+/// station) and a file's (`--checkpoints`), signed ones verified with this station's key.
+async fn witnessed_checkpoints(
+    config: &StationConfig,
+    from_hub: bool,
+    file: Option<&Path>,
+) -> Result<Option<Vec<pht_station::audit::witness::Witnessed>>, Failure> {
+    use pht_station::audit::witness;
+    if !from_hub && file.is_none() {
+        return Ok(None);
+    }
+    let invalid = |message: String| Failure { code: 3, message };
+    let key = pht_station::keys::read_signing_key(&config.key_dir)
+        .map_err(StationError::from)?
+        .ok_or_else(|| {
+            invalid(
+                "the station has no key to check its checkpoints with; run `pht-station keys init`"
+                    .into(),
+            )
+        })?;
+    let public_key = key.public_key();
+    let mut witnessed = Vec::new();
+    if let Some(file) = file {
+        witnessed
+            .extend(witness::read_file(file, &config.station_id, &public_key).map_err(invalid)?);
+    }
+    if from_hub {
+        let hub = config.hub.as_ref().ok_or_else(|| {
+            invalid(format!(
+                "{}: no `hub:` section to fetch checkpoints from",
+                config.source.display()
+            ))
+        })?;
+        let client = pht_api::HubClient::new(
+            &hub.client_address(),
+            pht_api::Credentials::Station {
+                station_id: config.station_id.clone(),
+                key,
+            },
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let envelopes = client
+            .checkpoints(&config.station_id)
+            .await
+            .map_err(|e| Failure {
+                code: 4,
+                message: format!("cannot fetch the hub's checkpoints: {e}"),
+            })?;
+        let source = format!("the hub ({})", hub.display_address());
+        witnessed.extend(
+            witness::from_envelopes(&envelopes, &config.station_id, &public_key, &source)
+                .map_err(invalid)?,
+        );
+    }
+    Ok(Some(witnessed))
 }
 
 fn export_failure(error: pht_station::audit::ExportError) -> Failure {
@@ -764,30 +835,78 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             print(json, &record, || render_record(&record));
             Ok(0)
         }
-        Command::Audit(AuditCommand::Verify) => {
+        Command::Audit(AuditCommand::Verify { hub, checkpoints }) => {
             let config = load_config(&cli.config)?;
             let path = config.state_dir.join("audit.log");
             let verification = AuditLog::verify_file(&path).map_err(StationError::from)?;
-            print(json, &verification, || match &verification.problem {
-                None => format!(
-                    "audit log {} verifies: {} entries in {} file(s), last hash {}{}",
-                    path.display(),
-                    verification.entries,
-                    verification.files.len(),
-                    verification.last_hash,
-                    verification
-                        .interrupted_append
-                        .as_deref()
-                        .map(|note| format!("\n  note: {note}"))
-                        .unwrap_or_default()
+            let witnessed = witnessed_checkpoints(&config, hub, checkpoints.as_deref()).await?;
+            let witness = match &witnessed {
+                Some(witnessed) if verification.problem.is_none() => Some(
+                    pht_station::audit::witness::check(&path, witnessed)
+                        .map_err(StationError::from)?,
                 ),
-                Some((line, problem)) => format!(
-                    "audit log {} is BROKEN in {} at line {line}: {problem}",
-                    path.display(),
-                    verification.problem_file.as_deref().unwrap_or("audit.log")
-                ),
+                _ => None,
+            };
+            #[derive(Serialize)]
+            struct Verified<'a> {
+                #[serde(flatten)]
+                chain: &'a pht_station::audit::Verification,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                witnessed: Option<&'a pht_station::audit::witness::WitnessCheck>,
+            }
+            let verified = Verified {
+                chain: &verification,
+                witnessed: witness.as_ref(),
+            };
+            print(json, &verified, || {
+                let mut text = match &verification.problem {
+                    None => format!(
+                        "audit log {} verifies: {} entries in {} file(s), last hash {}{}",
+                        path.display(),
+                        verification.entries,
+                        verification.files.len(),
+                        verification.last_hash,
+                        verification
+                            .interrupted_append
+                            .as_deref()
+                            .map(|note| format!("\n  note: {note}"))
+                            .unwrap_or_default()
+                    ),
+                    Some((line, problem)) => format!(
+                        "audit log {} is BROKEN in {} at line {line}: {problem}",
+                        path.display(),
+                        verification.problem_file.as_deref().unwrap_or("audit.log")
+                    ),
+                };
+                if let Some(witness) = &witness {
+                    if witness.problems.is_empty() {
+                        text.push_str(&format!(
+                            "\nit agrees with {} witnessed checkpoint(s){}",
+                            witness.agreed,
+                            if witness.pruned > 0 {
+                                format!(" ({} of entries retention has deleted)", witness.pruned)
+                            } else {
+                                String::new()
+                            }
+                        ));
+                    } else {
+                        text.push_str(&format!(
+                            "\nit CONTRADICTS {} witnessed checkpoint(s): investigate; the chain alone cannot show a log rewritten whole",
+                            witness.problems.len()
+                        ));
+                        for problem in &witness.problems {
+                            text.push_str(&format!("\n  {problem}"));
+                        }
+                    }
+                }
+                text
             });
-            Ok(if verification.problem.is_some() { 1 } else { 0 })
+            let contradicted = witness.as_ref().is_some_and(|w| !w.problems.is_empty());
+            Ok(if verification.problem.is_some() || contradicted {
+                1
+            } else {
+                0
+            })
         }
         Command::Audit(AuditCommand::Export { since, until, out }) => {
             let config = load_config(&cli.config)?;
@@ -819,7 +938,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             });
             Ok(0)
         }
-        Command::Audit(AuditCommand::VerifyExport { file, key }) => {
+        Command::Audit(AuditCommand::VerifyExport {
+            file,
+            key,
+            checkpoints,
+        }) => {
             let pinned = match &key {
                 None => None,
                 Some(path) => Some(
@@ -835,7 +958,35 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 ),
             };
             match pht_station::audit::verify_export(&file, pinned.as_ref()) {
-                Ok((summary, _)) => {
+                Ok((summary, export)) => {
+                    if let Some(checkpoints) = &checkpoints {
+                        use pht_station::audit::witness;
+                        let key =
+                            pht_core::PublicKey::from_pem(&export.station_key).map_err(|e| {
+                                Failure {
+                                    code: 1,
+                                    message: e.to_string(),
+                                }
+                            })?;
+                        let witnessed = witness::read_file(checkpoints, &export.station_id, &key)
+                            .map_err(|message| Failure { code: 3, message })?;
+                        let found = witness::check_entries(&export.entries, &witnessed, false);
+                        if !found.problems.is_empty() {
+                            return Err(Failure {
+                                code: 1,
+                                message: format!(
+                                    "the audit export {} contradicts {} witnessed checkpoint(s): {}",
+                                    file.display(),
+                                    found.problems.len(),
+                                    found.problems.join("; ")
+                                ),
+                            });
+                        }
+                        eprintln!(
+                            "it agrees with {} witnessed checkpoint(s) within its range",
+                            found.agreed
+                        );
+                    }
                     print(json, &summary, || {
                         format!(
                             "audit export {} verifies: {} entries of station {} from {} to {}, signed by key {}{}",

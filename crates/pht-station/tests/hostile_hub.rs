@@ -125,6 +125,14 @@ impl HubLink for FakeHub {
         self.uploads.lock().unwrap().push(job_id);
         Ok(())
     }
+
+    async fn send_checkpoint(
+        &self,
+        _station: &str,
+        _checkpoint: &pht_core::dsse::Envelope,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A station trusting one researcher, its fake engine, a fake hub, and the temporary directory

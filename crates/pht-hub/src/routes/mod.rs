@@ -14,11 +14,13 @@
 //! blob.
 
 mod admin;
+mod checkpoints;
 mod jobs;
 mod results;
 mod work;
 
 pub use admin::{list_researchers, list_stations, register_researcher, register_station};
+pub use checkpoints::{admin_checkpoints, station_checkpoints, submit_checkpoint};
 pub use jobs::{cancel_job, get_job_status, submit_job};
 pub use results::{download_result, list_results, upload_result};
 pub use work::{fetch_stop_state, poll_work, report_stop_status, station_directory};

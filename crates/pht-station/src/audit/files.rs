@@ -47,7 +47,13 @@ pub struct AuditSettings {
     pub rotate_every: RotateEvery,
     /// Delete archives whose every entry is older than this many days; `None` keeps everything.
     pub retention_days: Option<u32>,
+    /// How often the daemon sends the hub a signed checkpoint of the log (besides one with
+    /// every delivery).
+    pub checkpoint_every: std::time::Duration,
 }
+
+/// How often the daemon sends a checkpoint unless `audit.checkpoint_every` says otherwise.
+pub const DEFAULT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Default for AuditSettings {
     fn default() -> AuditSettings {
@@ -55,6 +61,7 @@ impl Default for AuditSettings {
             rotate_size: Some(DEFAULT_ROTATE_SIZE),
             rotate_every: RotateEvery::Never,
             retention_days: None,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
         }
     }
 }

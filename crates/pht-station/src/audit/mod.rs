@@ -13,6 +13,7 @@
 
 mod export;
 mod files;
+pub mod witness;
 
 pub use export::{verify_export, write_export, AuditExport, ExportError, ExportSummary};
 pub use files::{
@@ -479,6 +480,23 @@ impl AuditLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The log's last entry now (sequence number and hash), as its head records; `None` for an
+    /// empty log.
+    pub fn head(&self) -> Option<(u64, String)> {
+        match read_head(&self.head_path) {
+            Some(head) => Some((head.seq, head.hash)),
+            None => {
+                let tail = self
+                    .tail
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                tail.next_seq
+                    .checked_sub(1)
+                    .map(|seq| (seq, tail.last_hash.clone()))
+            }
+        }
     }
 
     /// How many entries the log holds now (as its head records, which every process that

@@ -31,6 +31,7 @@ fn small_files() -> AuditSettings {
         rotate_size: Some(1500),
         rotate_every: RotateEvery::Never,
         retention_days: None,
+        ..AuditSettings::default()
     }
 }
 
@@ -194,6 +195,7 @@ fn a_new_file_starts_when_the_day_or_month_has_passed() {
         rotate_size: None,
         rotate_every: RotateEvery::Day,
         retention_days: None,
+        ..AuditSettings::default()
     };
     let log = AuditLog::open_with_clock(&path, daily, clock.clock()).unwrap();
     append_n(&log, 3);
@@ -232,6 +234,7 @@ fn retention_deletes_only_archives_wholly_older_than_the_period_and_records_it_f
         rotate_size: None,
         rotate_every: RotateEvery::Month,
         retention_days: Some(365),
+        ..AuditSettings::default()
     };
     let log = AuditLog::open_with_clock(&path, settings, clock.clock()).unwrap();
     // January 2024, then June 2024 (whose last entry is on the 30th), then December 2024.

@@ -138,12 +138,42 @@ impl<E> Station<E> {
                         .into(),
                 );
                 self.audit.append(event)?;
+                // Every delivery takes a witness along: the log as it stands now.
+                self.send_checkpoint(hub).await;
             }
             Err(error) => {
                 tracing::warn!(run_id = %record.run_id, %error, "delivery failed; the result stays in the outbox")
             }
         }
         Ok(())
+    }
+
+    /// Signs a checkpoint of the audit log as it stands (sequence number and hash of its last
+    /// entry, and the time) with the station key; `None` for an empty log or without a key.
+    pub fn checkpoint(&self) -> Option<pht_core::dsse::Envelope> {
+        let key = self.station_key.as_ref()?;
+        let (seq, head_hash) = self.audit.head()?;
+        let checkpoint = pht_core::checkpoint::Checkpoint::new(
+            &self.config.station_id,
+            seq,
+            &head_hash,
+            Utc::now(),
+        );
+        Some(checkpoint.sign(key))
+    }
+
+    /// Sends a checkpoint to the hub to witness. A failure is logged, not returned: the next
+    /// delivery or interval sends a newer one.
+    pub async fn send_checkpoint<H: HubLink>(&self, hub: &H) {
+        let Some(checkpoint) = self.checkpoint() else {
+            return;
+        };
+        if let Err(error) = hub
+            .send_checkpoint(&self.config.station_id, &checkpoint)
+            .await
+        {
+            tracing::warn!(%error, "the hub did not take the audit checkpoint; a later one will be sent");
+        }
     }
 
     /// Reports and delivers everything the hub does not know yet (operator decisions made with

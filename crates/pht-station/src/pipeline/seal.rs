@@ -141,7 +141,17 @@ impl<E> Station<E> {
             });
         }
         let run_id = record.run_id.clone();
+        // The audit log as it stands at release: the researcher's copy witnesses it.
+        let audit_checkpoint =
+            self.audit
+                .head()
+                .map(|(seq, head_hash)| pht_core::intoto::AuditCheckpointRef {
+                    seq,
+                    head_hash,
+                    time: Utc::now(),
+                });
         let predicate = ResultPredicateV1 {
+            audit_checkpoint,
             job_id: record.job.as_ref().and_then(|j| j.job_id.parse().ok()),
             run_id: run_id.clone(),
             train: pht_core::job::TrainPin {
