@@ -194,6 +194,44 @@ pub fn overhead() -> anyhow::Result<()> {
         station_seconds / docker_seconds
     );
 
+    // Metrics cost: the same exec with metrics kept (`metrics:` configured) and without,
+    // interleaved so drift on the machine lands on both.
+    let metrics_config = dir.path().join("station-metrics.yaml");
+    std::fs::write(
+        &metrics_config,
+        format!(
+            "{}metrics:\n  listen: 127.0.0.1:{}\n",
+            std::fs::read_to_string(&config)?,
+            free_port()?
+        ),
+    )?;
+    let exec_with = |config: &Path| -> anyhow::Result<f64> {
+        let started = std::time::Instant::now();
+        run_ok(
+            Command::new(&pht_station)
+                .arg("--config")
+                .arg(config)
+                .args(["exec", &pinned, "--recipient", &recipient]),
+        )?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        off.push(exec_with(&config)?);
+        on.push(exec_with(&metrics_config)?);
+    }
+    let median = |mut times: Vec<f64>| {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let (off, on) = (median(off), median(on));
+    println!(
+        "station metrics cost: `pht-station exec` {:.0} ms with metrics kept vs {:.0} ms without (medians of {RUNS}, interleaved); {:+.1}% (goal <= 2%)",
+        on * 1e3,
+        off * 1e3,
+        (on / off - 1.0) * 100.0
+    );
+
     // The fallback a station in a container (or without root) uses: a tmpfs volume kept by a
     // holder container, with one spare slot kept ready.
     let volume_config = dir.path().join("station-volume.yaml");
