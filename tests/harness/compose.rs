@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::containers::{docker, LABEL_TEST_RUN};
 use crate::{run, workspace_root, Finished};
@@ -209,22 +209,9 @@ impl ComposeProject {
         &self,
         what: &str,
         timeout: Duration,
-        mut probe: impl FnMut() -> Result<T, String>,
+        probe: impl FnMut() -> Result<T, String>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last_seen = match probe() {
-                Ok(value) => return value,
-                Err(last_seen) => last_seen,
-            };
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\nlast seen: {last_seen}\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        crate::wait_for(what, timeout, probe, || self.logs())
     }
 
     /// `docker-compose down -v`, then whatever is left of this run (see the module comment);

@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{run, Finished};
 
@@ -349,22 +349,9 @@ impl DockerScope {
         &self,
         what: &str,
         timeout: Duration,
-        mut probe: impl FnMut() -> Result<T, String>,
+        probe: impl FnMut() -> Result<T, String>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last_seen = match probe() {
-                Ok(value) => return value,
-                Err(last_seen) => last_seen,
-            };
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\nlast seen: {last_seen}\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        crate::wait_for(what, timeout, probe, || self.logs())
     }
 
     fn remove_everything(&self) {

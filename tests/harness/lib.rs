@@ -97,6 +97,30 @@ impl Finished {
     }
 }
 
+/// Polls `probe` every 250 ms until it returns a value; after `timeout`, panics with what it
+/// waited for, the last thing the probe saw, and `context()` (logs, say).
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last_seen = match probe() {
+            Ok(value) => return value,
+            Err(last_seen) => last_seen,
+        };
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\nlast seen: {last_seen}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Runs a command to completion, capturing its output.
 pub fn run(command: &mut Command) -> Finished {
     let output = command

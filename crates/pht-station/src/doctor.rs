@@ -28,22 +28,6 @@ pub const MIN_FREE_BYTES: u64 = 1 << 30;
 /// A clock this far from the hub's fails the clock check, well inside the signatures' window.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
 
-fn pass(name: &'static str, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        ok: true,
-        detail: detail.into(),
-    }
-}
-
-fn fail(name: &'static str, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        ok: false,
-        detail: detail.into(),
-    }
-}
-
 /// Runs every check. `output_storage` is the caller's verdict on where `/output` would live
 /// (it needs the station's own decision logic, in `main.rs`).
 pub async fn diagnose(config: &StationConfig, output_storage: Check) -> Diagnosis {
@@ -62,7 +46,7 @@ pub async fn diagnose(config: &StationConfig, output_storage: Check) -> Diagnosi
                 checks.push(runtime(&docker, trust.policy.runtime()).await);
             }
         }
-        Err(error) => checks.push(fail(
+        Err(error) => checks.push(Check::fail(
             "docker",
             format!(
                 "{error}; start Docker, or set `docker.socket` in {} to the engine's socket",
@@ -87,7 +71,7 @@ pub async fn diagnose(config: &StationConfig, output_storage: Check) -> Diagnosi
 
 async fn docker_version(docker: &bollard::Docker) -> Check {
     match docker.version().await {
-        Ok(version) => pass(
+        Ok(version) => Check::pass(
             "docker",
             format!(
                 "Docker Engine {}, API {} (this station speaks {})",
@@ -96,7 +80,7 @@ async fn docker_version(docker: &bollard::Docker) -> Check {
                 docker.client_version()
             ),
         ),
-        Err(error) => fail(
+        Err(error) => Check::fail(
             "docker",
             format!("the engine does not answer ({error}); is dockerd running and healthy?"),
         ),
@@ -112,9 +96,9 @@ async fn runtime(docker: &bollard::Docker, wanted: pht_policy::Runtime) -> Check
                 .map(|runtimes| runtimes.into_keys().collect())
                 .unwrap_or_default();
             if runtimes.contains(&wanted) {
-                pass("sandbox runtime", format!("{wanted}, as the policy asks"))
+                Check::pass("sandbox runtime", format!("{wanted}, as the policy asks"))
             } else {
-                fail(
+                Check::fail(
                     "sandbox runtime",
                     format!(
                         "the policy runs trains under `{wanted}`, which Docker does not have (it has: {}); install it and register it under `runtimes` in /etc/docker/daemon.json, then restart Docker",
@@ -123,7 +107,7 @@ async fn runtime(docker: &bollard::Docker, wanted: pht_policy::Runtime) -> Check
                 )
             }
         }
-        Err(error) => fail(
+        Err(error) => Check::fail(
             "sandbox runtime",
             format!("cannot ask Docker for its runtimes ({error})"),
         ),
@@ -170,19 +154,19 @@ fn key_permissions(key_dir: &Path) -> Check {
         } else {
             format!("{} (owner only)", checked.join(", "))
         };
-        pass("key files", detail)
+        Check::pass("key files", detail)
     } else {
-        fail("key files", problems.join("; "))
+        Check::fail("key files", problems.join("; "))
     }
 }
 
 fn disk_space(state_dir: &Path) -> Check {
     match pht_fs::free_bytes(state_dir) {
-        Ok(free) if free >= MIN_FREE_BYTES => pass(
+        Ok(free) if free >= MIN_FREE_BYTES => Check::pass(
             "disk space",
             format!("{} free in {}", gib(free), state_dir.display()),
         ),
-        Ok(free) => fail(
+        Ok(free) => Check::fail(
             "disk space",
             format!(
                 "only {} free in {}, less than {}; runs would be refused for lack of room: free space or move `state_dir:`",
@@ -191,7 +175,7 @@ fn disk_space(state_dir: &Path) -> Check {
                 gib(MIN_FREE_BYTES)
             ),
         ),
-        Err(error) => fail(
+        Err(error) => Check::fail(
             "disk space",
             format!("cannot tell the free space in {}: {error}", state_dir.display()),
         ),
@@ -205,12 +189,12 @@ fn gib(bytes: u64) -> String {
 async fn registry_check(config: &StationConfig, registry: &str) -> Check {
     let client = crate::station::registry_client(config);
     match client.ping(registry).await {
-        Ok(200 | 401) => pass("registry", format!("{registry} answers")),
-        Ok(status) => fail(
+        Ok(200 | 401) => Check::pass("registry", format!("{registry} answers")),
+        Ok(status) => Check::fail(
             "registry",
             format!("{registry} answered HTTP {status} at /v2/, which is not a registry's answer; check `registries:` (and `endpoint:`)"),
         ),
-        Err(error) => fail(
+        Err(error) => Check::fail(
             "registry",
             format!("{error}; check the address in `registries:` and that this host may connect to it"),
         ),
@@ -225,7 +209,7 @@ async fn hub_checks(config: &StationConfig, urls: &[String]) -> (Check, Option<C
         Ok(Some(key)) => key,
         _ => {
             return (
-                fail("hub", "no station key to sign requests to the hub with; run `pht-station keys init` and register station.pub with the hub"),
+                Check::fail("hub", "no station key to sign requests to the hub with; run `pht-station keys init` and register station.pub with the hub"),
                 None,
             )
         }
@@ -236,23 +220,23 @@ async fn hub_checks(config: &StationConfig, urls: &[String]) -> (Check, Option<C
     };
     let client = match pht_api::HubClient::new(&address, credentials) {
         Ok(client) => client,
-        Err(error) => return (fail("hub", error.to_string()), None),
+        Err(error) => return (Check::fail("hub", error.to_string()), None),
     };
     let reached = match client.station_directory(&config.station_id).await {
-        Ok(_) => pass(
+        Ok(_) => Check::pass(
             "hub",
             format!("{} knows this station ({}) and its key", urls.join(", "), config.station_id),
         ),
         Err(error) => match error.status() {
-            Some(401 | 403) => fail(
+            Some(401 | 403) => Check::fail(
                 "hub",
                 format!("the hub refused this station's signature ({error}); ask the hub operator to register station {} with this station's station.pub (`pht-hub admin add-station`)", config.station_id),
             ),
-            Some(404) => fail(
+            Some(404) => Check::fail(
                 "hub",
                 format!("the hub does not know station {} ({error}); ask the hub operator to register it", config.station_id),
             ),
-            _ => fail(
+            _ => Check::fail(
                 "hub",
                 format!("cannot reach the hub at {} ({error}); check `hub.url` and that this host may connect out to it", urls.join(", ")),
             ),
@@ -285,9 +269,9 @@ async fn clock_skew(urls: &[String]) -> Option<Check> {
             .abs();
         let skew = Duration::from_millis(skew as u64);
         return Some(if skew <= MAX_CLOCK_SKEW + Duration::from_secs(1) {
-            pass("clock", format!("within {} s of the hub's", skew.as_secs()))
+            Check::pass("clock", format!("within {} s of the hub's", skew.as_secs()))
         } else {
-            fail(
+            Check::fail(
                 "clock",
                 format!(
                     "{} s away from the hub's clock; requests more than {} minutes off are refused. Keep the clock in sync (systemd-timesyncd or chrony)",

@@ -632,6 +632,19 @@ async fn open_station(config: StationConfig) -> Result<Station<DockerEngine>, Fa
     Ok(Station::open(config, engine)?)
 }
 
+/// [`output_storage`] as a check-config and doctor line.
+fn output_check(config: &StationConfig) -> pht_station::readiness::Check {
+    let (ok, detail) = match output_storage(config) {
+        Ok((_, description)) => (true, description),
+        Err(failure) => (false, failure.message),
+    };
+    pht_station::readiness::Check {
+        name: "/output",
+        ok,
+        detail,
+    }
+}
+
 /// Where trains' `/output` lives for this configuration, and the same in words.
 fn output_storage(
     config: &StationConfig,
@@ -1102,34 +1115,26 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let sandbox = station.engine().sandbox().clone();
             let station = std::sync::Arc::new(station);
             let (stop_console, console_stopped) = tokio::sync::watch::channel(false);
-            let metrics = station.config().metrics.clone().map(|listen| {
-                let station = station.clone();
+            // Both listeners stop when the daemon does.
+            let stopped = || {
                 let mut stopped = console_stopped.clone();
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                }
+            };
+            let metrics = station.config().metrics.clone().map(|listen| {
+                let (station, stopped) = (station.clone(), stopped());
                 tokio::spawn(async move {
-                    pht_station::metrics::serve(
-                        station,
-                        &listen,
-                        move |address| say(&format!("metrics: {address}")),
-                        async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        },
-                    )
-                    .await
+                    let announce = move |address: &str| say(&format!("metrics: {address}"));
+                    pht_station::metrics::serve(station, &listen, announce, stopped).await
                 })
             });
             let console = station.config().console.clone().map(|console_config| {
-                let station = station.clone();
-                let mut stopped = console_stopped.clone();
+                let (station, stopped) = (station.clone(), stopped());
                 tokio::spawn(async move {
-                    pht_station::console::serve(
-                        station,
-                        &console_config,
-                        move |address| say(&format!("operator console: {address}")),
-                        async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        },
-                    )
-                    .await
+                    let announce =
+                        move |address: String| say(&format!("operator console: {address}"));
+                    pht_station::console::serve(station, &console_config, announce, stopped).await
                 })
             });
             let served = pht_station::daemon::run(
@@ -1328,18 +1333,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Doctor => {
             let config = load_config(&cli.config)?;
-            let outputs = match output_storage(&config) {
-                Ok((_, description)) => pht_station::readiness::Check {
-                    name: "/output",
-                    ok: true,
-                    detail: description,
-                },
-                Err(failure) => pht_station::readiness::Check {
-                    name: "/output",
-                    ok: false,
-                    detail: failure.message,
-                },
-            };
+            let outputs = output_check(&config);
             let diagnosis = pht_station::doctor::diagnose(&config, outputs).await;
             print(json, &diagnosis, || {
                 let mut text = String::new();
@@ -1367,18 +1361,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::CheckConfig => {
             let config = load_config(&cli.config)?;
             let (mut checks, trust) = pht_station::readiness::check(&config);
-            let outputs = match output_storage(&config) {
-                Ok((_, description)) => pht_station::readiness::Check {
-                    name: "/output",
-                    ok: true,
-                    detail: description,
-                },
-                Err(failure) => pht_station::readiness::Check {
-                    name: "/output",
-                    ok: false,
-                    detail: failure.message,
-                },
-            };
+            let outputs = output_check(&config);
             checks.push(outputs);
             #[derive(Serialize)]
             struct Checked {

@@ -316,6 +316,16 @@ fn broken(
     }
 }
 
+/// Where the chain begins after the deletion an `audit_pruned` entry records.
+fn pruned_to_of(entry: &AuditEntry) -> Option<ChainStart> {
+    if entry.event != PRUNED_EVENT {
+        return None;
+    }
+    let seq = entry.details.get("next_seq")?.as_u64()?;
+    let prev_hash = entry.details.get("next_prev_hash")?.as_str()?.to_string();
+    Some(ChainStart { seq, prev_hash })
+}
+
 /// Verifies every file of the log at `path` as one chain (see [`AuditLog::verify_file`]).
 pub(super) fn verify_all(path: &Path) -> Result<Verification, AuditError> {
     let archived = archives(path)?;
@@ -324,18 +334,6 @@ pub(super) fn verify_all(path: &Path) -> Result<Verification, AuditError> {
     let mut first: Option<(ChainStart, String)> = None;
     let mut pruned_to: Vec<ChainStart> = Vec::new();
     let mut total = 0u64;
-    let note_pruning = |entry: &AuditEntry, pruned_to: &mut Vec<ChainStart>| {
-        if entry.event == PRUNED_EVENT {
-            let seq = entry.details.get("next_seq").and_then(|v| v.as_u64());
-            let hash = entry.details.get("next_prev_hash").and_then(|v| v.as_str());
-            if let (Some(seq), Some(hash)) = (seq, hash) {
-                pruned_to.push(ChainStart {
-                    seq,
-                    prev_hash: hash.to_string(),
-                });
-            }
-        }
-    };
     let continuity = |problem: String, line: usize, previous: Option<&String>| {
         match previous {
         Some(previous) if line == 1 => format!(
@@ -355,8 +353,9 @@ pub(super) fn verify_all(path: &Path) -> Result<Verification, AuditError> {
                 claimed
             }
         };
-        let mut seen = Vec::new();
-        let verification = verify_chain(&text, &file_start, None, &mut |e| seen.push(e.clone()));
+        let verification = verify_chain(&text, &file_start, None, &mut |entry| {
+            pruned_to.extend(pruned_to_of(entry))
+        });
         if let Some((line, problem)) = verification.problem {
             let problem = continuity(problem, line, files.last());
             return Ok(broken(files, name, total, line, problem));
@@ -365,7 +364,6 @@ pub(super) fn verify_all(path: &Path) -> Result<Verification, AuditError> {
             let problem = "an archived audit file must hold whole entries and at least one".into();
             return Ok(broken(files, name, total, 1, problem));
         }
-        seen.iter().for_each(|e| note_pruning(e, &mut pruned_to));
         total += verification.entries;
         start = Some(ChainStart {
             seq: file_start.seq + verification.entries,
@@ -389,9 +387,8 @@ pub(super) fn verify_all(path: &Path) -> Result<Verification, AuditError> {
         }
     };
     let head = read_head(&path.with_extension("head"));
-    let mut seen = Vec::new();
-    let judged = classify(&bytes, &active_start, head.as_ref(), &mut |e| {
-        seen.push(e.clone())
+    let judged = classify(&bytes, &active_start, head.as_ref(), &mut |entry| {
+        pruned_to.extend(pruned_to_of(entry))
     });
     let mut verification = match judged {
         Ok((mut verification, _, repair)) => {
@@ -406,7 +403,6 @@ pub(super) fn verify_all(path: &Path) -> Result<Verification, AuditError> {
             return Ok(broken(files, name, total, line, problem));
         }
     };
-    seen.iter().for_each(|e| note_pruning(e, &mut pruned_to));
     files.push(name);
     if let Some((first_start, first_file)) = first {
         if first_start != ChainStart::genesis() && !pruned_to.contains(&first_start) {

@@ -325,6 +325,8 @@ impl Repair {
 
 /// What is on disk, judged: the verification of the acknowledged entries, the length they
 /// take, and the repair an interrupted append needs; `Err` is the first sign of tampering.
+/// `seen` is shown each entry that verifies (some twice, when an unacknowledged append is
+/// judged on a second pass).
 fn classify(
     bytes: &[u8],
     start: &ChainStart,
@@ -334,15 +336,13 @@ fn classify(
     let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let complete = String::from_utf8_lossy(&bytes[..complete_len]);
     let fragment_len = (bytes.len() - complete_len) as u64;
-    let mut seen_entries = Vec::new();
     let verification = verify_chain(
         &complete,
         start,
         head.map(|h| (h.seq, h.hash.clone())),
-        &mut |entry| seen_entries.push(entry.clone()),
+        seen,
     );
     if verification.problem.is_none() {
-        seen_entries.iter().for_each(&mut *seen);
         let repair = (fragment_len > 0).then_some(Repair::TornAppend {
             bytes_removed: fragment_len,
         });
