@@ -2,7 +2,7 @@
 //! waiting stations cost a thousand parked futures, not a thread or a database poll loop each.
 //!
 //! Only wakes; whether there is work is always decided by the store. Across PostgreSQL replicas,
-//! [`listen_for_work`] turns other replicas' announcements (`NOTIFY pht_work, '<station>'`) into
+//! [`listen_for_work`] turns other replicas' announcements (`NOTIFY pht_work, '<replica> <station>'`; a replica's own are skipped) into
 //! local wake-ups; when its connection drops it wakes every waiting poll (announcements may have
 //! been missed meanwhile) and reconnects. The sweep's re-check covers an announcement lost
 //! before it was sent.
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
-use crate::store::WORK_CHANNEL;
+use crate::store::{announced_station, WORK_CHANNEL};
 use crate::HubState;
 
 #[derive(Debug, Default)]
@@ -79,7 +79,11 @@ pub async fn listen_for_work(
                         tracing::info!("listening for other replicas' work again");
                         connected = true;
                     }
-                    state.notifier.wake(notification.payload());
+                    if let Some(station) =
+                        announced_station(notification.payload(), state.store.replica())
+                    {
+                        state.notifier.wake(station);
+                    }
                 }
                 // The connection dropped; the next call reconnects and listens again.
                 Ok(None) => {

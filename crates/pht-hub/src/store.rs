@@ -2,16 +2,24 @@
 //! (one machine) or PostgreSQL (several hub replicas), chosen by the URL's scheme.
 //!
 //! Owns every SQL statement, written in portable SQL (`$n` binds, `ON CONFLICT … DO NOTHING`,
-//! TEXT/BIGINT columns, times as Unix milliseconds) so that both backends run the same statements
-//! and the same migrations, through sqlx's `Any` driver. One statement differs: on PostgreSQL a
-//! lease is taken in one `UPDATE` whose candidate row is locked `FOR UPDATE SKIP LOCKED`, so
-//! replicas polling for one station never queue on the same row. Every other state change is an
-//! `UPDATE … WHERE status = <the state read>` whose row count says whether it won, so one stop can
-//! never be held by two leases on either backend. Every transaction starts with a write, which
-//! SQLite needs to avoid upgrade deadlocks. Decides nothing about what is allowed: that is
-//! [`crate::rules`].
+//! TEXT/BIGINT columns, times as Unix milliseconds) so that both backends run the same migrations
+//! through sqlx's `Any` driver, and nearly all the same statements. The hot path is a few
+//! statements per job, because on a small machine each round trip and commit is what dispatch
+//! costs: a job and its stops are stored in one statement on PostgreSQL (a `WITH … INSERT` that
+//! also announces the ready stops with `pg_notify`, so an announcement goes out exactly when the
+//! job commits), in one transaction on SQLite; a lease is one conditional `UPDATE … RETURNING`
+//! whose candidate row is, on PostgreSQL, locked `FOR UPDATE SKIP LOCKED` (replicas polling for
+//! one station never queue on the same row) and joined with its job in the same statement;
+//! request nonces of concurrent requests are written in one `INSERT` ([`nonces`]); registered
+//! stations and researchers, which never change, are read once per replica ([`Registered`]).
+//! Every other state change is an `UPDATE … WHERE status = <the state read>` whose row count
+//! says whether it won, so one stop can never be held by two leases on either backend. Every
+//! transaction starts with a write, which SQLite needs to avoid upgrade deadlocks. Decides
+//! nothing about what is allowed: that is [`crate::rules`].
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +29,8 @@ use pht_core::Digest;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor as _, Row};
 use uuid::Uuid;
+
+mod nonces;
 
 use crate::rules::{state_from_name, state_name, unfinished_stop_states, JobProgress};
 
@@ -44,6 +54,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// One failure answered to every request of a batch ([`nonces`]).
+    #[error("database error while trying to {operation}: {source}")]
+    Shared {
+        operation: &'static str,
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
+    #[error("{what} has stopped; restart the hub")]
+    Stopped { what: &'static str },
     #[error("the database holds a value the hub cannot read: {what}")]
     Corrupt { what: String },
 }
@@ -292,6 +311,58 @@ pub const WORK_CHANNEL: &str = "pht_work";
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// This replica's name in its announcements, so that it does not wake its own polls twice.
+    replica: Arc<str>,
+    registered: Arc<Registered>,
+    nonces: nonces::NonceWriter,
+}
+
+/// Stations and researchers read from the database, kept for the replica's lifetime: a
+/// registration is never changed or removed (`ON CONFLICT DO NOTHING`, and no statement updates
+/// or deletes one), so a kept row can never be stale. Only rows found are kept, so an id
+/// registered through another replica is seen at once. At most one entry per registered id.
+/// A future key rotation or revocation must forget the row here on every replica (announced
+/// like work) before it can be relied on.
+#[derive(Debug, Default)]
+struct Registered {
+    stations: Mutex<HashMap<String, StationRow>>,
+    researchers: Mutex<HashMap<String, ResearcherRow>>,
+}
+
+fn kept<T: Clone>(map: &Mutex<HashMap<String, T>>, id: &str) -> Option<T> {
+    map.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(id)
+        .cloned()
+}
+
+fn keep<T>(map: &Mutex<HashMap<String, T>>, id: &str, row: T) {
+    map.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(id.to_string(), row);
+}
+
+/// A stop just leased, with what its work item carries from the job.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub stop: StopRow,
+    pub envelope: String,
+    pub mode: RouteMode,
+}
+
+/// The announcement payload: `<replica> <station>` (station ids hold no spaces).
+pub fn announcement(replica: &str, station: &str) -> String {
+    format!("{replica} {station}")
+}
+
+/// The station of an announcement, unless `replica` made it (it woke its own polls already).
+pub fn announced_station<'a>(payload: &'a str, replica: &str) -> Option<&'a str> {
+    match payload.split_once(' ') {
+        Some((from, _)) if from == replica => None,
+        Some((_, station)) => Some(station),
+        // From a replica that names no sender.
+        None => Some(payload),
+    }
 }
 
 /// A state change of one stop that another request may have raced.
@@ -365,7 +436,13 @@ impl Store {
                 .map_err(open_error)?,
         };
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            backend,
+            replica: Uuid::new_v4().simple().to_string().into(),
+            registered: Arc::default(),
+            nonces: nonces::NonceWriter::start(pool.clone()),
+            pool,
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -375,6 +452,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This replica's name in its announcements of work.
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     /// Whether the database answers: for `/readyz`.
@@ -396,7 +478,7 @@ impl Store {
         // is `void`, a type it has no value for.
         sqlx::query("SELECT count(*) AS sent FROM (SELECT pg_notify($1, $2)) AS notified")
             .bind(WORK_CHANNEL)
-            .bind(station)
+            .bind(announcement(&self.replica, station))
             .execute(&self.pool)
             .await
             .map_err(query_error("announce work to the other replicas"))?;
@@ -553,8 +635,12 @@ impl Store {
         })
     }
 
+    /// The registered station `id`, read once per replica (see [`Registered`]).
     pub async fn station(&self, id: &str) -> Result<Option<StationRow>, StoreError> {
-        sqlx::query(
+        if let Some(row) = kept(&self.registered.stations, id) {
+            return Ok(Some(row));
+        }
+        let row = sqlx::query(
             "SELECT id, public_key_pem, age_recipient, registered_at FROM stations WHERE id = $1",
         )
         .bind(id)
@@ -563,7 +649,11 @@ impl Store {
         .map_err(query_error("read a station"))?
         .as_ref()
         .map(Store::station_from_row)
-        .transpose()
+        .transpose()?;
+        if let Some(row) = &row {
+            keep(&self.registered.stations, id, row.clone());
+        }
+        Ok(row)
     }
 
     pub async fn stations(&self) -> Result<Vec<StationRow>, StoreError> {
@@ -672,15 +762,24 @@ impl Store {
         })
     }
 
+    /// The registered researcher `id`, read once per replica (see [`Registered`]).
     pub async fn researcher(&self, id: &str) -> Result<Option<ResearcherRow>, StoreError> {
-        sqlx::query("SELECT id, public_key_pem, registered_at FROM researchers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_error("read a researcher"))?
-            .as_ref()
-            .map(Store::researcher_from_row)
-            .transpose()
+        if let Some(row) = kept(&self.registered.researchers, id) {
+            return Ok(Some(row));
+        }
+        let row =
+            sqlx::query("SELECT id, public_key_pem, registered_at FROM researchers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_error("read a researcher"))?
+                .as_ref()
+                .map(Store::researcher_from_row)
+                .transpose()?;
+        if let Some(row) = &row {
+            keep(&self.registered.researchers, id, row.clone());
+        }
+        Ok(row)
     }
 
     pub async fn researchers(&self) -> Result<Vec<ResearcherRow>, StoreError> {
@@ -693,25 +792,17 @@ impl Store {
             .collect()
     }
 
-    /// Records a signature's nonce; `false` when `keyid` already used it (a replay).
+    /// Records a signature's nonce; `false` when `keyid` already used it (a replay). Written
+    /// with the nonces of concurrent requests in one statement ([`nonces`]).
     pub async fn remember_nonce(
         &self,
         keyid: &str,
         nonce: &str,
         forget_after: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO seen_nonces (keyid, nonce, forget_after) VALUES ($1, $2, $3) \
-             ON CONFLICT (keyid, nonce) DO NOTHING",
-        )
-        .bind(keyid)
-        .bind(nonce)
-        .bind(millis(forget_after))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error("record a request nonce"))?
-        .rows_affected();
-        Ok(inserted == 1)
+        self.nonces
+            .remember(keyid, nonce, millis(forget_after))
+            .await
     }
 
     /// Drops nonces whose signatures can no longer pass the clock-skew check.
@@ -726,27 +817,154 @@ impl Store {
         )
     }
 
-    /// Stores a new job and its stops; `false` when the job id is already taken.
-    pub async fn insert_job(&self, job: &JobRow, stations: &[String]) -> Result<bool, StoreError> {
+    /// Stores a new job and its stops, and returns the stops; `None` when the job id is
+    /// already taken. On PostgreSQL the stations of the stops that are ready are announced to
+    /// every replica (not to this one: the caller wakes its own polls) in the same statement,
+    /// so an announcement is sent exactly when the job is committed.
+    pub async fn insert_job(
+        &self,
+        job: &JobRow,
+        stations: &[String],
+    ) -> Result<Option<Vec<StopRow>>, StoreError> {
+        // The times as stored (milliseconds), so that the stops returned equal those read later.
+        let submitted_at = from_millis("submitted_at", millis(job.submitted_at))?;
+        let expires_at = from_millis("expires_at", millis(job.expires_at))?;
+        let stops: Vec<StopRow> = stations
+            .iter()
+            .enumerate()
+            .map(|(stop_index, station)| StopRow {
+                job_id: job.job_id,
+                stop_index: stop_index as u32,
+                station_id: station.clone(),
+                status: if job.mode == RouteMode::Parallel || stop_index == 0 {
+                    StopState::Ready
+                } else {
+                    StopState::Pending
+                },
+                reason: None,
+                updated_at: submitted_at,
+                lease_expires_at: None,
+                expires_at,
+                input_state: None,
+                result: None,
+            })
+            .collect();
+        // (A job always has stops; without, there would be nothing to announce either.)
+        let inserted = match self.backend {
+            Backend::Postgres if !stops.is_empty() => {
+                self.insert_job_announced(job, &stops).await?
+            }
+            _ => self.insert_job_in_transaction(job, &stops).await?,
+        };
+        Ok(inserted.then_some(stops))
+    }
+
+    /// The job's columns and its stops' `VALUES` rows, from bind `$first` on: the statement
+    /// text depends only on the number of stops.
+    fn stop_values(first: usize, n_stops: usize) -> String {
+        (0..n_stops)
+            .map(|i| {
+                let n = first + 4 * i;
+                format!(
+                    "(CAST(${n} AS INTEGER), CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS BIGINT))",
+                    n + 1,
+                    n + 2,
+                    n + 3
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn bind_job<'q>(
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        job: &'q JobRow,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        query
+            .bind(job.job_id.to_string())
+            .bind(&job.researcher_id)
+            .bind(&job.envelope)
+            .bind(mode_name(job.mode))
+            .bind(&job.train_repository)
+            .bind(job.train_digest.to_string())
+            .bind(millis(job.issued_at))
+            .bind(millis(job.expires_at))
+            .bind(millis(job.submitted_at))
+            .bind(job.cancelled_at.map(millis))
+    }
+
+    fn bind_stops<'q>(
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        stops: &'q [StopRow],
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for stop in stops {
+            let ready = stop.status == StopState::Ready;
+            query = query
+                .bind(i64::from(stop.stop_index))
+                .bind(&stop.station_id)
+                .bind(state_name(stop.status))
+                .bind(ready.then(|| millis(stop.updated_at)));
+        }
+        query
+    }
+
+    /// [`Store::insert_job`] on PostgreSQL: the job, its stops and the announcements in one
+    /// statement (one round trip, one commit).
+    async fn insert_job_announced(
+        &self,
+        job: &JobRow,
+        stops: &[StopRow],
+    ) -> Result<bool, StoreError> {
+        let n = 10;
+        let sql = format!(
+            "WITH job AS (\
+                 INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (job_id) DO NOTHING RETURNING job_id, submitted_at, expires_at), \
+             stop AS (\
+                 INSERT INTO stops (job_id, stop_index, station_id, status, updated_at, ready_at, \
+                 expires_at) \
+                 SELECT job.job_id, s.stop_index, s.station_id, s.status, job.submitted_at, \
+                 s.ready_at, job.expires_at \
+                 FROM job, (VALUES {values}) AS s (stop_index, station_id, status, ready_at) \
+                 RETURNING station_id, status), \
+             announced AS (\
+                 SELECT pg_notify(${channel}, ${replica} || ' ' || station_id) FROM stop \
+                 WHERE status = 'ready') \
+             SELECT (SELECT count(*) FROM job) AS jobs, (SELECT count(*) FROM announced) AS sent",
+            values = Store::stop_values(n + 1, stops.len()),
+            channel = n + 1 + 4 * stops.len(),
+            replica = n + 2 + 4 * stops.len(),
+        );
+        let query = Store::bind_stops(Store::bind_job(sqlx::query(&sql), job), stops)
+            .bind(WORK_CHANNEL)
+            .bind(&*self.replica);
+        let row = query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error("store a job"))?;
+        let jobs: i64 = row.try_get("jobs").map_err(query_error("store a job"))?;
+        Ok(jobs == 1)
+    }
+
+    /// [`Store::insert_job`] on SQLite: the job and its stops in one transaction, which
+    /// announces nothing (one hub).
+    async fn insert_job_in_transaction(
+        &self,
+        job: &JobRow,
+        stops: &[StopRow],
+    ) -> Result<bool, StoreError> {
         let mut transaction = self
             .pool
             .begin()
             .await
             .map_err(query_error("begin storing a job"))?;
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (job_id) DO NOTHING"
-        ))
-        .bind(job.job_id.to_string())
-        .bind(&job.researcher_id)
-        .bind(&job.envelope)
-        .bind(mode_name(job.mode))
-        .bind(&job.train_repository)
-        .bind(job.train_digest.to_string())
-        .bind(millis(job.issued_at))
-        .bind(millis(job.expires_at))
-        .bind(millis(job.submitted_at))
-        .bind(job.cancelled_at.map(millis))
+        let inserted = Store::bind_job(
+            sqlx::query(&format!(
+                "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (job_id) DO NOTHING"
+            )),
+            job,
+        )
         .execute(&mut *transaction)
         .await
         .map_err(query_error("store a job"))?
@@ -754,28 +972,29 @@ impl Store {
         if inserted == 0 {
             return Ok(false);
         }
-        for (stop_index, station) in stations.iter().enumerate() {
-            let ready = job.mode == RouteMode::Parallel || stop_index == 0;
-            let status = if ready {
-                StopState::Ready
-            } else {
-                StopState::Pending
-            };
-            sqlx::query(
-                "INSERT INTO stops (job_id, stop_index, station_id, status, updated_at, ready_at, \
-                 expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(job.job_id.to_string())
-            .bind(stop_index as i64)
-            .bind(station)
-            .bind(state_name(status))
-            .bind(millis(job.submitted_at))
-            .bind(ready.then(|| millis(job.submitted_at)))
-            .bind(millis(job.expires_at))
-            .execute(&mut *transaction)
-            .await
-            .map_err(query_error("store a job's stops"))?;
+        if stops.is_empty() {
+            transaction
+                .commit()
+                .await
+                .map_err(query_error("commit a job"))?;
+            return Ok(true);
         }
+        let sql = format!(
+            "INSERT INTO stops (job_id, stop_index, station_id, status, updated_at, ready_at, \
+             expires_at) \
+             SELECT $1, s.column1, s.column2, s.column3, $2, s.column4, $3 FROM (VALUES {}) AS s",
+            Store::stop_values(4, stops.len())
+        );
+        Store::bind_stops(
+            sqlx::query(&sql)
+                .bind(job.job_id.to_string())
+                .bind(millis(job.submitted_at))
+                .bind(millis(job.expires_at)),
+            stops,
+        )
+        .execute(&mut *transaction)
+        .await
+        .map_err(query_error("store a job's stops"))?;
         transaction
             .commit()
             .await
@@ -826,100 +1045,73 @@ impl Store {
     }
 
     /// Leases the station's oldest offerable stop (ready, or leased with a lapsed lease, and not
-    /// expired) until `lease_until`. The conditional update guarantees that one stop is never
-    /// held by two leases, even across hub replicas.
+    /// expired) until `lease_until`, with what its work item needs from the job. One
+    /// conditional `UPDATE` picks and takes the stop, so one stop is never held by two leases,
+    /// even across hub replicas: on PostgreSQL its candidate row is locked `FOR UPDATE SKIP
+    /// LOCKED`, so concurrent polls each take a different stop or none, and the job is joined in
+    /// the same statement; on SQLite writes are serialised anyway, and the job is read after.
     pub async fn lease_next_stop(
         &self,
         station_id: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<Option<StopRow>, StoreError> {
-        if self.backend == Backend::Postgres {
-            return self
-                .lease_next_stop_locked(station_id, now, lease_until)
-                .await;
-        }
-        // A handful of tries: each lost race means another poll of the same station won a stop.
-        for _ in 0..8 {
-            let candidate = sqlx::query(
-                "SELECT job_id, stop_index FROM stops \
-                 WHERE station_id = $1 AND expires_at > $2 \
-                 AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2)) \
-                 ORDER BY ready_at, job_id, stop_index LIMIT 1",
-            )
-            .bind(station_id)
-            .bind(millis(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_error("find work for a station"))?;
-            let Some(candidate) = candidate else {
-                return Ok(None);
-            };
-            let job_id: String = candidate
-                .try_get("job_id")
-                .map_err(query_error("read a work candidate"))?;
-            let stop_index: i64 = candidate
-                .try_get("stop_index")
-                .map_err(query_error("read a work candidate"))?;
-            let leased = sqlx::query(
-                "UPDATE stops SET status = 'leased', lease_expires_at = $1, updated_at = $2, \
-                 reason = NULL \
-                 WHERE job_id = $3 AND stop_index = $4 AND expires_at > $2 \
-                 AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2))",
-            )
-            .bind(millis(lease_until))
-            .bind(millis(now))
-            .bind(&job_id)
-            .bind(stop_index)
-            .execute(&self.pool)
-            .await
-            .map_err(query_error("lease a stop"))?
-            .rows_affected();
-            if leased == 1 {
-                let row = sqlx::query(&format!(
-                    "SELECT {STOP_COLUMNS} FROM stops WHERE job_id = $1 AND stop_index = $2"
-                ))
-                .bind(&job_id)
-                .bind(stop_index)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(query_error("read a leased stop"))?;
-                return stop_from_row(&row).map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    /// [`Store::lease_next_stop`] on PostgreSQL: one statement, whose candidate row is locked
-    /// and skipped by every concurrent poll, so each poll takes a different stop or none.
-    async fn lease_next_stop_locked(
-        &self,
-        station_id: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<StopRow>, StoreError> {
-        sqlx::query(&format!(
+    ) -> Result<Option<Lease>, StoreError> {
+        let (lock, join_job) = match self.backend {
+            Backend::Postgres => (" FOR UPDATE SKIP LOCKED", true),
+            Backend::Sqlite => ("", false),
+        };
+        let update = format!(
             "UPDATE stops SET status = 'leased', lease_expires_at = $1, updated_at = $2, \
              reason = NULL \
              WHERE (job_id, stop_index) = (\
                  SELECT job_id, stop_index FROM stops \
                  WHERE station_id = $3 AND expires_at > $2 \
                  AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2)) \
-                 ORDER BY ready_at, job_id, stop_index LIMIT 1 \
-                 FOR UPDATE SKIP LOCKED) \
+                 ORDER BY ready_at, job_id, stop_index LIMIT 1{lock}) \
              AND expires_at > $2 \
              AND (status = 'ready' OR (status = 'leased' AND lease_expires_at <= $2)) \
              RETURNING {STOP_COLUMNS}"
-        ))
-        .bind(millis(lease_until))
-        .bind(millis(now))
-        .bind(station_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_error("lease a stop"))?
-        .as_ref()
-        .map(stop_from_row)
-        .transpose()
+        );
+        let sql = if join_job {
+            format!(
+                "WITH leased AS ({update}) SELECT leased.*, jobs.envelope, jobs.mode \
+                 FROM leased JOIN jobs ON jobs.job_id = leased.job_id"
+            )
+        } else {
+            update
+        };
+        let Some(row) = sqlx::query(&sql)
+            .bind(millis(lease_until))
+            .bind(millis(now))
+            .bind(station_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("lease a stop"))?
+        else {
+            return Ok(None);
+        };
+        let stop = stop_from_row(&row)?;
+        let (envelope, mode) = if join_job {
+            let read = query_error("read a leased stop's job");
+            let envelope: String = row.try_get("envelope").map_err(read)?;
+            let mode: String = row
+                .try_get("mode")
+                .map_err(query_error("read a leased stop's job"))?;
+            (envelope, parse_mode(&mode)?)
+        } else {
+            let job = self
+                .job(stop.job_id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("stop of missing job {}", stop.job_id),
+                })?;
+            (job.envelope, job.mode)
+        };
+        Ok(Some(Lease {
+            stop,
+            envelope,
+            mode,
+        }))
     }
 
     /// Applies a status report; `false` when the stop was no longer in `from` (a race).
@@ -1096,5 +1288,25 @@ impl Store {
         .await
         .map_err(query_error("expire work"))?;
         Ok(released_stations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{announced_station, announcement};
+
+    #[test]
+    fn a_replica_skips_its_own_announcements_and_hears_the_others() {
+        let payload = announcement("replica-a", "umc-utrecht");
+        assert_eq!(announced_station(&payload, "replica-a"), None);
+        assert_eq!(
+            announced_station(&payload, "replica-b"),
+            Some("umc-utrecht")
+        );
+        // An announcement naming no replica wakes the station.
+        assert_eq!(
+            announced_station("umc-utrecht", "replica-a"),
+            Some("umc-utrecht")
+        );
     }
 }

@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use pht_api::{requests, v1};
+use pht_api::{requests, v1, Credentials};
 use pht_core::job::RouteMode;
 use pht_core::{Digest, KeyAlgorithm, SigningKey};
 use support::{admin, envelope_bytes, job, station_id, TestHub, PICKUP_LEASE};
@@ -304,6 +304,103 @@ async fn replayed_nonce_is_refused(hub: TestHub) {
         .await
         .expect_status(StatusCode::UNAUTHORIZED);
     assert!(replay.error().message.contains("replayed"));
+}
+
+/// Nonces are written in batches of whatever requests arrived together: among concurrent
+/// requests that repeat one nonce exactly one is served, and every request with its own is.
+async fn concurrent_replays_are_refused_but_one_and_fresh_nonces_all_pass(hub: TestHub) {
+    let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
+    let request = requests::poll_work("a", NO_WAIT);
+    let now = hub.clock.now();
+    let replays = (0..12).map(|_| hub.call_signed(&request, &station, now, "shared-nonce"));
+    let own: Vec<String> = (0..12).map(|i| format!("own-{i}")).collect();
+    let fresh = own
+        .iter()
+        .map(|nonce| hub.call_signed(&request, &station, now, nonce));
+    let (replays, fresh) = tokio::join!(
+        futures_util::future::join_all(replays),
+        futures_util::future::join_all(fresh)
+    );
+    let served = |answers: &[support::Answer]| {
+        answers
+            .iter()
+            .filter(|answer| answer.status == StatusCode::NO_CONTENT)
+            .count()
+    };
+    assert_eq!(served(&replays), 1);
+    for refused in replays
+        .iter()
+        .filter(|a| a.status != StatusCode::NO_CONTENT)
+    {
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert!(refused.error().message.contains("replayed"));
+    }
+    assert_eq!(served(&fresh), 12);
+    // And later, once written, each is a replay.
+    hub.call_signed(&request, &station, now, "own-3")
+        .await
+        .expect_status(StatusCode::UNAUTHORIZED);
+}
+
+/// A replica keeps the stations and researchers it has read, but not that one was missing: one
+/// registered through another replica is known at once.
+async fn registration_through_one_replica_is_known_on_another_at_once(hub: TestHub) {
+    let other = hub.replica().await;
+    let key = SigningKey::generate(KeyAlgorithm::Ed25519);
+    let station = Credentials::Station {
+        station_id: "late".into(),
+        key: SigningKey::from_pkcs8_pem(&key.to_pkcs8_pem(None).unwrap(), None).unwrap(),
+    };
+    other
+        .call(&requests::poll_work("late", NO_WAIT), &station)
+        .await
+        .expect_status(StatusCode::UNAUTHORIZED);
+    let registration = v1::RegisterStationRequest {
+        id: "late".into(),
+        public_key_pem: key.public_key().to_pem(),
+        age_recipient: age::x25519::Identity::generate().to_public().to_string(),
+    };
+    hub.call(&requests::register_station(&registration), &admin())
+        .await
+        .expect_status(StatusCode::CREATED);
+    other
+        .call(&requests::poll_work("late", NO_WAIT), &station)
+        .await
+        .expect_status(StatusCode::NO_CONTENT);
+    // A job naming it, submitted through the replica that first found it missing, is taken.
+    let (alice, alice_key) = hub.add_researcher("alice").await;
+    let envelope = job(
+        Uuid::new_v4(),
+        RouteMode::Parallel,
+        &["late"],
+        hub.clock.now(),
+    )
+    .sign(&alice_key);
+    other
+        .call(&requests::submit_job(&envelope), &alice)
+        .await
+        .expect_status(StatusCode::CREATED);
+    drop(other);
+}
+
+/// The submission's answer is built from what was stored, not read back: it must equal the
+/// status read afterwards, stop for stop.
+async fn submission_answer_equals_the_stored_status(hub: TestHub) {
+    for id in ["a", "b", "c"] {
+        hub.add_station(id, KeyAlgorithm::Ed25519).await;
+    }
+    let (alice, alice_key) = hub.add_researcher("alice").await;
+    for mode in [RouteMode::Parallel, RouteMode::Sequential] {
+        let job_id = Uuid::new_v4();
+        let envelope = job(job_id, mode, &["a", "b", "c"], hub.clock.now()).sign(&alice_key);
+        let answered: v1::JobStatus = hub
+            .call(&requests::submit_job(&envelope), &alice)
+            .await
+            .expect_status(StatusCode::CREATED)
+            .json();
+        assert_eq!(answered, hub.status(&alice, job_id).await);
+        assert_eq!(answered.stops.len(), 3);
+    }
 }
 
 async fn signature_created_outside_the_clock_skew_is_refused(hub: TestHub) {
@@ -814,6 +911,9 @@ crate::on_both_stores!(
     request_signed_with_the_wrong_key_is_refused,
     request_with_a_tampered_body_is_refused,
     replayed_nonce_is_refused,
+    concurrent_replays_are_refused_but_one_and_fresh_nonces_all_pass,
+    registration_through_one_replica_is_known_on_another_at_once,
+    submission_answer_equals_the_stored_status,
     signature_created_outside_the_clock_skew_is_refused,
     nobody_sees_another_tenants_work_or_jobs,
     envelope_signed_by_an_unregistered_key_is_refused,

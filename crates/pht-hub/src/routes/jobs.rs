@@ -152,7 +152,7 @@ pub async fn submit_job(
         submitted_at: now,
         cancelled_at: None,
     };
-    if !state.store.insert_job(&row, &job.route.stations).await? {
+    let Some(stops) = state.store.insert_job(&row, &job.route.stations).await? else {
         // The same envelope again from the same researcher is a retry (an answer lost between
         // a load balancer and the client): answer it as the first time, without a new job.
         let stored = state.store.job(job.job_id).await?;
@@ -168,13 +168,14 @@ pub async fn submit_job(
             "`job_id`: job `{}` was already submitted with another envelope; give a new job a new id",
             job.job_id
         )));
-    }
-    let stops = state.store.stops(job.job_id).await?;
+    };
+    // The store announced the ready stops to the other replicas with the job; this replica's
+    // own polls are woken here.
     for stop in stops
         .iter()
         .filter(|stop| stop.status == v1::StopState::Ready)
     {
-        state.offer_work(&stop.station_id).await;
+        state.notifier.wake(&stop.station_id);
     }
     tracing::info!(job_id = %job.job_id, researcher = %row.researcher_id, n_stops = stops.len(), "job submitted");
     Ok((StatusCode::CREATED, Json(job_status(&row, &stops))))

@@ -19,7 +19,7 @@ use super::{blob_response, parse_job_id, parse_json, path, read_blob, stop_statu
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::rules::{self, ReportDecision};
-use crate::store::{JobRow, StopRow, StopTransition};
+use crate::store::{JobRow, Lease, StopRow, StopTransition};
 use crate::HubState;
 
 /// Longest reason a station may give; reasons are for people, not for data.
@@ -59,19 +59,19 @@ fn wait_from_query(query: Option<&str>) -> HubResult<u64> {
     Ok(0)
 }
 
-async fn work_item(state: &HubState, stop: StopRow) -> HubResult<v1::WorkItem> {
-    let job = state.store.job(stop.job_id).await?.ok_or_else(|| {
-        ApiError::internal(&crate::store::StoreError::Corrupt {
-            what: format!("stop of missing job {}", stop.job_id),
-        })
-    })?;
-    let envelope = serde_json::value::RawValue::from_string(job.envelope)
+fn work_item(lease: Lease) -> HubResult<v1::WorkItem> {
+    let Lease {
+        stop,
+        envelope,
+        mode,
+    } = lease;
+    let envelope = serde_json::value::RawValue::from_string(envelope)
         .map_err(|error| ApiError::internal(&error))?;
     Ok(v1::WorkItem {
         job_id: stop.job_id,
         stop_index: stop.stop_index,
         station: stop.station_id,
-        mode: job.mode,
+        mode,
         envelope,
         previous_state: stop.input_state,
         lease_expires_at: stop.lease_expires_at.unwrap_or(stop.updated_at),
@@ -88,9 +88,9 @@ async fn try_lease(state: &HubState, station: &str) -> HubResult<Option<v1::Work
         .lease_next_stop(station, now, lease_until)
         .await?
     {
-        Some(stop) => {
-            tracing::info!(job_id = %stop.job_id, station, stop_index = stop.stop_index, "stop leased");
-            work_item(state, stop).await.map(Some)
+        Some(lease) => {
+            tracing::info!(job_id = %lease.stop.job_id, station, stop_index = lease.stop.stop_index, "stop leased");
+            work_item(lease).map(Some)
         }
         None => Ok(None),
     }
