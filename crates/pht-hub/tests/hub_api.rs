@@ -595,6 +595,49 @@ async fn a_leased_stop_is_offered_once_and_again_after_the_lease_lapses(hub: Tes
     assert!(hub.poll(&station, NO_WAIT).await.is_none());
 }
 
+/// Polls one after another, with no wait, take a station's stops one each, then
+/// find none; work submitted after an empty poll is handed to the next poll at once.
+async fn back_to_back_polls_get_every_stop_and_new_work_at_once(hub: TestHub) {
+    let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
+    let (alice, alice_key) = hub.add_researcher("alice").await;
+    let mut submitted = Vec::new();
+    for _ in 0..3 {
+        let job_id = Uuid::new_v4();
+        let envelope = job(job_id, RouteMode::Parallel, &["a"], hub.clock.now()).sign(&alice_key);
+        hub.call(&requests::submit_job(&envelope), &alice)
+            .await
+            .expect_status(StatusCode::CREATED);
+        submitted.push(job_id);
+    }
+    let mut handed_out = Vec::new();
+    for _ in 0..3 {
+        handed_out.push(
+            hub.poll(&station, NO_WAIT)
+                .await
+                .expect("a stop left")
+                .job_id,
+        );
+    }
+    assert!(hub.poll(&station, NO_WAIT).await.is_none());
+    assert!(hub.poll(&station, NO_WAIT).await.is_none());
+    handed_out.sort();
+    submitted.sort();
+    assert_eq!(handed_out, submitted);
+    let job_id = Uuid::new_v4();
+    let envelope = job(job_id, RouteMode::Parallel, &["a"], hub.clock.now()).sign(&alice_key);
+    hub.call(&requests::submit_job(&envelope), &alice)
+        .await
+        .expect_status(StatusCode::CREATED);
+    assert_eq!(
+        hub.poll(&station, NO_WAIT)
+            .await
+            .expect("the new job")
+            .job_id,
+        job_id
+    );
+    assert!(hub.poll(&station, NO_WAIT).await.is_none());
+}
+
 async fn concurrent_polls_never_share_a_stop(hub: TestHub) {
     let station = hub.add_station("a", KeyAlgorithm::Ed25519).await;
     let (alice, alice_key) = hub.add_researcher("alice").await;
@@ -905,6 +948,7 @@ async fn internal_failure_answers_500_with_a_request_id_and_no_internals(hub: Te
 // Every test above, once on each store.
 crate::on_both_stores!(
     parallel_job_runs_at_three_stations_and_results_come_back,
+    back_to_back_polls_get_every_stop_and_new_work_at_once,
     sequential_job_hands_state_on_and_readies_each_stop_only_after_the_previous_upload,
     denied_stop_ends_a_sequential_route_and_skips_the_rest,
     unsigned_request_is_refused,
