@@ -25,6 +25,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # A real Prometheus scrapes a hub and a station in tests/ops_metrics.rs (started by the test,
 # on loopback); promtool checks the alert rules in examples/ops/.
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# systemd-analyze checks the units in examples/systemd/ (tests/systemd_units.rs); nothing is
+# started under systemd.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "missing: ${need[*]} — install them with your package manager (Debian: apt-get install ${need[*]})" >&2

@@ -89,11 +89,12 @@ pub struct HubConfig {
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    /// The reason is part of the message, not a source: the hub prints the whole chain, and
+    /// would say it twice.
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {message}")]
     Syntax {
@@ -115,9 +116,9 @@ pub enum ConfigError {
 impl HubConfig {
     /// Reads and validates the file at `path`, and the admin token file it names.
     pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            reason,
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         HubConfig::parse(&text, path, base_dir, |token_path| {
