@@ -3,7 +3,8 @@
 //! `pht-station run` daemons and a researcher reaching them only through nginx. While a parallel
 //! and a sequential job run, one replica is killed (SIGKILL), another is restarted, and
 //! PostgreSQL itself is restarted. Every job completes; every stop ran exactly once at its
-//! station; every result is stored once and opens and verifies with `pht results`.
+//! station; every result is stored once and opens and verifies with `pht results`. And a
+//! replica holds no more database connections than its `store_connections` says.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -164,4 +165,48 @@ fn three_replicas_behind_nginx_lose_no_work_when_one_is_killed_one_restarted_and
         );
     }
     drop(daemons);
+}
+
+/// The connections one replica holds to `database` once a burst of readiness checks (each a
+/// database round trip) is over: the pool keeps what it opened.
+fn connections_after_a_burst(postgres: &PostgresServer, database: &str, hub: &Hub) -> u32 {
+    let readyz = format!("{}/readyz", hub.url);
+    std::thread::scope(|scope| {
+        for _ in 0..32 {
+            let readyz = &readyz;
+            scope.spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for _ in 0..40 {
+                    let status = client.get(readyz).send().unwrap().status();
+                    assert!(status.is_success(), "/readyz answered {status}");
+                }
+            });
+        }
+    });
+    postgres
+        .query(
+            database,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Replicas × `store_connections` (+ one listening connection each) is what an operator sizes
+/// PostgreSQL's `max_connections` by, so a replica must hold no more, however busy.
+#[test]
+fn a_replica_holds_no_more_database_connections_than_store_connections() {
+    let postgres = PostgresServer::start();
+    let bounded = postgres.create_database("bounded");
+    let roomy = postgres.create_database("roomy");
+    let bounded_hub = Hub::start_with(&format!("store: {bounded}\nstore_connections: 2\n"));
+    let roomy_hub = Hub::start_with(&format!("store: {roomy}\nstore_connections: 12\n"));
+    let held = connections_after_a_burst(&postgres, "bounded", &bounded_hub);
+    // Two in the pool and the one that listens for other replicas' work.
+    assert!(held <= 3, "{held} connections with store_connections: 2");
+    // The same burst makes a roomier pool grow past that, so the bound above was tested.
+    let held = connections_after_a_burst(&postgres, "roomy", &roomy_hub);
+    assert!(held > 3, "{held} connections with store_connections: 12");
 }

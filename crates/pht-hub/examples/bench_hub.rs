@@ -52,6 +52,7 @@ async fn serve_hub(state_dir: &str, store: &str, metrics: bool) -> anyhow::Resul
     let state_dir = std::path::Path::new(state_dir);
     let options = HubOptions {
         database_url: store.to_string(),
+        store_connections: None,
         blob_dir: state_dir.join("blobs"),
         settings: Settings {
             admin_token: AdminToken::new(ADMIN_TOKEN),

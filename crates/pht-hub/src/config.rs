@@ -19,6 +19,7 @@ struct RawHubConfig {
     /// `sqlite://…` or `postgres://…`; `database_url` is the older name.
     #[serde(alias = "database_url")]
     store: Option<String>,
+    store_connections: Option<u32>,
     blob_dir: Option<PathBuf>,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
@@ -59,6 +60,10 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the kernel's backlog (a long-poll holds one).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Connections each replica keeps to a `postgres://` store, at most.
+pub const DEFAULT_STORE_CONNECTIONS: u32 = 16;
+/// More connections than this per replica is a typo, not a plan.
+pub const MAX_STORE_CONNECTIONS: u32 = 1000;
 /// Shortest admin token accepted; a short one could be guessed.
 pub const MIN_ADMIN_TOKEN_LENGTH: usize = 16;
 
@@ -71,6 +76,10 @@ pub struct HubConfig {
     /// `postgres://` URL shared by several replicas. May hold a password: show it only through
     /// [`crate::store::redact_url`].
     pub database_url: String,
+    /// On a `postgres://` store, the connections this replica keeps at most (besides the one
+    /// that listens for other replicas' work). Every replica's, plus one each, must fit in the
+    /// server's `max_connections`. `None` on SQLite, whose pool is the hub's own.
+    pub store_connections: Option<u32>,
     /// `<state_dir>/blobs` unless the file says otherwise.
     pub blob_dir: PathBuf,
     pub admin_token: AdminToken,
@@ -183,6 +192,23 @@ impl HubConfig {
                 ),
             ));
         }
+        let store_connections = match (crate::store::Backend::of_url(&database_url), raw.store_connections) {
+            (_, Some(0)) => return Err(invalid("store_connections", "must be at least 1".into())),
+            (_, Some(n)) if n > MAX_STORE_CONNECTIONS => {
+                return Err(invalid(
+                    "store_connections",
+                    format!("{n} is more than {MAX_STORE_CONNECTIONS}; PostgreSQL serves each connection with a process of its own"),
+                ))
+            }
+            (Some(crate::store::Backend::Sqlite), Some(_)) => {
+                return Err(invalid(
+                    "store_connections",
+                    "applies to a postgres:// store only; remove it, or set `store` to the PostgreSQL database".into(),
+                ))
+            }
+            (Some(crate::store::Backend::Postgres), n) => Some(n.unwrap_or(DEFAULT_STORE_CONNECTIONS)),
+            (_, _) => None,
+        };
         let blob_dir = raw
             .blob_dir
             .map(|dir| base_dir.join(dir))
@@ -254,6 +280,7 @@ impl HubConfig {
             listen,
             state_dir,
             database_url,
+            store_connections,
             blob_dir,
             admin_token: AdminToken(admin_token),
             long_poll_max_wait,
@@ -335,6 +362,39 @@ mod tests {
         .to_string();
         assert!(error.contains("`store`"), "{error}");
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn store_connections_bound_a_postgres_pool_and_are_refused_where_they_cannot_apply() {
+        let base = "listen: 127.0.0.1:8080\nstate_dir: /s\nadmin_token_file: token\n";
+        let postgres = "store: postgres://hub@db.internal:5432/pht\n";
+        let default = parse(&format!("{base}{postgres}")).unwrap();
+        assert_eq!(default.store_connections, Some(DEFAULT_STORE_CONNECTIONS));
+        let set = parse(&format!("{base}{postgres}store_connections: 4\n")).unwrap();
+        assert_eq!(set.store_connections, Some(4));
+        assert_eq!(parse(base).unwrap().store_connections, None);
+        for (text, says) in [
+            (
+                format!("{base}{postgres}store_connections: 0\n"),
+                "at least 1",
+            ),
+            (
+                format!("{base}{postgres}store_connections: 5000\n"),
+                "more than 1000",
+            ),
+            (
+                format!("{base}store_connections: 4\n"),
+                "postgres:// store only",
+            ),
+        ] {
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains("`store_connections`"), "{error}");
+            assert!(error.contains(says), "{error}");
+        }
+        let error = parse(&format!("{base}{postgres}store_connections: many\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("/etc/pht/hub.yaml:5:"), "{error}");
     }
 
     #[test]

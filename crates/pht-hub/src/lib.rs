@@ -55,6 +55,8 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct HubOptions {
     pub database_url: String,
+    /// On PostgreSQL, the most connections this replica keeps (`None`: 16).
+    pub store_connections: Option<u32>,
     pub blob_dir: PathBuf,
     pub settings: Settings,
     /// Count requests and serve `GET /metrics`; when off, nothing is recorded and `/metrics`
@@ -66,6 +68,7 @@ impl From<&HubConfig> for HubOptions {
     fn from(config: &HubConfig) -> HubOptions {
         HubOptions {
             database_url: config.database_url.clone(),
+            store_connections: config.store_connections,
             blob_dir: config.blob_dir.clone(),
             settings: Settings {
                 admin_token: config.admin_token.clone(),
@@ -189,7 +192,7 @@ impl Hub {
                 })?;
             }
         }
-        let store = Store::open(&options.database_url).await?;
+        let store = Store::open(&options.database_url, options.store_connections).await?;
         let blobs: Arc<dyn Blobs> = Arc::new(BlobStore::open(&options.blob_dir)?);
         let backend = store.backend();
         let hub = Hub {

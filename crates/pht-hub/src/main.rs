@@ -371,7 +371,7 @@ async fn run(arguments: Arguments) -> anyhow::Result<std::process::ExitCode> {
                 // A long-poll ends by itself within its maximum wait.
                 shutdown_grace: config.long_poll_max_wait + Duration::from_secs(5),
             };
-            tracing::info!(listen = %config.listen, store = %pht_hub::store::redact_url(&config.database_url), max_connections = limits.max_connections, "pht-hub serving");
+            tracing::info!(listen = %config.listen, store = %pht_hub::store::redact_url(&config.database_url), store_connections = config.store_connections, max_connections = limits.max_connections, "pht-hub serving");
             // On SIGTERM: /readyz turns 503 and waiting long-polls return at once, so their
             // stations poll again (through a load balancer, on another replica); requests in
             // progress finish.

@@ -388,8 +388,9 @@ pub struct Completion<'a> {
 impl Store {
     /// Opens the database at `url` (a SQLite file is created if needed) and migrates it. On
     /// PostgreSQL, replicas starting at once migrate one after another (sqlx holds an advisory
-    /// lock while migrating).
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
+    /// lock while migrating). `connections` bounds a PostgreSQL pool (default
+    /// [`crate::config::DEFAULT_STORE_CONNECTIONS`]); SQLite's is fixed.
+    pub async fn open(url: &str, connections: Option<u32>) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url).ok_or_else(|| StoreError::Scheme {
             url: redact_url(url),
@@ -429,7 +430,7 @@ impl Store {
             }
             // PostgreSQL's own defaults are durable (fsync on, synchronous_commit on).
             Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(16)
+                .max_connections(connections.unwrap_or(crate::config::DEFAULT_STORE_CONNECTIONS))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await

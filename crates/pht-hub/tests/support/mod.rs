@@ -116,6 +116,7 @@ impl Answer {
 fn options(dir: &std::path::Path, database_url: &str, metrics: bool) -> HubOptions {
     HubOptions {
         database_url: database_url.to_string(),
+        store_connections: None,
         blob_dir: dir.join("blobs"),
         settings: Settings {
             admin_token: AdminToken::new(ADMIN_TOKEN),
