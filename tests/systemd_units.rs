@@ -10,10 +10,10 @@
 //! build's, `/etc/...yaml` by a temporary file); every other line is the example's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pht_e2e::{binary, free_port, wait_for, workspace_root};
+use pht_e2e::{binary, free_port, run, wait_for, workspace_root, Finished};
 
 /// systemd-analyze's exposure scale is 0–100 on the command line, 0.0–10.0 in its report.
 const MOST_EXPOSURE: &str = "20";
@@ -34,21 +34,17 @@ fn installed(name: &str, dir: &Path, config_in_unit: &str, config: &Path) -> Pat
     path
 }
 
-fn analyze(args: &[&str], unit: &Path) -> (i32, String, String) {
-    let output = Command::new("systemd-analyze")
-        .args(args)
-        .arg(unit)
-        .output()
-        .expect("systemd-analyze (Debian's systemd package; scripts/install-deps.sh installs it)");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// `systemd-analyze ARGS UNIT` (Debian's systemd package; scripts/install-deps.sh installs it).
+fn analyze(args: &[&str], unit: &Path) -> Finished {
+    run(Command::new("systemd-analyze").args(args).arg(unit))
 }
 
 fn exposure(unit: &Path) -> (i32, String) {
-    let (code, stdout, stderr) = analyze(
+    let Finished {
+        code,
+        stdout,
+        stderr,
+    } = analyze(
         &[
             "security",
             "--offline=true",
@@ -76,6 +72,33 @@ fn service_lines(unit: &Path, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The unit's one `key=` command line.
+fn the_command(unit: &Path, key: &str) -> String {
+    let [line] = &service_lines(unit, key)[..] else {
+        panic!("not one {key} in {}", unit.display())
+    };
+    line.clone()
+}
+
+/// The exit codes after which systemd does not restart the unit.
+fn restart_prevented(unit: &Path) -> Vec<String> {
+    service_lines(unit, "RestartPreventExitStatus")
+        .iter()
+        .flat_map(|line| line.split_whitespace())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A process killed when dropped, should the test fail while it runs.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn command_of(line: &str) -> Command {
     let mut words = line.split_whitespace();
     let mut command = Command::new(words.next().expect("an empty command line"));
@@ -101,9 +124,13 @@ fn both_units_pass_systemds_checks_and_keep_their_hardening() {
         ),
     ];
     for unit in &units {
-        let (code, stdout, stderr) = analyze(&["verify", "--man=no"], unit);
+        let verified = analyze(&["verify", "--man=no"], unit);
         assert_eq!(
-            (code, stdout.trim(), stderr.trim()),
+            (
+                verified.code,
+                verified.stdout.trim(),
+                verified.stderr.trim()
+            ),
             (0, "", ""),
             "{}",
             unit.display()
@@ -126,8 +153,8 @@ fn both_units_pass_systemds_checks_and_keep_their_hardening() {
         hub_unit.replace("ProtectHome=yes", "ProtectHme=yes"),
     )
     .unwrap();
-    let (_, _, stderr) = analyze(&["verify", "--man=no"], &misspelt);
-    assert!(stderr.contains("ProtectHme"), "{stderr}");
+    let complaint = analyze(&["verify", "--man=no"], &misspelt).stderr;
+    assert!(complaint.contains("ProtectHme"), "{complaint}");
     let unhardened: String = hub_unit
         .lines()
         .filter(|line| {
@@ -169,41 +196,24 @@ fn the_hub_units_commands_start_a_ready_hub_that_stops_on_sigterm_and_refuse_a_b
         "/etc/pht-hub/hub.yaml",
         &config,
     );
-    let restart_prevented: Vec<String> = service_lines(&unit, "RestartPreventExitStatus")
-        .iter()
-        .flat_map(|line| {
-            line.split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    assert!(
-        restart_prevented.contains(&"3".to_string()),
-        "{restart_prevented:?}"
-    );
+    let prevented = restart_prevented(&unit);
+    assert!(prevented.contains(&"3".to_string()), "{prevented:?}");
 
-    let [pre] = &service_lines(&unit, "ExecStartPre")[..] else {
-        panic!("one ExecStartPre in {}", unit.display())
-    };
-    let checked = command_of(pre).output().unwrap();
-    assert!(
-        checked.status.success(),
-        "{pre}: {}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let pre = the_command(&unit, "ExecStartPre");
+    run(&mut command_of(&pre)).success();
 
-    let [start] = &service_lines(&unit, "ExecStart")[..] else {
-        panic!("one ExecStart in {}", unit.display())
-    };
-    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
-    let mut hub = command_of(start)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let start = the_command(&unit, "ExecStart");
+    let log_path = dir.path().join("hub.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut hub = Stopped(
+        command_of(&start)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let readyz = format!("http://127.0.0.1:{port}/readyz");
     let client = reqwest::blocking::Client::new();
-    let log_path = dir.path().join("hub.log");
     wait_for(
         "the hub to be ready",
         Duration::from_secs(20),
@@ -214,18 +224,18 @@ fn the_hub_units_commands_start_a_ready_hub_that_stops_on_sigterm_and_refuse_a_b
         },
         || std::fs::read_to_string(&log_path).unwrap_or_default(),
     );
-    let journal = std::fs::read_to_string(dir.path().join("hub.log")).unwrap();
+    let journal = std::fs::read_to_string(&log_path).unwrap();
     let first = journal.lines().next().expect("the hub logged nothing");
     serde_json::from_str::<serde_json::Value>(first)
         .unwrap_or_else(|error| panic!("--log-format json wrote `{first}`: {error}"));
 
     Command::new("kill")
-        .args(["-TERM", &hub.id().to_string()])
+        .args(["-TERM", &hub.0.id().to_string()])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = hub.try_wait().unwrap() {
+        if let Some(status) = hub.0.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -238,22 +248,13 @@ fn the_hub_units_commands_start_a_ready_hub_that_stops_on_sigterm_and_refuse_a_b
 
     // A configuration it cannot use: 3, which stops systemd from restarting it.
     std::fs::write(&config, "listen: [not, an, address]\n").unwrap();
-    for line in [pre, start] {
-        let refused = command_of(line).stdin(Stdio::null()).output().unwrap();
-        assert_eq!(
-            refused.status.code(),
-            Some(3),
-            "{line}: {}",
-            String::from_utf8_lossy(&refused.stderr)
-        );
-        let said = String::from_utf8_lossy(&refused.stderr);
-        assert!(said.contains("hub.yaml"), "{said}");
+    for line in [&pre, &start] {
+        let said = run(&mut command_of(line)).code(3).stderr;
+        assert!(said.contains("hub.yaml"), "{line}: {said}");
     }
     // A configuration that is not there at all: 3 too, and the reason said once.
     std::fs::remove_file(&config).unwrap();
-    let missing = command_of(pre).output().unwrap();
-    let said = String::from_utf8_lossy(&missing.stderr);
-    assert_eq!(missing.status.code(), Some(3), "{said}");
+    let said = run(&mut command_of(&pre)).code(3).stderr;
     assert_eq!(said.matches("cannot read").count(), 1, "{said}");
     assert_eq!(said.matches("No such file").count(), 1, "{said}");
 }
@@ -269,23 +270,12 @@ fn the_station_units_command_parses_and_refuses_a_broken_config_with_3() {
         "/etc/pht-station/station.yaml",
         &config,
     );
-    let restart_prevented = service_lines(&unit, "RestartPreventExitStatus").join(" ");
-    assert!(
-        restart_prevented.split_whitespace().any(|code| code == "3"),
-        "{restart_prevented}"
-    );
-    let [start] = &service_lines(&unit, "ExecStart")[..] else {
-        panic!("one ExecStart in {}", unit.display())
-    };
-    let refused = command_of(start).stdin(Stdio::null()).output().unwrap();
-    assert_eq!(
-        refused.status.code(),
-        Some(3),
-        "{start}: {}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    let prevented = restart_prevented(&unit);
+    assert!(prevented.contains(&"3".to_string()), "{prevented:?}");
+    let said = run(&mut command_of(&the_command(&unit, "ExecStart")))
+        .code(3)
+        .stderr;
     // --log-format json: even the refusal is one JSON object, naming the file.
-    let said = String::from_utf8_lossy(&refused.stderr);
     let line = said.lines().last().unwrap_or_default();
     let refusal: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON: `{said}`: {error}"));

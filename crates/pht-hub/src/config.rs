@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::store::Backend;
+
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,7 +183,7 @@ impl HubConfig {
         let database_url = raw
             .store
             .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("hub.db").display()));
-        if crate::store::Backend::of_url(&database_url).is_none() {
+        let Some(backend) = Backend::of_url(&database_url) else {
             return Err(invalid(
                 "store",
                 format!(
@@ -191,23 +193,30 @@ impl HubConfig {
                     crate::store::redact_url(&database_url)
                 ),
             ));
-        }
-        let store_connections = match (crate::store::Backend::of_url(&database_url), raw.store_connections) {
-            (_, Some(0)) => return Err(invalid("store_connections", "must be at least 1".into())),
+        };
+        let store_connections = match (backend, raw.store_connections) {
+            (_, Some(0)) => {
+                return Err(invalid("store_connections", "must be at least 1".into()));
+            }
             (_, Some(n)) if n > MAX_STORE_CONNECTIONS => {
                 return Err(invalid(
                     "store_connections",
-                    format!("{n} is more than {MAX_STORE_CONNECTIONS}; PostgreSQL serves each connection with a process of its own"),
-                ))
+                    format!(
+                        "{n} is more than {MAX_STORE_CONNECTIONS}; PostgreSQL serves each \
+                         connection with a process of its own"
+                    ),
+                ));
             }
-            (Some(crate::store::Backend::Sqlite), Some(_)) => {
+            (Backend::Sqlite, Some(_)) => {
                 return Err(invalid(
                     "store_connections",
-                    "applies to a postgres:// store only; remove it, or set `store` to the PostgreSQL database".into(),
-                ))
+                    "applies to a postgres:// store only; remove it, or set `store` to the \
+                     PostgreSQL database"
+                        .into(),
+                ));
             }
-            (Some(crate::store::Backend::Postgres), n) => Some(n.unwrap_or(DEFAULT_STORE_CONNECTIONS)),
-            (_, _) => None,
+            (Backend::Sqlite, None) => None,
+            (Backend::Postgres, n) => Some(n.unwrap_or(DEFAULT_STORE_CONNECTIONS)),
         };
         let blob_dir = raw
             .blob_dir

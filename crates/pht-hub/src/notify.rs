@@ -2,10 +2,10 @@
 //! waiting stations cost a thousand parked futures, not a thread or a database poll loop each.
 //!
 //! Only wakes; whether there is work is always decided by the store. Across PostgreSQL replicas,
-//! [`listen_for_work`] turns other replicas' announcements (`NOTIFY pht_work, '<replica> <station>'`; a replica's own are skipped) into
-//! local wake-ups; when its connection drops it wakes every waiting poll (announcements may have
-//! been missed meanwhile) and reconnects. The sweep's re-check covers an announcement lost
-//! before it was sent.
+//! [`listen_for_work`] turns other replicas' announcements (`NOTIFY pht_work, '<replica>
+//! <station>'`; a replica's own are skipped) into local wake-ups; when its connection drops it
+//! wakes every waiting poll (announcements may have been missed meanwhile) and reconnects. The
+//! sweep's re-check covers an announcement lost before it was sent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

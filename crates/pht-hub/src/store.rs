@@ -329,17 +329,21 @@ struct Registered {
     researchers: Mutex<HashMap<String, ResearcherRow>>,
 }
 
-fn kept<T: Clone>(map: &Mutex<HashMap<String, T>>, id: &str) -> Option<T> {
-    map.lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .get(id)
-        .cloned()
-}
-
-fn keep<T>(map: &Mutex<HashMap<String, T>>, id: &str, row: T) {
-    map.lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(id.to_string(), row);
+/// The row kept for `id`, or what `read` finds, kept when found.
+async fn read_once<T: Clone>(
+    kept: &Mutex<HashMap<String, T>>,
+    id: &str,
+    read: impl std::future::Future<Output = Result<Option<T>, StoreError>>,
+) -> Result<Option<T>, StoreError> {
+    let lock = || kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(row) = lock().get(id) {
+        return Ok(Some(row.clone()));
+    }
+    let row = read.await?;
+    if let Some(row) = &row {
+        lock().insert(id.to_string(), row.clone());
+    }
+    Ok(row)
 }
 
 /// A stop just leased, with what its work item carries from the job.
@@ -350,7 +354,8 @@ pub struct Lease {
     pub mode: RouteMode,
 }
 
-/// The announcement payload: `<replica> <station>` (station ids hold no spaces).
+/// The announcement payload: `<replica> <station>` (station ids hold no spaces). The
+/// submission statement builds the same in SQL (`$replica || ' ' || station_id`).
 pub fn announcement(replica: &str, station: &str) -> String {
     format!("{replica} {station}")
 }
@@ -638,23 +643,20 @@ impl Store {
 
     /// The registered station `id`, read once per replica (see [`Registered`]).
     pub async fn station(&self, id: &str) -> Result<Option<StationRow>, StoreError> {
-        if let Some(row) = kept(&self.registered.stations, id) {
-            return Ok(Some(row));
-        }
-        let row = sqlx::query(
-            "SELECT id, public_key_pem, age_recipient, registered_at FROM stations WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
+        read_once(&self.registered.stations, id, async {
+            sqlx::query(
+                "SELECT id, public_key_pem, age_recipient, registered_at FROM stations \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("read a station"))?
+            .as_ref()
+            .map(Store::station_from_row)
+            .transpose()
+        })
         .await
-        .map_err(query_error("read a station"))?
-        .as_ref()
-        .map(Store::station_from_row)
-        .transpose()?;
-        if let Some(row) = &row {
-            keep(&self.registered.stations, id, row.clone());
-        }
-        Ok(row)
     }
 
     pub async fn stations(&self) -> Result<Vec<StationRow>, StoreError> {
@@ -765,10 +767,7 @@ impl Store {
 
     /// The registered researcher `id`, read once per replica (see [`Registered`]).
     pub async fn researcher(&self, id: &str) -> Result<Option<ResearcherRow>, StoreError> {
-        if let Some(row) = kept(&self.registered.researchers, id) {
-            return Ok(Some(row));
-        }
-        let row =
+        read_once(&self.registered.researchers, id, async {
             sqlx::query("SELECT id, public_key_pem, registered_at FROM researchers WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -776,11 +775,9 @@ impl Store {
                 .map_err(query_error("read a researcher"))?
                 .as_ref()
                 .map(Store::researcher_from_row)
-                .transpose()?;
-        if let Some(row) = &row {
-            keep(&self.registered.researchers, id, row.clone());
-        }
-        Ok(row)
+                .transpose()
+        })
+        .await
     }
 
     pub async fn researchers(&self) -> Result<Vec<ResearcherRow>, StoreError> {
@@ -1093,11 +1090,9 @@ impl Store {
         };
         let stop = stop_from_row(&row)?;
         let (envelope, mode) = if join_job {
-            let read = query_error("read a leased stop's job");
-            let envelope: String = row.try_get("envelope").map_err(read)?;
-            let mode: String = row
-                .try_get("mode")
-                .map_err(query_error("read a leased stop's job"))?;
+            let read = || query_error("read a leased stop's job");
+            let envelope: String = row.try_get("envelope").map_err(read())?;
+            let mode: String = row.try_get("mode").map_err(read())?;
             (envelope, parse_mode(&mode)?)
         } else {
             let job = self
